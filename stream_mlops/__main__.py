@@ -1,0 +1,3 @@
+from stream_mlops.cli import main
+
+raise SystemExit(main())

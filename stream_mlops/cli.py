@@ -1,0 +1,170 @@
+"""Command line: ``stream-mlops migrate | run | health | status | notify``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from stream_mlops import logs
+from stream_mlops.db.connect import connect, first_line
+from stream_mlops.db.migrations import ensure_current, migrate
+from stream_mlops.db.queries import q
+from stream_mlops.errors import MlopsError
+from stream_mlops.settings import Settings, load_settings
+
+log = logging.getLogger("stream_mlops.cli")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(
+        database_url=getattr(args, "database_url", None),
+        metrics_host=getattr(args, "metrics_host", None),
+        metrics_port=getattr(args, "metrics_port", None),
+        consumer_name=getattr(args, "consumer", None),
+        batch_size=getattr(args, "batch_size", None),
+        poll_interval_seconds=getattr(args, "poll_interval", None),
+    )
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    with connect(s.database_url, timeout=s.connect_timeout_seconds) as conn:
+        applied = migrate(conn)
+    print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else
+                                                     " (schema already up to date)"))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from stream_mlops.service import Service
+
+    s = _settings(args)
+    logs.configure(s.log_level, s.log_format)
+    log.info("starting", extra={"database": logs.redact_url(s.database_url),
+                                "consumer": s.consumer_name})
+    if args.migrate:
+        with connect(s.database_url, timeout=s.connect_timeout_seconds) as conn:
+            migrate(conn)
+    service = Service(s)
+    service.install_signal_handlers()
+    service.run()
+    return 0
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    with connect(s.database_url, timeout=s.connect_timeout_seconds) as conn:
+        ensure_current(conn)
+    url = f"http://{s.metrics_host}:{s.metrics_port}/readyz"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 (our own endpoint)
+            print(f"healthy: database reachable, schema current, processor ready ({url})")
+            return 0 if resp.status == 200 else 1
+    except urllib.error.HTTPError as exc:
+        reason = exc.read().decode(errors="replace").strip().replace("\n", "; ")
+        print(f"unhealthy: {reason}")
+        return 1
+    except OSError as exc:
+        print(f"unhealthy: processor not reachable at {url} ({getattr(exc, 'reason', exc)})")
+        return 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    with connect(s.database_url, timeout=s.connect_timeout_seconds) as conn:
+        ensure_current(conn)
+        cp = conn.execute(q("get_checkpoint"), {"consumer": s.consumer_name}).fetchone()
+        alerts = conn.execute(q("firing_alerts")).fetchone()
+        now = conn.execute("SELECT date_part('epoch', now())").fetchone()
+        assert now is not None and alerts is not None
+        info: dict[str, Any] = {"consumer": s.consumer_name, "firing_alerts": int(alerts[0])}
+        if cp is None:
+            info.update(events_processed=0, checkpoint_age_seconds=None, lag_seconds=None,
+                        note="the processor has never run for this consumer")
+        else:
+            pending = conn.execute(q("oldest_pending"), {"xid": cp[1], "id": cp[2]}).fetchone()
+            info.update(
+                events_processed=int(cp[3]), rows_quarantined=int(cp[4]),
+                checkpoint_age_seconds=round(float(now[0]) - float(cp[5]), 3),
+                lag_seconds=round(float(now[0]) - float(pending[0]), 3) if pending else 0.0,
+            )
+    if args.json:
+        print(json.dumps(info))
+    else:
+        for k, v in info.items():
+            print(f"{k:24s} {v}")
+    return 0
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    with connect(s.database_url, timeout=s.connect_timeout_seconds, autocommit=True) as conn:
+        ensure_current(conn)
+        conn.execute("SELECT mlops.set_notify(%s)", (args.state == "on",))
+    print("NOTIFY trigger " + ("enabled" if args.state == "on" else
+                               "disabled: the processor now polls every POLL_INTERVAL_SECONDS"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="stream-mlops",
+        description="Live monitoring of AI/LLM-backed functions on PostgreSQL.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.add_argument("--database-url", help="overrides DATABASE_URL")
+        return sp
+
+    add("migrate", "apply pending SQL migrations (idempotent)").set_defaults(fn=cmd_migrate)
+
+    run = add("run", "consume requests and serve /metrics until interrupted")
+    run.add_argument("--metrics-host", help="overrides METRICS_HOST (default 127.0.0.1)")
+    run.add_argument("--metrics-port", type=int, help="overrides METRICS_PORT (default 9464)")
+    run.add_argument("--consumer", help="overrides CONSUMER_NAME (default 'default')")
+    run.add_argument("--batch-size", type=int, help="overrides BATCH_SIZE")
+    run.add_argument("--poll-interval", type=float, help="overrides POLL_INTERVAL_SECONDS")
+    run.add_argument("--migrate", action="store_true", help="apply migrations first")
+    run.set_defaults(fn=cmd_run)
+
+    health = add("health", "exit 0 when the database and the running processor are healthy")
+    health.add_argument("--metrics-host", help="where the processor serves (METRICS_HOST)")
+    health.add_argument("--metrics-port", type=int, help="its port (METRICS_PORT)")
+    health.set_defaults(fn=cmd_health)
+
+    status = add("status", "events processed, lag, checkpoint age, firing alerts")
+    status.add_argument("--consumer", help="overrides CONSUMER_NAME")
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+    status.set_defaults(fn=cmd_status)
+
+    notify = add("notify", "switch the NOTIFY trigger on, or off for poll-only mode")
+    notify.add_argument("state", choices=["on", "off"])
+    notify.set_defaults(fn=cmd_notify)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    started = time.monotonic()
+    try:
+        return int(args.fn(args))
+    except MlopsError as exc:
+        print(f"stream-mlops {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except psycopg.Error as exc:
+        print(f"stream-mlops {args.command}: database error: {first_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"stream-mlops {args.command}: interrupted after "
+              f"{time.monotonic() - started:.0f} s", file=sys.stderr)
+        return 130

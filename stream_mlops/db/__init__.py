@@ -1,0 +1,1 @@
+"""The Postgres edge: connections, migrations, named SQL, the consumer and the listener."""

@@ -1,0 +1,43 @@
+"""Opening connections, and turning driver errors into the project's own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from stream_mlops.errors import DatabaseUnavailable
+from stream_mlops.logs import redact_url
+
+# Dead peers (a cut network, a killed server) are noticed within ~25 s even while idle.
+KEEPALIVES: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
+
+def connect(
+    url: str, *, autocommit: bool = False, timeout: float = 5.0, application_name: str = "stream-mlops"
+) -> psycopg.Connection[tuple[Any, ...]]:
+    """Connect with keepalives and a connect timeout; raise :class:`DatabaseUnavailable`."""
+    try:
+        return psycopg.connect(
+            url,
+            autocommit=autocommit,
+            connect_timeout=max(1, round(timeout)),
+            application_name=application_name,
+            **KEEPALIVES,
+        )
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(
+            f"cannot connect to Postgres ({redact_url(url)}): {first_line(exc)}"
+        ) from exc
+    except psycopg.ProgrammingError as exc:  # malformed conninfo
+        raise DatabaseUnavailable(f"DATABASE_URL is malformed: {first_line(exc)}") from exc
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

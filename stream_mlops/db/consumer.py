@@ -1,0 +1,225 @@
+"""The exactly-once consumer: reads committed rows after a durable cursor, hands them to
+the processor, and commits derived state, quarantine and cursor in one transaction."""
+
+from __future__ import annotations
+
+import logging
+import time
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from stream_mlops.db.connect import connect
+from stream_mlops.db.migrations import ensure_current
+from stream_mlops.db.queries import q
+from stream_mlops.errors import CursorConflict, SchemaError
+from stream_mlops.models import PipelineStatus
+from stream_mlops.processor import (
+    CONFIDENCE_BOUNDS,
+    LATENCY_BOUNDS,
+    TOKEN_BOUNDS,
+    Effects,
+    Processor,
+)
+from stream_mlops.stats.totals import Delta
+
+log = logging.getLogger(__name__)
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+
+class Consumer:
+    def __init__(
+        self,
+        url: str,
+        processor: Processor,
+        status: PipelineStatus,
+        *,
+        consumer: str = "default",
+        batch_size: int = 20000,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.processor = processor
+        self.status = status
+        self.consumer = consumer
+        self.batch_size = batch_size
+        self.connect_timeout = connect_timeout
+        self.conn: Conn | None = None
+        self.cursor: tuple[str, int] = ("0", 0)
+
+    # -- lifecycle --------------------------------------------------------------------
+    def open(self) -> bool:
+        """Connect, check the schema, take the consumer lock and load the durable state.
+
+        Returns False while another processor holds the lock (this one is a standby).
+        """
+        self.close()
+        conn = connect(self.url, timeout=self.connect_timeout,
+                       application_name=f"stream-mlops consumer {self.consumer}")
+        self.conn = conn
+        conn.autocommit = True
+        ensure_current(conn)
+        row = conn.execute(q("try_lock"), {"consumer": self.consumer}).fetchone()
+        if not row or not row[0]:
+            self.status.active = False
+            return False
+        conn.autocommit = False
+        self._load(conn)
+        self.status.active = True
+        self.status.db_ok_at = time.time()
+        return True
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:  # already broken: nothing to release
+                log.debug("close failed", exc_info=True)
+            self.conn = None
+        self.status.active = False
+
+    def _load(self, conn: Conn) -> None:
+        with conn.transaction():
+            sysid = _one(conn, q("system_identifier"))
+            conn.execute(q("create_checkpoint"),
+                         {"consumer": self.consumer, "system_identifier": sysid})
+            cp = conn.execute(q("get_checkpoint"), {"consumer": self.consumer}).fetchone()
+            assert cp is not None
+            if cp[0] != sysid:
+                raise SchemaError(
+                    f"cursor '{self.consumer}' was recorded on Postgres cluster {cp[0]} but this "
+                    f"is cluster {sysid} (restored from a dump?): transaction ids are not "
+                    "comparable across clusters; run `stream-mlops reset-cursor --after-restore`"
+                )
+            self.cursor = (cp[1], int(cp[2]))
+            self.status.events_total = int(cp[3])
+            self.status.quarantined_total = int(cp[4])
+            self.status.last_checkpoint_at = float(cp[5])
+            rows = conn.execute(q("load_series"), {"consumer": self.consumer}).fetchall()
+        keys = [(r[0], r[1], r[2], r[3]) for r in rows]
+        self.processor.load(keys, _delta_from_rows(rows))
+        log.info("state loaded", extra={"consumer": self.consumer, "series": len(keys),
+                                        "events_total": self.status.events_total})
+
+    # -- work -------------------------------------------------------------------------
+    def step(self) -> int:
+        """Process one batch; returns the number of rows consumed (0: caught up)."""
+        conn = self.conn
+        assert conn is not None, "open() first"
+        t0 = time.perf_counter()
+        with conn.transaction():
+            xid, last_id = self.cursor
+            rows = conn.execute(
+                q("fetch_batch"), {"xid": xid, "id": last_id, "limit": self.batch_size},
+                binary=True,
+            ).fetchall()
+            if not rows:
+                self.status.db_ok_at = time.time()
+                return 0
+            effects = self.processor.prepare(rows)
+            checkpoint_at = self._persist(conn, effects)
+        # Committed: only now does the in-memory state (and /metrics) move.
+        with self.status.lock:
+            self.processor.commit(effects)
+        self.cursor = (effects.last_xid, effects.last_id)
+        st = self.status
+        st.events_total += effects.events
+        st.quarantined_total += len(effects.quarantine)
+        st.batches_total += 1
+        st.last_checkpoint_at = checkpoint_at
+        st.db_ok_at = time.time()
+        st.last_batch_seconds = time.perf_counter() - t0
+        if effects.quarantine:
+            log.warning("rows quarantined", extra={
+                "count": len(effects.quarantine),
+                "first_id": effects.quarantine[0][0], "reason": effects.quarantine[0][1]})
+        if len(rows) == self.batch_size and effects.max_created_at:
+            # Catching up: the newest row of a full batch tells how far behind we are.
+            st.lag_seconds = max(0.0, time.time() - effects.max_created_at)
+        return len(rows)
+
+    def _persist(self, conn: Conn, e: Effects) -> float:
+        xid, last_id = self.cursor
+        row = conn.execute(q("advance_checkpoint"), {
+            "consumer": self.consumer, "old_xid": xid, "old_id": last_id,
+            "new_xid": e.last_xid, "new_id": e.last_id,
+            "events": e.events, "quarantined": len(e.quarantine),
+        }).fetchone()
+        if row is None:
+            raise CursorConflict(
+                f"cursor '{self.consumer}' was moved by another process; reloading state")
+        if e.persisted is not None:
+            conn.execute(q("upsert_series"), self._series_params(e.persisted))
+        if e.quarantine:
+            ids, reasons = zip(*e.quarantine, strict=True)
+            conn.execute(q("quarantine_rows"), {
+                "consumer": self.consumer, "ids": list(ids), "reasons": list(reasons)})
+        return float(row[0])
+
+    def _series_params(self, p: Delta) -> dict[str, Any]:
+        keys = [self.processor.totals.keys[i] for i in p.series.tolist()]
+        tenant, function, model, variant = (list(c) for c in zip(*keys, strict=True))
+        return {
+            "consumer": self.consumer,
+            "tenant": tenant, "function": function, "model": model, "variant": variant,
+            "success": p.success.tolist(), "error": p.error.tolist(),
+            "latency_sum": p.latency_sum_seconds.tolist(),
+            "prompt": p.prompt_tokens.tolist(), "completion": p.completion_tokens.tolist(),
+            "cached": p.cached_tokens.tolist(),
+            "cost": [Decimal(c) for c in p.cost_pico],
+            "unpriced": p.unpriced.tolist(),
+            "conf_count": p.confidence_count.tolist(), "conf_sum": p.confidence_sum.tolist(),
+            "last_event_at": [None if not np.isfinite(t) else t for t in p.last_event_at.tolist()],
+            "latency_buckets": p.latency_buckets.ravel().tolist(),
+            "input_buckets": p.input_token_buckets.ravel().tolist(),
+            "output_buckets": p.output_token_buckets.ravel().tolist(),
+            "confidence_buckets": p.confidence_buckets.ravel().tolist(),
+            "nl": p.latency_buckets.shape[1], "nt": p.input_token_buckets.shape[1],
+            "nc": p.confidence_buckets.shape[1],
+        }
+
+    def measure(self) -> None:
+        """Refresh lag and horizon age (cheap index probes; run when caught up)."""
+        conn = self.conn
+        assert conn is not None
+        with conn.transaction():
+            xid, last_id = self.cursor
+            pending = conn.execute(q("oldest_pending"), {"xid": xid, "id": last_id}).fetchone()
+            horizon = _one(conn, q("horizon_age"))
+            now = _one(conn, "SELECT date_part('epoch', now())")
+        self.status.lag_seconds = max(0.0, float(now) - float(pending[0])) if pending else 0.0
+        self.status.horizon_age_seconds = float(horizon)
+        self.status.db_ok_at = time.time()
+
+
+def _one(conn: Conn, sql: str) -> Any:
+    row = conn.execute(sql).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def _delta_from_rows(rows: list[tuple[Any, ...]]) -> Delta:
+    """Persisted series rows -> absolute totals, series numbered 0..n-1 in row order."""
+    n = len(rows)
+
+    def ints(i: int) -> np.ndarray[Any, np.dtype[np.int64]]:
+        return np.array([r[i] for r in rows], dtype=np.int64).reshape(n)
+
+    def floats(i: int) -> np.ndarray[Any, np.dtype[np.float64]]:
+        return np.array([r[i] for r in rows], dtype=np.float64).reshape(n)
+
+    def matrix(i: int, width: int) -> np.ndarray[Any, np.dtype[np.int64]]:
+        return np.array([r[i] for r in rows], dtype=np.int64).reshape(n, width)
+
+    nl, nt, nc = len(LATENCY_BOUNDS) + 1, len(TOKEN_BOUNDS) + 1, len(CONFIDENCE_BOUNDS) + 1
+    return Delta(
+        series=np.arange(n, dtype=np.int64),
+        success=ints(4), error=ints(5), latency_sum_seconds=floats(6),
+        latency_buckets=matrix(7, nl), prompt_tokens=ints(8), completion_tokens=ints(9),
+        cached_tokens=ints(10), input_token_buckets=matrix(11, nt),
+        output_token_buckets=matrix(12, nt), cost_pico=[int(r[13]) for r in rows],
+        unpriced=ints(14), confidence_count=ints(15), confidence_sum=floats(16),
+        confidence_buckets=matrix(17, nc), last_event_at=floats(18),
+    )

@@ -1,0 +1,119 @@
+-- Named queries of the processor. Each block starts with "-- name: <name>".
+
+-- name: system_identifier
+SELECT system_identifier::text FROM pg_control_system();
+
+-- name: get_checkpoint
+SELECT system_identifier, last_xid::text, last_id, events_total, quarantined_total,
+       date_part('epoch', updated_at)
+FROM mlops.consumer_checkpoints WHERE consumer = %(consumer)s;
+
+-- name: create_checkpoint
+INSERT INTO mlops.consumer_checkpoints (consumer, system_identifier)
+VALUES (%(consumer)s, %(system_identifier)s)
+ON CONFLICT (consumer) DO NOTHING;
+
+-- name: load_series
+SELECT tenant_id, function_name, model, variant, success_count, error_count,
+       latency_sum_seconds, latency_buckets, prompt_tokens, completion_tokens, cached_tokens,
+       input_token_buckets, output_token_buckets, cost_pico_usd::text, unpriced_count,
+       confidence_count, confidence_sum, confidence_buckets,
+       coalesce(date_part('epoch', last_event_at), '-Infinity')
+FROM mlops.series_totals WHERE consumer = %(consumer)s
+ORDER BY tenant_id, function_name, model, variant;
+
+-- Rows committed after the cursor. Only transactions below the snapshot's xmin are
+-- certainly finished, so a row whose transaction commits later (with a lower id or xid)
+-- is never skipped: it is simply not read until every older transaction has ended.
+-- name: fetch_batch
+SELECT xid::text, id, tenant_id, function_name, model, variant,
+       date_part('epoch', created_at),
+       latency_ms, prompt_tokens, completion_tokens, cached_tokens,
+       coalesce((cost_usd * 1000000000000)::bigint, -1),
+       coalesce(confidence, -1),
+       status = 'error'
+FROM mlops.model_performance
+WHERE (xid, id) > (%(xid)s::xid8, %(id)s)
+  AND xid < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY xid, id
+LIMIT %(limit)s;
+
+-- The oldest committed row the consumer has not taken yet (held back by the horizon or
+-- simply not reached): its age is the processor's lag.
+-- name: oldest_pending
+SELECT date_part('epoch', created_at)
+FROM mlops.model_performance
+WHERE (xid, id) > (%(xid)s::xid8, %(id)s)
+ORDER BY xid, id
+LIMIT 1;
+
+-- How long the oldest open writing transaction (anywhere in the cluster) has been running:
+-- it holds back the consumer's horizon.
+-- name: horizon_age
+SELECT coalesce(max(date_part('epoch', now() - xact_start)), 0)
+FROM pg_stat_activity
+WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid();
+
+-- Compare-and-set: fails (0 rows) when someone else advanced the cursor.
+-- name: advance_checkpoint
+UPDATE mlops.consumer_checkpoints
+SET last_xid = %(new_xid)s::xid8, last_id = %(new_id)s,
+    events_total = events_total + %(events)s,
+    quarantined_total = quarantined_total + %(quarantined)s,
+    updated_at = now()
+WHERE consumer = %(consumer)s AND last_xid = %(old_xid)s::xid8 AND last_id = %(old_id)s
+RETURNING date_part('epoch', updated_at);
+
+-- name: upsert_series
+INSERT INTO mlops.series_totals AS s (
+    consumer, tenant_id, function_name, model, variant, success_count, error_count,
+    latency_sum_seconds, latency_buckets, prompt_tokens, completion_tokens, cached_tokens,
+    input_token_buckets, output_token_buckets, cost_pico_usd, unpriced_count,
+    confidence_count, confidence_sum, confidence_buckets, last_event_at, updated_at)
+SELECT %(consumer)s, t.tenant_id, t.function_name, t.model, t.variant, t.success, t.error,
+       t.latency_sum,
+       (%(latency_buckets)s::bigint[])[(t.ord - 1) * %(nl)s + 1 : t.ord * %(nl)s],
+       t.prompt, t.completion, t.cached,
+       (%(input_buckets)s::bigint[])[(t.ord - 1) * %(nt)s + 1 : t.ord * %(nt)s],
+       (%(output_buckets)s::bigint[])[(t.ord - 1) * %(nt)s + 1 : t.ord * %(nt)s],
+       t.cost, t.unpriced, t.conf_count, t.conf_sum,
+       (%(confidence_buckets)s::bigint[])[(t.ord - 1) * %(nc)s + 1 : t.ord * %(nc)s],
+       to_timestamp(t.last_event_at), now()
+FROM unnest(%(tenant)s::text[], %(function)s::text[], %(model)s::text[], %(variant)s::text[],
+            %(success)s::bigint[], %(error)s::bigint[], %(latency_sum)s::float8[],
+            %(prompt)s::bigint[], %(completion)s::bigint[], %(cached)s::bigint[],
+            %(cost)s::numeric[], %(unpriced)s::bigint[], %(conf_count)s::bigint[],
+            %(conf_sum)s::float8[], %(last_event_at)s::float8[])
+     WITH ORDINALITY AS t(tenant_id, function_name, model, variant, success, error,
+                          latency_sum, prompt, completion, cached, cost, unpriced,
+                          conf_count, conf_sum, last_event_at, ord)
+ON CONFLICT (consumer, tenant_id, function_name, model, variant) DO UPDATE SET
+    success_count = EXCLUDED.success_count,
+    error_count = EXCLUDED.error_count,
+    latency_sum_seconds = EXCLUDED.latency_sum_seconds,
+    latency_buckets = EXCLUDED.latency_buckets,
+    prompt_tokens = EXCLUDED.prompt_tokens,
+    completion_tokens = EXCLUDED.completion_tokens,
+    cached_tokens = EXCLUDED.cached_tokens,
+    input_token_buckets = EXCLUDED.input_token_buckets,
+    output_token_buckets = EXCLUDED.output_token_buckets,
+    cost_pico_usd = EXCLUDED.cost_pico_usd,
+    unpriced_count = EXCLUDED.unpriced_count,
+    confidence_count = EXCLUDED.confidence_count,
+    confidence_sum = EXCLUDED.confidence_sum,
+    confidence_buckets = EXCLUDED.confidence_buckets,
+    last_event_at = EXCLUDED.last_event_at,
+    updated_at = EXCLUDED.updated_at;
+
+-- name: quarantine_rows
+INSERT INTO mlops.quarantine (consumer, tenant_id, source_id, reason, row_data)
+SELECT %(consumer)s, m.tenant_id, m.id, r.reason, to_jsonb(m)
+FROM unnest(%(ids)s::bigint[], %(reasons)s::text[]) AS r(id, reason)
+JOIN mlops.model_performance m ON m.id = r.id
+ON CONFLICT (consumer, source_table, source_id) DO NOTHING;
+
+-- name: firing_alerts
+SELECT count(*) FROM mlops.alerts WHERE state = 'firing';
+
+-- name: try_lock
+SELECT pg_try_advisory_lock(hashtextextended('stream_mlops.consumer:' || %(consumer)s, 0));

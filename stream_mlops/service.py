@@ -1,0 +1,120 @@
+"""``stream-mlops run``: wires consumer, listener and metrics server, and keeps them going
+through lost connections and Postgres restarts."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from types import FrameType
+
+import psycopg
+
+from stream_mlops.backoff import Backoff
+from stream_mlops.db.connect import first_line
+from stream_mlops.db.consumer import Consumer
+from stream_mlops.db.listener import Listener
+from stream_mlops.errors import CursorConflict, DatabaseUnavailable
+from stream_mlops.health import Thresholds, liveness, readiness
+from stream_mlops.models import PipelineStatus
+from stream_mlops.processor import Processor
+from stream_mlops.settings import Settings
+from stream_mlops.sinks.http import MetricsServer
+from stream_mlops.sinks.prometheus import build_registry
+
+log = logging.getLogger(__name__)
+
+# Lag and horizon probes cost a round trip; once a second is plenty for alerting.
+MEASURE_EVERY_SECONDS = 1.0
+
+
+class Service:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.status = PipelineStatus(consumer=settings.consumer_name)
+        self.processor = Processor(
+            max_label_values=settings.max_label_values,
+            max_future_skew_seconds=settings.max_future_skew_seconds,
+        )
+        self.consumer = Consumer(
+            settings.database_url, self.processor, self.status,
+            consumer=settings.consumer_name, batch_size=settings.batch_size,
+            connect_timeout=settings.connect_timeout_seconds,
+        )
+        self.stop = threading.Event()
+        self.wake = threading.Event()
+        self.listener = Listener(settings.database_url, self.wake, self.stop, self.status,
+                                 connect_timeout=settings.connect_timeout_seconds)
+        self.thresholds = Thresholds(
+            lag_seconds=settings.lag_threshold_seconds,
+            horizon_age_seconds=settings.horizon_age_threshold_seconds,
+            db_silence_seconds=max(30.0, 3 * settings.poll_interval_seconds),
+            heartbeat_seconds=max(30.0, 3 * settings.poll_interval_seconds),
+        )
+        self.server = MetricsServer(
+            build_registry(self.processor, self.status),
+            settings.metrics_host, settings.metrics_port,
+            live=lambda now: liveness(self.status, now, self.thresholds),
+            ready=lambda now: readiness(self.status, now, self.thresholds),
+        )
+
+    def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
+        self.stop.set()
+        self.wake.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
+    def run(self) -> None:
+        """Process until :meth:`request_stop`; a batch in flight always finishes first."""
+        self.server.start()
+        self.listener.start()
+        try:
+            self._loop()
+        finally:
+            self.stop.set()
+            self.consumer.close()
+            self.listener.join(timeout=5)
+            self.server.stop()
+            log.info("stopped", extra={"events_total": self.status.events_total})
+
+    def _loop(self) -> None:
+        backoff = Backoff()
+        last_measure = 0.0
+        standby_logged = False
+        st, batch = self.status, self.settings.batch_size
+        while not self.stop.is_set():
+            st.heartbeat_at = time.time()
+            try:
+                if self.consumer.conn is None or self.consumer.conn.closed:
+                    if not self.consumer.open():
+                        if not standby_logged:
+                            log.info("standby: another processor holds the consumer lock")
+                            standby_logged = True
+                        self.consumer.close()
+                        self.stop.wait(self.settings.poll_interval_seconds)
+                        continue
+                    standby_logged = False
+                    backoff.reset()
+                    st.last_error = ""
+                    log.info("consuming", extra={"consumer": st.consumer,
+                                                 "cursor": list(self.consumer.cursor)})
+                self.wake.clear()
+                if self.consumer.step() >= batch:
+                    continue
+                if time.time() - last_measure >= MEASURE_EVERY_SECONDS:
+                    self.consumer.measure()
+                    last_measure = time.time()
+                self.wake.wait(self.settings.poll_interval_seconds)
+            except CursorConflict as exc:
+                log.warning(str(exc))
+                self.consumer.close()
+            except (DatabaseUnavailable, psycopg.Error) as exc:
+                st.last_error = first_line(exc) if isinstance(exc, psycopg.Error) else str(exc)
+                if self.consumer.conn is not None:
+                    st.reconnects_total += 1
+                log.warning("database error; retrying", extra={"error": st.last_error})
+                self.consumer.close()
+                self.stop.wait(backoff.next())

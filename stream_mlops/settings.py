@@ -1,0 +1,76 @@
+"""Configuration from the environment (names from the original guide) and CLI flags."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stream_mlops.errors import ConfigError
+
+# Histogram bucket advice of the OpenTelemetry GenAI semantic conventions.
+DURATION_BUCKETS_SECONDS: tuple[float, ...] = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)
+TOKEN_BUCKETS: tuple[float, ...] = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)
+CONFIDENCE_BUCKETS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+
+
+class Settings(BaseSettings):
+    """Every knob of the processor; environment variables take the upper-case field name."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    database_url: str = Field(description="libpq URL or conninfo of the Postgres database")
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    consumer_name: str = Field(default="default", min_length=1, max_length=100)
+    batch_size: int = Field(default=20000, ge=1, le=1_000_000)
+    poll_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
+    max_label_values: int = Field(default=200, ge=1, le=100_000)
+    max_future_skew_seconds: float = Field(default=300.0, ge=0)
+    lag_threshold_seconds: float = Field(default=60.0, gt=0)
+    horizon_age_threshold_seconds: float = Field(default=300.0, gt=0)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    log_level: str = "INFO"
+    log_format: str = Field(default="json", pattern="^(json|text)$")
+
+    @field_validator("database_url")
+    @classmethod
+    def _url_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("is empty")
+        return v
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, v: str) -> str:
+        v = v.upper()
+        if v not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return v
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment; flags given as ``overrides`` win.
+
+    Raises :class:`ConfigError` with one line naming the variable and the problem.
+    """
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]).upper() if err["loc"] else "setting"
+        if err["type"] == "missing":
+            if name == "DATABASE_URL":
+                raise ConfigError(
+                    "DATABASE_URL is not set: export DATABASE_URL=postgresql://user@host:5432/db"
+                ) from None
+            raise ConfigError(f"{name} is not set") from None
+        value = err.get("input")
+        shown = "<hidden>" if name == "DATABASE_URL" else repr(value)
+        raise ConfigError(f"{name}={shown} is invalid: {err['msg']}") from None

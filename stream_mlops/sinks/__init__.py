@@ -1,0 +1,1 @@
+"""The outbound edge: Prometheus exposition over HTTP (and, later, e-mail)."""

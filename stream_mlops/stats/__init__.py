@@ -1,0 +1,1 @@
+"""Pure statistics: values and a clock in, decisions out. Nothing here performs I/O."""
