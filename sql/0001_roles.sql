@@ -37,3 +37,6 @@ EXCEPTION WHEN insufficient_privilege THEN
     RAISE NOTICE 'could not grant pg_read_all_stats to mlops_processor; horizon age will only see own sessions';
 END
 $$;
+
+-- Processes check that the schema is current before they start.
+GRANT SELECT ON mlops.schema_migrations TO mlops_writer, mlops_reader, mlops_processor;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import logging
 import sys
 import time
@@ -18,10 +19,12 @@ from stream_mlops import logs
 from stream_mlops.db.connect import connect, first_line
 from stream_mlops.db.migrations import ensure_current, migrate
 from stream_mlops.db.queries import q
-from stream_mlops.errors import MlopsError
+from stream_mlops.errors import DatabaseUnavailable, MlopsError
+from stream_mlops.service import Service
 from stream_mlops.settings import Settings, load_settings
 
 log = logging.getLogger("stream_mlops.cli")
+DEMO_DIR = ".stream-mlops/demo-postgres"
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -45,15 +48,18 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from stream_mlops.service import Service
-
     s = _settings(args)
     logs.configure(s.log_level, s.log_format)
+    try:
+        # Fail fast, in one line, on what retrying cannot fix (an unmigrated schema).
+        with connect(s.database_url, timeout=s.connect_timeout_seconds) as conn:
+            if args.migrate:
+                migrate(conn)
+            ensure_current(conn)
+    except DatabaseUnavailable as exc:
+        log.warning("database not reachable yet; will keep retrying", extra={"error": str(exc)})
     log.info("starting", extra={"database": logs.redact_url(s.database_url),
                                 "consumer": s.consumer_name})
-    if args.migrate:
-        with connect(s.database_url, timeout=s.connect_timeout_seconds) as conn:
-            migrate(conn)
     service = Service(s)
     service.install_signal_handlers()
     service.run()
@@ -66,7 +72,7 @@ def cmd_health(args: argparse.Namespace) -> int:
         ensure_current(conn)
     url = f"http://{s.metrics_host}:{s.metrics_port}/readyz"
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 (our own endpoint)
+        with urllib.request.urlopen(url, timeout=5) as resp:
             print(f"healthy: database reachable, schema current, processor ready ({url})")
             return 0 if resp.status == 200 else 1
     except urllib.error.HTTPError as exc:
@@ -115,6 +121,16 @@ def cmd_notify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from stream_mlops.demo import DEFAULT_DIR, run_demo
+
+    return run_demo(database_url=args.database_url or os.environ.get("DATABASE_URL"),
+                    rate=args.rate, metrics_port=args.metrics_port, duration=args.duration,
+                    data_dir=Path(args.data_dir or DEFAULT_DIR), reset=args.reset)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="stream-mlops",
@@ -150,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     notify = add("notify", "switch the NOTIFY trigger on, or off for poll-only mode")
     notify.add_argument("state", choices=["on", "off"])
     notify.set_defaults(fn=cmd_notify)
+    demo = add("demo", "private Postgres + processor + simulated traffic, live summary")
+    demo.add_argument("--rate", type=float, default=50.0, help="requests per second (50)")
+    demo.add_argument("--metrics-port", type=int, default=9464, help="/metrics port (9464)")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.add_argument("--data-dir", help=f"embedded Postgres data directory ({DEMO_DIR})")
+    demo.add_argument("--reset", action="store_true", help="start from an empty database")
+    demo.set_defaults(fn=cmd_demo)
     return p
 
 

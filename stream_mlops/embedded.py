@@ -30,9 +30,11 @@ def find_bindir() -> Path:
         out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
         if out.returncode == 0:
             candidates.append(Path(out.stdout.strip()))
-    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin"),
-                      key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
-                      reverse=True)
+    def major(p: str) -> int:
+        name = Path(p).parent.name
+        return int(name) if name.isdigit() else 0
+
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=major, reverse=True)
     candidates += [Path(v) for v in versions]
     for c in candidates:
         if (c / "initdb").exists() and (c / "pg_ctl").exists():

@@ -31,7 +31,8 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         extra = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _RESERVED)
-        return f"{record.levelname.lower():7s} {record.getMessage()}" + (f" {extra}" if extra else "")
+        line = f"{record.levelname.lower():7s} {record.getMessage()}"
+        return f"{line} {extra}" if extra else line
 
 
 def configure(level: str = "INFO", fmt: str = "json") -> None:

@@ -164,7 +164,7 @@ class Processor:
         for row in rows:
             try:
                 one = self._columns([row])
-                ok, why = self._validate(one, [row])
+                _, why = self._validate(one, [row])
                 if why:
                     effects.quarantine.extend(why)
                     continue
@@ -211,7 +211,8 @@ class Processor:
              "token counts must be >= 0"),
             (cols.cached_tokens > cols.prompt_tokens,
              "cached_tokens must not exceed prompt_tokens"),
-            (~((cols.confidence == NO_CONFIDENCE) | ((cols.confidence >= 0) & (cols.confidence <= 1))),
+            (~((cols.confidence == NO_CONFIDENCE)
+               | ((cols.confidence >= 0) & (cols.confidence <= 1))),
              "confidence must be between 0 and 1"),
             (cols.cost_pico < UNKNOWN_COST, "cost_usd must be >= 0"),
             (~np.isfinite(cols.created_at)
@@ -224,6 +225,6 @@ class Processor:
         for mask, why in checks:
             fresh = mask & ~bad
             if fresh.any():
-                reasons.extend((int(rows[i][ROW_ID]), why) for i in np.flatnonzero(fresh))
+                reasons.extend((int(rows[i][ROW_ID]), why) for i in np.flatnonzero(fresh).tolist())
                 bad |= fresh
         return ~bad, reasons

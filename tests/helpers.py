@@ -41,10 +41,9 @@ def request_row(i: int) -> tuple[Any, ...]:
 def insert_requests(url: str, start: int, count: int, per_tx: int = 1) -> None:
     with psycopg.connect(url) as conn:
         for lo in range(start, start + count, per_tx):
-            with conn.transaction():
-                with conn.cursor() as cur:
-                    cur.executemany(INSERT, [request_row(i)
-                                             for i in range(lo, min(lo + per_tx, start + count))])
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(INSERT, [request_row(i)
+                                         for i in range(lo, min(lo + per_tx, start + count))])
 
 
 def db_totals(url: str) -> tuple[int, Decimal]:
@@ -70,7 +69,7 @@ def persisted_totals(url: str, consumer: str = "default") -> tuple[int, Decimal,
 
 def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
     """Samples of /metrics by sample name."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:  # noqa: S310
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         text = r.read().decode()
     out: dict[str, list[tuple[dict[str, str], float]]] = {}
     for fam in text_string_to_metric_families(text):
@@ -87,7 +86,7 @@ def metric_sum(samples: dict[str, list[tuple[dict[str, str], float]]], name: str
 
 def http_status(port: int, path: str) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()

@@ -19,7 +19,11 @@ KEEPALIVES: dict[str, Any] = {
 
 
 def connect(
-    url: str, *, autocommit: bool = False, timeout: float = 5.0, application_name: str = "stream-mlops"
+    url: str,
+    *,
+    autocommit: bool = False,
+    timeout: float = 5.0,
+    application_name: str = "stream-mlops",
 ) -> psycopg.Connection[tuple[Any, ...]]:
     """Connect with keepalives and a connect timeout; raise :class:`DatabaseUnavailable`."""
     try:

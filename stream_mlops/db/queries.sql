@@ -26,7 +26,7 @@ ORDER BY tenant_id, function_name, model, variant;
 -- certainly finished, so a row whose transaction commits later (with a lower id or xid)
 -- is never skipped: it is simply not read until every older transaction has ended.
 -- name: fetch_batch
-SELECT xid::text, id, tenant_id, function_name, model, variant,
+SELECT xid::text AS xid_text, id, tenant_id, function_name, model, variant,
        date_part('epoch', created_at),
        latency_ms, prompt_tokens, completion_tokens, cached_tokens,
        coalesce((cost_usd * 1000000000000)::bigint, -1),
@@ -35,7 +35,7 @@ SELECT xid::text, id, tenant_id, function_name, model, variant,
 FROM mlops.model_performance
 WHERE (xid, id) > (%(xid)s::xid8, %(id)s)
   AND xid < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY xid, id
+ORDER BY xid, id  -- the column, not its text form (hence the alias above)
 LIMIT %(limit)s;
 
 -- The oldest committed row the consumer has not taken yet (held back by the horizon or

@@ -92,7 +92,9 @@ class ProcessorCollector(Collector):
         yield from (requests, duration, tokens, cost_total, unpriced, confidence)
         yield from self._gen_ai_metrics(keys, s)
 
-    def _gen_ai_metrics(self, keys: Sequence[tuple[str, ...]], s: dict[str, Any]) -> Iterator[Metric]:
+    def _gen_ai_metrics(
+        self, keys: Sequence[tuple[str, ...]], s: dict[str, Any]
+    ) -> Iterator[Metric]:
         """The OpenTelemetry GenAI client metrics, aggregated per requested model."""
         models = sorted({k[2] for k in keys})
         model_col = np.array([k[2] for k in keys], dtype=object)

@@ -141,7 +141,7 @@ def aggregate(
         series=touched.astype(np.int64),
         success=total - error,
         error=error,
-        latency_sum_seconds=np.bincount(slot, weights=latency_s, minlength=n),
+        latency_sum_seconds=np.bincount(slot, weights=latency_s, minlength=n).astype(np.float64),
         latency_buckets=_grouped_hist(slot, latency_s, latency_bounds, n),
         prompt_tokens=_grouped_sum_int(slot, cols.prompt_tokens, n),
         completion_tokens=_grouped_sum_int(slot, cols.completion_tokens, n),
@@ -151,7 +151,7 @@ def aggregate(
         cost_pico=cost_sums,
         unpriced=np.bincount(slot, weights=~priced, minlength=n).astype(np.int64),
         confidence_count=np.bincount(conf_slot, minlength=n).astype(np.int64),
-        confidence_sum=np.bincount(conf_slot, weights=conf, minlength=n),
+        confidence_sum=np.bincount(conf_slot, weights=conf, minlength=n).astype(np.float64),
         confidence_buckets=_grouped_hist(conf_slot, conf, confidence_bounds, n),
         last_event_at=last,
     )

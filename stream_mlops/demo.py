@@ -1,0 +1,108 @@
+"""``stream-mlops demo``: a private Postgres, the processor and simulated traffic, with a
+live summary in the terminal until Ctrl-C."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from stream_mlops import logs, simulate
+from stream_mlops.db.migrations import migrate
+from stream_mlops.embedded import EmbeddedPostgres
+from stream_mlops.service import Service
+from stream_mlops.settings import DURATION_BUCKETS_SECONDS, load_settings
+
+log = logging.getLogger(__name__)
+DEFAULT_DIR = Path(".stream-mlops") / "demo-postgres"
+
+
+def p95_seconds(buckets: np.ndarray[Any, Any]) -> float:
+    """The 95th percentile from bucket counts, interpolated within its bucket the way
+    PromQL's histogram_quantile does (the +Inf bucket reports the last finite bound)."""
+    cum = np.cumsum(buckets)
+    total = float(cum[-1]) if len(cum) else 0.0
+    if total == 0:
+        return 0.0
+    rank = 0.95 * total
+    i = int(np.searchsorted(cum, rank))
+    if i >= len(DURATION_BUCKETS_SECONDS):
+        return DURATION_BUCKETS_SECONDS[-1]
+    lower = DURATION_BUCKETS_SECONDS[i - 1] if i > 0 else 0.0
+    below = float(cum[i - 1]) if i > 0 else 0.0
+    inside = float(buckets[i])
+    return lower + (DURATION_BUCKETS_SECONDS[i] - lower) * (rank - below) / inside
+
+
+def run_demo(*, database_url: str | None, rate: float, metrics_port: int,
+             duration: float | None, data_dir: Path, reset: bool) -> int:
+    logs.configure("WARNING", "text")
+    server = None
+    if database_url is None:
+        if reset and data_dir.exists():
+            shutil.rmtree(data_dir)
+        server = EmbeddedPostgres(data_dir).start()
+        database_url = server.url
+        print(f"started a private PostgreSQL in {data_dir} ({database_url})")
+    stop = threading.Event()
+    sent = [0]
+    try:
+        with psycopg.connect(database_url) as conn:
+            migrate(conn)
+        settings = load_settings(database_url=database_url, metrics_port=metrics_port,
+                                 poll_interval_seconds=0.5, log_level="WARNING",
+                                 log_format="text")
+        service = Service(settings)
+        threads = [
+            threading.Thread(target=service.run, name="processor", daemon=True),
+            threading.Thread(target=simulate.run, args=(database_url, rate, stop),
+                             kwargs={"counter": sent}, name="simulator", daemon=True),
+        ]
+        for t in threads:
+            t.start()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        print(f"metrics: http://127.0.0.1:{service.server.port}/metrics   (Ctrl-C stops)")
+        _summarise(service, database_url, stop, duration, sent)
+        service.request_stop()
+        for t in threads:
+            t.join(timeout=10)
+    finally:
+        stop.set()
+        if server is not None:
+            server.stop()
+            print(f"PostgreSQL stopped; data kept in {data_dir} (--reset starts afresh)")
+    return 0
+
+
+def _summarise(service: Service, url: str, stop: threading.Event, duration: float | None,
+               sent: list[int]) -> None:
+    started = time.monotonic()
+    prev_events, prev_t = service.status.events_total, started
+    with psycopg.connect(url, autocommit=True) as conn:
+        while not stop.wait(2.0):
+            now = time.monotonic()
+            st = service.status
+            with st.lock:
+                t = service.processor.totals
+                lat = t.latency_buckets.sum(0) if len(t) else np.zeros(1)
+                cost = sum(t.cost_pico) / 1e12
+                errors, total = int(t.error.sum()), int(t.success.sum() + t.error.sum())
+            row = conn.execute("SELECT count(*) FROM mlops.alerts"
+                               " WHERE state = 'firing'").fetchone()
+            rate = (st.events_total - prev_events) / (now - prev_t)
+            prev_events, prev_t = st.events_total, now
+            print(f"{time.strftime('%H:%M:%S')}  {rate:7.1f} req/s  "
+                  f"p95 {p95_seconds(lat) * 1000:6.0f} ms  "
+                  f"errors {100 * errors / max(total, 1):4.1f}%  cost ${cost:9.4f}  "
+                  f"processed {st.events_total}  lag {st.lag_seconds:4.1f} s  "
+                  f"alerts firing {row[0] if row else 0}", flush=True)
+            if duration is not None and now - started >= duration:
+                break

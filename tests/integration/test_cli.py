@@ -1,0 +1,105 @@
+"""The command line as a user meets it: one-line errors, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from stream_mlops.embedded import free_port
+from tests.helpers import ProcessorProcess, http_status, insert_requests, metric_sum, scrape
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    return subprocess.run([sys.executable, "-m", "stream_mlops", *args], capture_output=True,
+                          text=True, env={**base, **(env or {})}, timeout=60, check=False)
+
+
+def assert_one_line_error(out: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert out.returncode == 2, out
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    for n in needles:
+        assert n in lines[0]
+
+
+def test_missing_database_url() -> None:
+    assert_one_line_error(cli("migrate"), "DATABASE_URL is not set")
+
+
+def test_malformed_setting_names_the_variable() -> None:
+    out = cli("run", env={"DATABASE_URL": "postgresql://x@127.0.0.1:1/db", "METRICS_PORT": "abc"})
+    assert_one_line_error(out, "METRICS_PORT='abc' is invalid")
+
+
+def test_unreachable_database_hides_the_password() -> None:
+    port = free_port()
+    out = cli("status", env={"DATABASE_URL": f"postgresql://u:s3cret@127.0.0.1:{port}/db"})
+    assert_one_line_error(out, "cannot connect to Postgres", f"port={port}")
+    assert "s3cret" not in out.stderr
+
+
+def test_unmigrated_database_tells_what_to_do(pg: object) -> None:
+    import psycopg
+
+    from stream_mlops.embedded import EmbeddedPostgres
+    assert isinstance(pg, EmbeddedPostgres)
+    with psycopg.connect(pg.url, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS blank_cli")
+        conn.execute("CREATE DATABASE blank_cli")
+    out = cli("run", env={"DATABASE_URL": pg.url_for("blank_cli"), "METRICS_PORT": "0"})
+    assert_one_line_error(out, "run `stream-mlops migrate`")
+
+
+def test_migrate_status_health_and_notify(db_url: str, tmp_path: Path) -> None:
+    env = {"DATABASE_URL": db_url}
+    out = cli("migrate", env=env)
+    assert out.returncode == 0 and "already up to date" in out.stdout
+    insert_requests(db_url, 0, 25)
+    never = cli("status", "--json", env=env)
+    assert json.loads(never.stdout)["events_processed"] == 0
+    port = free_port()
+    down = cli("health", env={**env, "METRICS_PORT": str(port)})
+    assert down.returncode == 1 and "processor not reachable" in down.stdout
+    p = ProcessorProcess(db_url, port=port, log_path=tmp_path / "p.log").start()
+    try:
+        p.wait_ready()
+        up = cli("health", env={**env, "METRICS_PORT": str(port)})
+        assert up.returncode == 0, up.stdout
+        st = json.loads(cli("status", "--json", env=env).stdout)
+        assert st["events_processed"] == 25 and st["lag_seconds"] == 0.0
+        assert st["firing_alerts"] == 0
+        # Poll-only mode: no NOTIFY, the poll interval still delivers.
+        assert cli("notify", "off", env=env).returncode == 0
+        insert_requests(db_url, 25, 5)
+        from tests.helpers import wait_for
+        wait_for(lambda: p.events() == 30, 10, "poll-only delivery")
+        assert cli("notify", "on", env=env).returncode == 0
+    finally:
+        assert p.stop() == 0
+
+
+def test_label_cardinality_is_bounded(db_url: str, tmp_path: Path) -> None:
+    import psycopg
+    with psycopg.connect(db_url) as conn:
+        conn.execute("INSERT INTO mlops.model_performance (function_name, model, latency_ms)"
+                     " SELECT 'fn-' || g, 'gpt-4o', 1 FROM generate_series(1, 50) g")
+    p = ProcessorProcess(db_url, env={"MAX_LABEL_VALUES": "10"},
+                         log_path=tmp_path / "p.log").start()
+    try:
+        p.wait_ready()
+        from tests.helpers import wait_for
+        wait_for(lambda: p.events() == 50, 10, "events")
+        m = scrape(p.port)
+        functions = {labels["function"] for labels, _ in m["mlops_requests_total"]}
+        assert len(functions) == 11 and "__other__" in functions
+        assert metric_sum(m, "mlops_requests_total") == 50
+        assert metric_sum(m, "mlops_requests_total", function="__other__") == 40
+        assert metric_sum(m, "mlops_label_values_folded_total", label="function") == 40
+        assert http_status(p.port, "/nope")[0] == 404
+    finally:
+        assert p.stop() == 0

@@ -1,0 +1,188 @@
+"""The consumer in-process against real Postgres: ordering, exactly-once, quarantine."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from stream_mlops.db.consumer import Consumer
+from stream_mlops.errors import CursorConflict
+from stream_mlops.models import PipelineStatus
+from stream_mlops.processor import Processor
+from tests.helpers import INSERT, db_totals, insert_requests, persisted_totals, request_row
+
+
+def make_consumer(url: str, batch_size: int = 500, name: str = "default") -> Consumer:
+    c = Consumer(url, Processor(), PipelineStatus(consumer=name), consumer=name,
+                 batch_size=batch_size)
+    assert c.open()
+    return c
+
+
+def drain(c: Consumer) -> int:
+    total = 0
+    while (n := c.step()) > 0:
+        total += n
+    return total
+
+
+def memory_totals(c: Consumer) -> tuple[int, Decimal]:
+    t = c.processor.totals
+    return int(t.success.sum() + t.error.sum()), Decimal(sum(t.cost_pico)) / Decimal(10**12)
+
+
+def test_late_commit_with_lower_id_is_not_skipped(db_url: str) -> None:
+    c = make_consumer(db_url)
+    with psycopg.connect(db_url) as early, psycopg.connect(db_url) as late:
+        early.execute(INSERT, request_row(1))  # lower id and xid; stays open
+        late.execute(INSERT, request_row(2))
+        late.commit()
+        # The committed row is held back while an older transaction is open ...
+        assert c.step() == 0
+        assert c.status.events_total == 0
+        c.measure()
+        assert c.status.horizon_age_seconds >= 0
+        early.commit()
+    # ... and both arrive once it ends.
+    assert drain(c) == 2
+    assert memory_totals(c) == db_totals(db_url)
+    c.close()
+
+
+def test_concurrent_out_of_order_writers_are_all_counted(db_url: str) -> None:
+    """8 writers whose transactions commit in random order while the consumer runs."""
+    c = make_consumer(db_url, batch_size=200)
+    stop = threading.Event()
+    per_writer = 150
+
+    def writer(w: int) -> None:
+        rng = random.Random(w)
+        with psycopg.connect(db_url) as conn:
+            for i in range(per_writer):
+                with conn.transaction():
+                    conn.execute(INSERT, request_row(w * 10_000 + i))
+                    time.sleep(rng.random() * 0.004)  # commit after others began
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    consumed = 0
+    while any(t.is_alive() for t in threads):
+        consumed += c.step()
+    for t in threads:
+        t.join()
+    stop.set()
+    consumed += drain(c)
+    count, cost = db_totals(db_url)
+    assert count == 8 * per_writer
+    assert consumed == count
+    assert memory_totals(c) == (count, cost)
+    assert persisted_totals(db_url)[:2] == (count, cost)
+    c.close()
+
+
+def test_restart_resumes_from_persisted_state(db_url: str) -> None:
+    insert_requests(db_url, 0, 700, per_tx=50)
+    c = make_consumer(db_url, batch_size=300)
+    assert c.step() == 300
+    c.close()  # "crash" between batches
+    insert_requests(db_url, 700, 300, per_tx=100)
+    c2 = make_consumer(db_url, batch_size=300)
+    assert c2.status.events_total == 300
+    drain(c2)
+    assert memory_totals(c2) == db_totals(db_url)
+    assert c2.status.events_total == 1000
+    c2.close()
+
+
+def test_uncommitted_batch_is_redone_not_double_counted(db_url: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    insert_requests(db_url, 0, 400, per_tx=100)
+    c = make_consumer(db_url, batch_size=250)
+    original = c._persist
+
+    def crash_after_writes(conn: psycopg.Connection[tuple[object, ...]], e: object) -> float:
+        original(conn, e)  # type: ignore[arg-type]
+        raise psycopg.OperationalError("connection lost before COMMIT")
+
+    monkeypatch.setattr(c, "_persist", crash_after_writes)
+    with pytest.raises(psycopg.OperationalError):
+        c.step()
+    c.close()
+    c2 = make_consumer(db_url, batch_size=250)
+    assert drain(c2) == 400
+    assert memory_totals(c2) == db_totals(db_url)
+    assert persisted_totals(db_url) == (400, db_totals(db_url)[1], 400)
+    c2.close()
+
+
+def test_cursor_moved_by_another_process_is_detected(db_url: str) -> None:
+    insert_requests(db_url, 0, 100, per_tx=100)
+    c = make_consumer(db_url, batch_size=50)
+    with psycopg.connect(db_url) as other:
+        other.execute("UPDATE mlops.consumer_checkpoints SET last_id = last_id + 1")
+    with pytest.raises(CursorConflict):
+        c.step()
+    c.close()
+
+
+def test_second_processor_is_standby(db_url: str) -> None:
+    c = make_consumer(db_url)
+    standby = Consumer(db_url, Processor(), PipelineStatus())
+    assert standby.open() is False
+    standby.close()
+    c.close()
+    assert standby.open() is True  # takes over once the first is gone
+    standby.close()
+
+
+def test_unprocessable_rows_are_quarantined_and_the_rest_processed(db_url: str) -> None:
+    insert_requests(db_url, 0, 20)
+    with psycopg.connect(db_url) as conn:
+        # A client clock a day ahead: no CHECK can know, the processor does.
+        conn.execute("INSERT INTO mlops.model_performance (function_name, model, latency_ms,"
+                     " created_at) VALUES ('f', 'gpt-4o', 5, now() + interval '1 day')")
+        # Rows that slipped past constraints (e.g. restored from an old dump).
+        conn.execute("ALTER TABLE mlops.model_performance"
+                     " DROP CONSTRAINT latency_ms_must_be_finite_between_0_and_86400000,"
+                     " DROP CONSTRAINT confidence_must_be_between_0_and_1")
+        conn.execute("INSERT INTO mlops.model_performance (function_name, model, latency_ms)"
+                     " VALUES ('f', 'gpt-4o', 'NaN'), ('f', 'gpt-4o', -4)")
+        conn.execute("INSERT INTO mlops.model_performance (function_name, model, latency_ms,"
+                     " confidence) VALUES ('f', 'gpt-4o', 1, 7)")
+    insert_requests(db_url, 20, 20)
+    c = make_consumer(db_url)
+    assert drain(c) == 44
+    with psycopg.connect(db_url) as conn:
+        q = conn.execute("SELECT reason, row_data->>'function_name' FROM mlops.quarantine"
+                         " ORDER BY source_id").fetchall()
+        good = conn.execute("SELECT count(*), sum(cost_usd) FROM mlops.model_performance"
+                            " WHERE id NOT IN (SELECT source_id FROM mlops.quarantine)").fetchone()
+    reasons = [r[0] for r in q]
+    assert len(reasons) == 4
+    assert "in the future" in reasons[0]
+    assert reasons[1] == reasons[2] == "latency_ms must be a finite number >= 0"
+    assert reasons[3] == "confidence must be between 0 and 1"
+    assert good is not None
+    assert memory_totals(c) == (good[0], good[1])
+    assert c.status.quarantined_total == 4
+    assert c.status.events_total == 44
+    c.close()
+
+
+def test_processor_role_can_consume(pg: object, db_url: str) -> None:
+    dbname = db_url.rsplit("/", 1)[1]
+    role = f"proc_{dbname}"
+    with psycopg.connect(db_url, autocommit=True) as su:
+        su.execute(f"CREATE ROLE {role} LOGIN IN ROLE mlops_processor")
+    insert_requests(db_url, 0, 30)
+    url = db_url.replace("postgres@", f"{role}@")
+    c = make_consumer(url)
+    assert drain(c) == 30
+    assert memory_totals(c) == db_totals(db_url)
+    c.close()
