@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import logging
+import os
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -19,12 +20,12 @@ from stream_mlops import logs
 from stream_mlops.db.connect import connect, first_line
 from stream_mlops.db.migrations import ensure_current, migrate
 from stream_mlops.db.queries import q
+from stream_mlops.demo import DEMO_DIR, run_demo
 from stream_mlops.errors import DatabaseUnavailable, MlopsError
 from stream_mlops.service import Service
 from stream_mlops.settings import Settings, load_settings
 
 log = logging.getLogger("stream_mlops.cli")
-DEMO_DIR = ".stream-mlops/demo-postgres"
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -122,13 +123,9 @@ def cmd_notify(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from stream_mlops.demo import DEFAULT_DIR, run_demo
-
     return run_demo(database_url=args.database_url or os.environ.get("DATABASE_URL"),
                     rate=args.rate, metrics_port=args.metrics_port, duration=args.duration,
-                    data_dir=Path(args.data_dir or DEFAULT_DIR), reset=args.reset)
+                    data_dir=Path(args.data_dir or DEMO_DIR), reset=args.reset)
 
 
 def build_parser() -> argparse.ArgumentParser:

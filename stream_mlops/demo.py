@@ -21,7 +21,7 @@ from stream_mlops.service import Service
 from stream_mlops.settings import DURATION_BUCKETS_SECONDS, load_settings
 
 log = logging.getLogger(__name__)
-DEFAULT_DIR = Path(".stream-mlops") / "demo-postgres"
+DEMO_DIR = Path(".stream-mlops") / "demo-postgres"
 
 
 def p95_seconds(buckets: np.ndarray[Any, Any]) -> float:

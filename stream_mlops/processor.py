@@ -180,13 +180,14 @@ class Processor:
         return effects
 
     def _columns(self, rows: Sequence[Row]) -> Columns:
-        series_index = self.series_index
-        series = np.fromiter(
-            (series_index(tuple(r[ROW_KEY])) for r in rows), dtype=np.int64, count=len(rows)
-        )
         c = list(zip(*rows, strict=True))
+        keys = list(zip(*c[ROW_KEY], strict=True))
+        # The per-row cost to beat: one C-level dict lookup per row, Python only for new keys.
+        idx: list[int | None] = list(map(self._raw_index.get, keys))
+        if None in idx:
+            idx = [self.series_index(k) if i is None else i for i, k in zip(idx, keys, strict=True)]
         return Columns(
-            series=series,
+            series=np.array(idx, dtype=np.int64),
             created_at=np.array(c[ROW_CREATED], dtype=np.float64),
             latency_ms=np.array(c[ROW_LATENCY], dtype=np.float64),
             prompt_tokens=np.array(c[ROW_PROMPT], dtype=np.int64),

@@ -24,6 +24,7 @@ def connect(
     autocommit: bool = False,
     timeout: float = 5.0,
     application_name: str = "stream-mlops",
+    options: str | None = None,
 ) -> psycopg.Connection[tuple[Any, ...]]:
     """Connect with keepalives and a connect timeout; raise :class:`DatabaseUnavailable`."""
     try:
@@ -32,6 +33,7 @@ def connect(
             autocommit=autocommit,
             connect_timeout=max(1, round(timeout)),
             application_name=application_name,
+            **({"options": options} if options else {}),
             **KEEPALIVES,
         )
     except psycopg.OperationalError as exc:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,11 @@ from stream_mlops.processor import (
 from stream_mlops.stats.totals import Delta
 
 log = logging.getLogger(__name__)
+
+# Right after a bulk load the statistics are stale and the planner may pick a bitmap scan
+# plus a sort of every pending row for a LIMITed cursor read: read the (xid, id) index in
+# order instead, so a batch costs the same however far behind the consumer is.
+CURSOR_SCAN_ONLY = "-c enable_bitmapscan=off -c enable_seqscan=off"
 Conn = psycopg.Connection[tuple[Any, ...]]
 
 
@@ -57,7 +61,8 @@ class Consumer:
         """
         self.close()
         conn = connect(self.url, timeout=self.connect_timeout,
-                       application_name=f"stream-mlops consumer {self.consumer}")
+                       application_name=f"stream-mlops consumer {self.consumer}",
+                       options=CURSOR_SCAN_ONLY)
         self.conn = conn
         conn.autocommit = True
         ensure_current(conn)
@@ -161,21 +166,22 @@ class Consumer:
     def _series_params(self, p: Delta) -> dict[str, Any]:
         keys = [self.processor.totals.keys[i] for i in p.series.tolist()]
         tenant, function, model, variant = (list(c) for c in zip(*keys, strict=True))
+        last = np.where(np.isfinite(p.last_event_at), p.last_event_at, 0.0)
         return {
             "consumer": self.consumer,
             "tenant": tenant, "function": function, "model": model, "variant": variant,
-            "success": p.success.tolist(), "error": p.error.tolist(),
-            "latency_sum": p.latency_sum_seconds.tolist(),
-            "prompt": p.prompt_tokens.tolist(), "completion": p.completion_tokens.tolist(),
-            "cached": p.cached_tokens.tolist(),
-            "cost": [Decimal(c) for c in p.cost_pico],
-            "unpriced": p.unpriced.tolist(),
-            "conf_count": p.confidence_count.tolist(), "conf_sum": p.confidence_sum.tolist(),
-            "last_event_at": [None if not np.isfinite(t) else t for t in p.last_event_at.tolist()],
-            "latency_buckets": p.latency_buckets.ravel().tolist(),
-            "input_buckets": p.input_token_buckets.ravel().tolist(),
-            "output_buckets": p.output_token_buckets.ravel().tolist(),
-            "confidence_buckets": p.confidence_buckets.ravel().tolist(),
+            "success": _array(p.success), "error": _array(p.error),
+            "latency_sum": _array(p.latency_sum_seconds),
+            "prompt": _array(p.prompt_tokens), "completion": _array(p.completion_tokens),
+            "cached": _array(p.cached_tokens),
+            "cost": _array(p.cost_pico),
+            "unpriced": _array(p.unpriced),
+            "conf_count": _array(p.confidence_count), "conf_sum": _array(p.confidence_sum),
+            "last_event_at": _array(last),
+            "latency_buckets": _array(p.latency_buckets),
+            "input_buckets": _array(p.input_token_buckets),
+            "output_buckets": _array(p.output_token_buckets),
+            "confidence_buckets": _array(p.confidence_buckets),
             "nl": p.latency_buckets.shape[1], "nt": p.input_token_buckets.shape[1],
             "nc": p.confidence_buckets.shape[1],
         }
@@ -192,6 +198,13 @@ class Consumer:
         self.status.lag_seconds = max(0.0, float(now) - float(pending[0])) if pending else 0.0
         self.status.horizon_age_seconds = float(horizon)
         self.status.db_ok_at = time.time()
+
+
+def _array(values: np.ndarray[Any, Any] | list[int]) -> str:
+    """A flat Postgres array literal. Much cheaper than adapting long lists element by
+    element, and exact: Python's repr of a float round-trips."""
+    flat = values.ravel().tolist() if isinstance(values, np.ndarray) else values
+    return "{" + ",".join(map(str, flat)) + "}"
 
 
 def _one(conn: Conn, sql: str) -> Any:

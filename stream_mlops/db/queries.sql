@@ -33,7 +33,7 @@ SELECT xid::text AS xid_text, id, tenant_id, function_name, model, variant,
        coalesce(confidence, -1),
        status = 'error'
 FROM mlops.model_performance
-WHERE (xid, id) > (%(xid)s::xid8, %(id)s)
+WHERE (xid, id) > (%(xid)s::xid8, %(id)s::bigint)
   AND xid < pg_snapshot_xmin(pg_current_snapshot())
 ORDER BY xid, id  -- the column, not its text form (hence the alias above)
 LIMIT %(limit)s;
@@ -43,7 +43,7 @@ LIMIT %(limit)s;
 -- name: oldest_pending
 SELECT date_part('epoch', created_at)
 FROM mlops.model_performance
-WHERE (xid, id) > (%(xid)s::xid8, %(id)s)
+WHERE (xid, id) > (%(xid)s::xid8, %(id)s::bigint)
 ORDER BY xid, id
 LIMIT 1;
 
@@ -78,7 +78,7 @@ SELECT %(consumer)s, t.tenant_id, t.function_name, t.model, t.variant, t.success
        (%(output_buckets)s::bigint[])[(t.ord - 1) * %(nt)s + 1 : t.ord * %(nt)s],
        t.cost, t.unpriced, t.conf_count, t.conf_sum,
        (%(confidence_buckets)s::bigint[])[(t.ord - 1) * %(nc)s + 1 : t.ord * %(nc)s],
-       to_timestamp(t.last_event_at), now()
+       to_timestamp(nullif(t.last_event_at, 0)), now()
 FROM unnest(%(tenant)s::text[], %(function)s::text[], %(model)s::text[], %(variant)s::text[],
             %(success)s::bigint[], %(error)s::bigint[], %(latency_sum)s::float8[],
             %(prompt)s::bigint[], %(completion)s::bigint[], %(cached)s::bigint[],

@@ -1,0 +1,66 @@
+"""Shared pieces of the benchmarks: a private server, bulk loading, process probes."""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from stream_mlops.db.migrations import migrate
+from stream_mlops.embedded import EmbeddedPostgres
+
+COLUMNS = ("tenant_id", "function_name", "model", "variant", "latency_ms", "prompt_tokens",
+           "completion_tokens", "cached_tokens", "confidence", "status")
+MODELS = ("gpt-4o-mini", "gpt-4o", "claude-3-5-haiku", "gemini-2.0-flash", "claude-sonnet-4")
+
+
+def start_server() -> EmbeddedPostgres:
+    """A durable server (fsync on: insert figures must include real commits)."""
+    base = Path(tempfile.mkdtemp(prefix="stream-mlops-bench-"))
+    pg = EmbeddedPostgres(base / "data").start()
+    with psycopg.connect(pg.url) as conn:
+        migrate(conn)
+    return pg
+
+
+def series_rows(n: int, n_series: int, seed: int = 0) -> list[tuple[Any, ...]]:
+    """``n`` rows spread over ``n_series`` (tenant, function, model, variant) series."""
+    rng = random.Random(seed)
+    keys = [(f"tenant-{s % 5}", f"fn-{s // 10}", MODELS[s % 5],
+             ("control", "treatment")[s // 5 % 2]) for s in range(n_series)]
+    out = []
+    for _ in range(n):
+        k = keys[rng.randrange(n_series)]
+        err = rng.random() < 0.02
+        prompt = rng.randint(50, 3000)
+        out.append((*k, round(rng.lognormvariate(6.5, 0.6), 2), prompt,
+                    rng.randint(10, 800), rng.choice((0, 0, 0, prompt // 2)),
+                    None if err else round(rng.random(), 3), "error" if err else "success"))
+    return out
+
+
+def copy_in(url: str, rows: list[tuple[Any, ...]], chunk: int = 100_000) -> None:
+    with psycopg.connect(url) as conn:
+        for lo in range(0, len(rows), chunk):
+            with conn.transaction(), conn.cursor() as cur, cur.copy(
+                f"COPY mlops.model_performance ({', '.join(COLUMNS)}) FROM STDIN"
+            ) as cp:
+                for r in rows[lo:lo + chunk]:
+                    cp.write_row(r)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
