@@ -27,15 +27,15 @@ def connect(
     options: str | None = None,
 ) -> psycopg.Connection[tuple[Any, ...]]:
     """Connect with keepalives and a connect timeout; raise :class:`DatabaseUnavailable`."""
+    params: dict[str, Any] = {
+        "connect_timeout": max(1, round(timeout)),
+        "application_name": application_name,
+        **KEEPALIVES,
+    }
+    if options:
+        params["options"] = options
     try:
-        return psycopg.connect(
-            url,
-            autocommit=autocommit,
-            connect_timeout=max(1, round(timeout)),
-            application_name=application_name,
-            **({"options": options} if options else {}),
-            **KEEPALIVES,
-        )
+        return psycopg.connect(url, autocommit=autocommit, **params)
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(
             f"cannot connect to Postgres ({redact_url(url)}): {first_line(exc)}"
