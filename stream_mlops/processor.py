@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from stream_mlops.settings import CONFIDENCE_BUCKETS, DURATION_BUCKETS_SECONDS, TOKEN_BUCKETS
 from stream_mlops.stats.totals import (
+    F64,
+    I64,
     NO_CONFIDENCE,
     UNKNOWN_COST,
     Columns,
@@ -30,12 +33,7 @@ log = logging.getLogger(__name__)
 OTHER = "__other__"
 LABELS = ("tenant", "function", "model", "variant")
 
-# Column order of the consumer's fetch query (db/queries.sql: fetch_batch).
-ROW_XID, ROW_ID = 0, 1
-ROW_KEY = slice(2, 6)
-ROW_CREATED, ROW_LATENCY, ROW_PROMPT, ROW_COMPLETION, ROW_CACHED = 6, 7, 8, 9, 10
-ROW_COST, ROW_CONFIDENCE, ROW_ERROR = 11, 12, 13
-Row = Sequence[Any]
+KEY_SEPARATOR = "\x1f"  # the fetch query joins the four labels with it (see queries.sql)
 
 LATENCY_BOUNDS = np.array(DURATION_BUCKETS_SECONDS)
 TOKEN_BOUNDS = np.array(TOKEN_BUCKETS, dtype=np.float64)
@@ -74,11 +72,57 @@ class LabelFolder:
         return (out[0], out[1], out[2], out[3])
 
 
+@dataclass(frozen=True)
+class RawBatch:
+    """Rows after the cursor, column-wise, in cursor order, as the consumer fetched them.
+
+    ``key`` holds ``tenant, function, model, variant`` joined by :data:`KEY_SEPARATOR`;
+    costs are pico-dollars with ``UNKNOWN_COST`` for unpriced rows and confidence is
+    ``NO_CONFIDENCE`` when absent.
+    """
+
+    xid: I64
+    id: I64
+    key: list[str]
+    created_at: F64
+    latency_ms: F64
+    prompt_tokens: I64
+    completion_tokens: I64
+    cached_tokens: I64
+    cost_pico: I64
+    confidence: F64
+    is_error: npt.NDArray[np.bool_]
+
+    def __len__(self) -> int:
+        return len(self.id)
+
+    def take(self, where: npt.NDArray[np.bool_] | npt.NDArray[np.int64]) -> RawBatch:
+        picked = np.flatnonzero(where) if where.dtype == np.bool_ else where
+        cols: dict[str, Any] = {f: getattr(self, f)[picked] for f in _RAW_FIELDS if f != "key"}
+        return RawBatch(key=[self.key[i] for i in picked.tolist()], **cols)
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Sequence[Any]]) -> RawBatch:
+        """From row tuples ``(xid, id, tenant, function, model, variant, created_at,
+        latency_ms, prompt, completion, cached, cost_pico, confidence, is_error)``."""
+        c = list(zip(*rows, strict=True))
+        return cls(
+            xid=np.array(c[0], np.int64), id=np.array(c[1], np.int64),
+            key=[KEY_SEPARATOR.join(k) for k in zip(*c[2:6], strict=True)],
+            created_at=np.array(c[6], np.float64), latency_ms=np.array(c[7], np.float64),
+            prompt_tokens=np.array(c[8], np.int64), completion_tokens=np.array(c[9], np.int64),
+            cached_tokens=np.array(c[10], np.int64), cost_pico=np.array(c[11], np.int64),
+            confidence=np.array(c[12], np.float64), is_error=np.array(c[13], np.bool_))
+
+
+_RAW_FIELDS = tuple(RawBatch.__dataclass_fields__)
+
+
 @dataclass
 class Effects:
     """Everything one batch changes; persisted atomically with the cursor."""
 
-    last_xid: str
+    last_xid: int
     last_id: int
     events: int
     delta: Delta | None
@@ -107,7 +151,7 @@ class Processor:
         self.max_future_skew_seconds = max_future_skew_seconds
         self.clock = clock
         self._index: dict[SeriesKey, int] = {}
-        self._raw_index: dict[tuple[Any, ...], int] = {}
+        self._raw_index: dict[str, int] = {}
 
     # -- state ------------------------------------------------------------------------
     def load(self, keys: Sequence[SeriesKey], persisted: Delta) -> None:
@@ -123,10 +167,14 @@ class Processor:
             self.totals.apply(effects.delta)
 
     # -- batch ------------------------------------------------------------------------
-    def series_index(self, raw: tuple[Any, ...]) -> int:
+    def series_index(self, raw: str) -> int:
+        """Index of the (folded) series of a joined raw key; ValueError if malformed."""
         idx = self._raw_index.get(raw)
         if idx is None:
-            key = self.folder.fold((raw[0], raw[1], raw[2], raw[3]))
+            parts = raw.split(KEY_SEPARATOR)
+            if len(parts) != 4:
+                raise ValueError("label values must not contain control characters")
+            key = self.folder.fold((parts[0], parts[1], parts[2], parts[3]))
             idx = self._index.get(key)
             if idx is None:
                 idx = self.totals.add_series(key)
@@ -136,96 +184,88 @@ class Processor:
             self._raw_index[raw] = idx
         return idx
 
-    def prepare(self, rows: Sequence[Row]) -> Effects:
-        """Validate and aggregate ``rows`` (ordered by cursor) without changing totals."""
-        last = rows[-1]
-        effects = Effects(last_xid=str(last[ROW_XID]), last_id=int(last[ROW_ID]),
-                          events=len(rows), delta=None, persisted=None)
+    def prepare(self, batch: RawBatch) -> Effects:
+        """Validate and aggregate ``batch`` (in cursor order) without changing totals."""
+        effects = Effects(last_xid=int(batch.xid[-1]), last_id=int(batch.id[-1]),
+                          events=len(batch), delta=None, persisted=None)
         try:
-            cols = self._columns(rows)
-            good, reasons = self._validate(cols, rows)
-            effects.quarantine = reasons
-            if len(reasons):
-                cols = cols.take(good)
-            if len(cols):
-                effects.delta = aggregate(cols, LATENCY_BOUNDS, TOKEN_BOUNDS, CONFIDENCE_BOUNDS)
-                effects.max_created_at = float(cols.created_at.max())
+            good, effects.quarantine = self._validate(batch)
+            self._aggregate(batch.take(good) if effects.quarantine else batch, effects)
         except Exception:
             # Something no check foresaw: isolate the poison rows one by one.
-            log.exception("batch failed to aggregate; isolating rows", extra={"rows": len(rows)})
-            return self._prepare_row_by_row(rows, effects)
-        if effects.delta is not None:
-            effects.persisted = self.totals.after(effects.delta)
+            log.exception("batch failed to aggregate; isolating rows",
+                          extra={"rows": len(batch)})
+            self._prepare_row_by_row(batch, effects)
         return effects
 
-    def _prepare_row_by_row(self, rows: Sequence[Row], effects: Effects) -> Effects:
-        good_rows: list[Row] = []
+    def _aggregate(self, batch: RawBatch, effects: Effects) -> None:
+        if not len(batch):
+            return
+        cols = self._columns(batch)
+        effects.delta = aggregate(cols, LATENCY_BOUNDS, TOKEN_BOUNDS, CONFIDENCE_BOUNDS)
+        effects.persisted = self.totals.after(effects.delta)
+        effects.max_created_at = float(cols.created_at.max())
+
+    def _prepare_row_by_row(self, batch: RawBatch, effects: Effects) -> None:
+        good = np.zeros(len(batch), np.bool_)
         effects.quarantine = []
-        for row in rows:
+        for i in range(len(batch)):
+            one = batch.take(np.array([i], np.int64))
             try:
-                one = self._columns([row])
-                _, why = self._validate(one, [row])
+                _, why = self._validate(one)
                 if why:
                     effects.quarantine.extend(why)
                     continue
-                aggregate(one, LATENCY_BOUNDS, TOKEN_BOUNDS, CONFIDENCE_BOUNDS)
-                good_rows.append(row)
+                aggregate(self._columns(one), LATENCY_BOUNDS, TOKEN_BOUNDS, CONFIDENCE_BOUNDS)
+                good[i] = True
             except Exception as exc:
-                effects.quarantine.append((int(row[ROW_ID]), f"unprocessable row: {exc!r}"[:500]))
-        if good_rows:
-            cols = self._columns(good_rows)
-            effects.delta = aggregate(cols, LATENCY_BOUNDS, TOKEN_BOUNDS, CONFIDENCE_BOUNDS)
-            effects.persisted = self.totals.after(effects.delta)
-            effects.max_created_at = float(cols.created_at.max())
-        return effects
+                effects.quarantine.append((int(one.id[0]), f"unprocessable row: {exc}"[:500]))
+        self._aggregate(batch.take(good), effects)
 
-    def _columns(self, rows: Sequence[Row]) -> Columns:
-        c = list(zip(*rows, strict=True))
-        keys = list(zip(*c[ROW_KEY], strict=True))
+    def _columns(self, batch: RawBatch) -> Columns:
         # The per-row cost to beat: one C-level dict lookup per row, Python only for new keys.
-        idx: list[int | None] = list(map(self._raw_index.get, keys))
+        idx: list[int | None] = list(map(self._raw_index.get, batch.key))
         if None in idx:
-            idx = [self.series_index(k) if i is None else i for i, k in zip(idx, keys, strict=True)]
+            idx = [self.series_index(k) if i is None else i
+                   for i, k in zip(idx, batch.key, strict=True)]
         return Columns(
             series=np.array(idx, dtype=np.int64),
-            created_at=np.array(c[ROW_CREATED], dtype=np.float64),
-            latency_ms=np.array(c[ROW_LATENCY], dtype=np.float64),
-            prompt_tokens=np.array(c[ROW_PROMPT], dtype=np.int64),
-            completion_tokens=np.array(c[ROW_COMPLETION], dtype=np.int64),
-            cached_tokens=np.array(c[ROW_CACHED], dtype=np.int64),
-            cost_pico=np.array(c[ROW_COST], dtype=np.int64),
-            confidence=np.array(c[ROW_CONFIDENCE], dtype=np.float64),
-            is_error=np.array(c[ROW_ERROR], dtype=np.bool_),
+            created_at=batch.created_at,
+            latency_ms=batch.latency_ms,
+            prompt_tokens=batch.prompt_tokens,
+            completion_tokens=batch.completion_tokens,
+            cached_tokens=batch.cached_tokens,
+            cost_pico=batch.cost_pico,
+            confidence=batch.confidence,
+            is_error=batch.is_error,
         )
 
     def _validate(
-        self, cols: Columns, rows: Sequence[Row]
-    ) -> tuple[np.ndarray[Any, np.dtype[np.bool_]], list[tuple[int, str]]]:
+        self, b: RawBatch
+    ) -> tuple[npt.NDArray[np.bool_], list[tuple[int, str]]]:
         """Defence in depth behind the table's CHECK constraints (which a migration, a
         restored dump or a NOT VALID constraint may not have enforced) plus what SQL cannot
         check: timestamps from a client clock far in the future."""
         now = self.clock()
         checks = (
-            (~np.isfinite(cols.latency_ms) | (cols.latency_ms < 0),
+            (~np.isfinite(b.latency_ms) | (b.latency_ms < 0),
              "latency_ms must be a finite number >= 0"),
-            ((cols.prompt_tokens < 0) | (cols.completion_tokens < 0) | (cols.cached_tokens < 0),
+            ((b.prompt_tokens < 0) | (b.completion_tokens < 0) | (b.cached_tokens < 0),
              "token counts must be >= 0"),
-            (cols.cached_tokens > cols.prompt_tokens,
+            (b.cached_tokens > b.prompt_tokens,
              "cached_tokens must not exceed prompt_tokens"),
-            (~((cols.confidence == NO_CONFIDENCE)
-               | ((cols.confidence >= 0) & (cols.confidence <= 1))),
+            (~((b.confidence == NO_CONFIDENCE) | ((b.confidence >= 0) & (b.confidence <= 1))),
              "confidence must be between 0 and 1"),
-            (cols.cost_pico < UNKNOWN_COST, "cost_usd must be >= 0"),
-            (~np.isfinite(cols.created_at)
-             | (cols.created_at > now + self.max_future_skew_seconds),
+            (b.cost_pico < UNKNOWN_COST, "cost_usd must be >= 0"),
+            (~np.isfinite(b.created_at) | (b.created_at > now + self.max_future_skew_seconds),
              f"created_at is more than {self.max_future_skew_seconds:g} s in the future "
              "(client clock skew?)"),
         )
-        bad = np.zeros(len(cols), dtype=np.bool_)
+        bad = np.zeros(len(b), dtype=np.bool_)
         reasons: list[tuple[int, str]] = []
         for mask, why in checks:
             fresh = mask & ~bad
             if fresh.any():
-                reasons.extend((int(rows[i][ROW_ID]), why) for i in np.flatnonzero(fresh).tolist())
+                reasons.extend((int(b.id[i]), why) for i in np.flatnonzero(fresh).tolist())
                 bad |= fresh
         return ~bad, reasons

@@ -21,6 +21,7 @@ from stream_mlops.processor import (
     TOKEN_BOUNDS,
     Effects,
     Processor,
+    RawBatch,
 )
 from stream_mlops.stats.totals import Delta
 
@@ -116,19 +117,20 @@ class Consumer:
         t0 = time.perf_counter()
         with conn.transaction():
             xid, last_id = self.cursor
-            rows = conn.execute(
+            row = conn.execute(
                 q("fetch_batch"), {"xid": xid, "id": last_id, "limit": self.batch_size},
                 binary=True,
-            ).fetchall()
-            if not rows:
+            ).fetchone()
+            if row is None or row[0] == 0:
                 self.status.db_ok_at = time.time()
                 return 0
-            effects = self.processor.prepare(rows)
+            batch = _raw_batch(row)
+            effects = self.processor.prepare(batch)
             checkpoint_at = self._persist(conn, effects)
         # Committed: only now does the in-memory state (and /metrics) move.
         with self.status.lock:
             self.processor.commit(effects)
-        self.cursor = (effects.last_xid, effects.last_id)
+        self.cursor = (str(effects.last_xid), effects.last_id)
         st = self.status
         st.events_total += effects.events
         st.quarantined_total += len(effects.quarantine)
@@ -140,10 +142,10 @@ class Consumer:
             log.warning("rows quarantined", extra={
                 "count": len(effects.quarantine),
                 "first_id": effects.quarantine[0][0], "reason": effects.quarantine[0][1]})
-        if len(rows) == self.batch_size and effects.max_created_at:
+        if len(batch) == self.batch_size and effects.max_created_at:
             # Catching up: the newest row of a full batch tells how far behind we are.
             st.lag_seconds = max(0.0, time.time() - effects.max_created_at)
-        return len(rows)
+        return len(batch)
 
     def _persist(self, conn: Conn, e: Effects) -> float:
         xid, last_id = self.cursor
@@ -205,6 +207,16 @@ def _array(values: np.ndarray[Any, Any] | list[int]) -> str:
     element, and exact: Python's repr of a float round-trips."""
     flat = values.ravel().tolist() if isinstance(values, np.ndarray) else values
     return "{" + ",".join(map(str, flat)) + "}"
+
+
+def _raw_batch(row: tuple[Any, ...]) -> RawBatch:
+    _, xid, ids, key, created, latency, prompt, completion, cached, cost, conf, err = row
+    return RawBatch(
+        xid=np.array(xid, np.int64), id=np.array(ids, np.int64), key=key,
+        created_at=np.array(created, np.float64), latency_ms=np.array(latency, np.float64),
+        prompt_tokens=np.array(prompt, np.int64), completion_tokens=np.array(completion, np.int64),
+        cached_tokens=np.array(cached, np.int64), cost_pico=np.array(cost, np.int64),
+        confidence=np.array(conf, np.float64), is_error=np.array(err, np.bool_))
 
 
 def _one(conn: Conn, sql: str) -> Any:

@@ -25,25 +25,38 @@ ORDER BY tenant_id, function_name, model, variant;
 -- Rows committed after the cursor. Only transactions below the snapshot's xmin are
 -- certainly finished, so a row whose transaction commits later (with a lower id or xid)
 -- is never skipped: it is simply not read until every older transaction has ended.
+-- The batch comes back as one row of arrays (column-wise, in cursor order: the aggregate
+-- reads the LIMIT's ordered index scan), which costs far less than a Python tuple per row.
 -- name: fetch_batch
-SELECT xid::text AS xid_text, id, tenant_id, function_name, model, variant,
-       date_part('epoch', created_at),
-       latency_ms, prompt_tokens, completion_tokens, cached_tokens,
-       coalesce((cost_usd * 1000000000000)::bigint, -1),
-       coalesce(confidence, -1),
-       status = 'error'
-FROM mlops.model_performance
-WHERE (xid, id) > (%(xid)s::xid8, %(id)s::bigint)
-  AND xid < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY xid, id  -- the column, not its text form (hence the alias above)
-LIMIT %(limit)s;
+WITH batch AS (
+    SELECT xid, id, tenant_id, function_name, model, variant, created_at, latency_ms,
+           prompt_tokens, completion_tokens, cached_tokens, cost_usd, confidence, status
+    FROM mlops.model_performance
+    WHERE (xid, id) > (%(xid)s::text::xid8, %(id)s::bigint)
+      AND xid < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY xid, id
+    LIMIT %(limit)s
+)
+SELECT count(*),
+       array_agg(xid::text::bigint),
+       array_agg(id),
+       array_agg(tenant_id || chr(31) || function_name || chr(31) || model || chr(31) || variant),
+       array_agg(date_part('epoch', created_at)),
+       array_agg(latency_ms),
+       array_agg(prompt_tokens::bigint),
+       array_agg(completion_tokens::bigint),
+       array_agg(cached_tokens::bigint),
+       array_agg(coalesce((cost_usd * 1000000000000)::bigint, -1)),
+       array_agg(coalesce(confidence, -1)),
+       array_agg(status = 'error')
+FROM batch;
 
 -- The oldest committed row the consumer has not taken yet (held back by the horizon or
 -- simply not reached): its age is the processor's lag.
 -- name: oldest_pending
 SELECT date_part('epoch', created_at)
 FROM mlops.model_performance
-WHERE (xid, id) > (%(xid)s::xid8, %(id)s::bigint)
+WHERE (xid, id) > (%(xid)s::text::xid8, %(id)s::bigint)
 ORDER BY xid, id
 LIMIT 1;
 
@@ -57,11 +70,12 @@ WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid();
 -- Compare-and-set: fails (0 rows) when someone else advanced the cursor.
 -- name: advance_checkpoint
 UPDATE mlops.consumer_checkpoints
-SET last_xid = %(new_xid)s::xid8, last_id = %(new_id)s,
+SET last_xid = %(new_xid)s::text::xid8, last_id = %(new_id)s,
     events_total = events_total + %(events)s,
     quarantined_total = quarantined_total + %(quarantined)s,
     updated_at = now()
-WHERE consumer = %(consumer)s AND last_xid = %(old_xid)s::xid8 AND last_id = %(old_id)s
+WHERE consumer = %(consumer)s AND last_xid = %(old_xid)s::text::xid8
+  AND last_id = %(old_id)s
 RETURNING date_part('epoch', updated_at);
 
 -- name: upsert_series

@@ -150,28 +150,32 @@ def test_unprocessable_rows_are_quarantined_and_the_rest_processed(db_url: str) 
         # Rows that slipped past constraints (e.g. restored from an old dump).
         conn.execute("ALTER TABLE mlops.model_performance"
                      " DROP CONSTRAINT latency_ms_must_be_finite_between_0_and_86400000,"
-                     " DROP CONSTRAINT confidence_must_be_between_0_and_1")
+                     " DROP CONSTRAINT confidence_must_be_between_0_and_1,"
+                     " DROP CONSTRAINT function_name_must_be_1_to_200_chars")
         conn.execute("INSERT INTO mlops.model_performance (function_name, model, latency_ms)"
                      " VALUES ('f', 'gpt-4o', 'NaN'), ('f', 'gpt-4o', -4)")
         conn.execute("INSERT INTO mlops.model_performance (function_name, model, latency_ms,"
                      " confidence) VALUES ('f', 'gpt-4o', 1, 7)")
+        conn.execute("INSERT INTO mlops.model_performance (function_name, model, latency_ms)"
+                     " VALUES (E'bad\\x1fname', 'gpt-4o', 1)")
     insert_requests(db_url, 20, 20)
     c = make_consumer(db_url)
-    assert drain(c) == 44
+    assert drain(c) == 45
     with psycopg.connect(db_url) as conn:
         q = conn.execute("SELECT reason, row_data->>'function_name' FROM mlops.quarantine"
                          " ORDER BY source_id").fetchall()
         good = conn.execute("SELECT count(*), sum(cost_usd) FROM mlops.model_performance"
                             " WHERE id NOT IN (SELECT source_id FROM mlops.quarantine)").fetchone()
     reasons = [r[0] for r in q]
-    assert len(reasons) == 4
+    assert len(reasons) == 5
     assert "in the future" in reasons[0]
     assert reasons[1] == reasons[2] == "latency_ms must be a finite number >= 0"
     assert reasons[3] == "confidence must be between 0 and 1"
+    assert reasons[4] == "unprocessable row: label values must not contain control characters"
     assert good is not None
     assert memory_totals(c) == (good[0], good[1])
-    assert c.status.quarantined_total == 4
-    assert c.status.events_total == 44
+    assert c.status.quarantined_total == 5
+    assert c.status.events_total == 45
     c.close()
 
 

@@ -7,18 +7,22 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stream_mlops.processor import OTHER, LabelFolder, Processor
+from stream_mlops.processor import OTHER, LabelFolder, Processor, RawBatch
 
 NOW = 1_800_000_000.0
 
 
 def row(i: int, **kw: Any) -> tuple[Any, ...]:
     r: dict[str, Any] = {
-        "xid": str(100 + i), "id": i, "tenant": "t", "function": "f", "model": "m",
+        "xid": 100 + i, "id": i, "tenant": "t", "function": "f", "model": "m",
         "variant": "control", "created": NOW - 1, "latency": 120.0, "prompt": 10,
         "completion": 5, "cached": 0, "cost": 1000, "confidence": 0.8, "error": False}
     r.update(kw)
     return tuple(r.values())
+
+
+def batch(*rows: tuple[Any, ...]) -> RawBatch:
+    return RawBatch.from_rows(rows)
 
 
 def proc() -> Processor:
@@ -27,8 +31,8 @@ def proc() -> Processor:
 
 def test_valid_batch_is_aggregated_and_committed_only_on_commit() -> None:
     p = proc()
-    e = p.prepare([row(1), row(2, error=True), row(3, cost=-1)])
-    assert (e.last_xid, e.last_id, e.events) == ("103", 3, 3)
+    e = p.prepare(batch(row(1), row(2, error=True), row(3, cost=-1)))
+    assert (e.last_xid, e.last_id, e.events) == (103, 3, 3)
     assert e.quarantine == []
     assert e.delta is not None and e.persisted is not None
     assert p.totals.success.sum() == 0  # not committed yet
@@ -49,7 +53,7 @@ def test_valid_batch_is_aggregated_and_committed_only_on_commit() -> None:
 ])
 def test_invalid_rows_are_quarantined_with_reason(bad: dict[str, Any], reason: str) -> None:
     p = proc()
-    e = p.prepare([row(1), row(2, **bad), row(3)])
+    e = p.prepare(batch(row(1), row(2, **bad), row(3)))
     assert len(e.quarantine) == 1
     assert e.quarantine[0][0] == 2 and reason in e.quarantine[0][1]
     p.commit(e)
@@ -59,9 +63,10 @@ def test_invalid_rows_are_quarantined_with_reason(bad: dict[str, Any], reason: s
 
 def test_poison_row_is_isolated_when_batch_aggregation_fails() -> None:
     p = proc()
-    e = p.prepare([row(1), row(2, latency="not a number"), row(3)])
+    e = p.prepare(batch(row(1), row(2, function="bad\x1fname"), row(3)))
     assert [i for i, _ in e.quarantine] == [2]
-    assert "unprocessable row" in e.quarantine[0][1]
+    assert e.quarantine[0][1] == ("unprocessable row: label values must not contain "
+                                  "control characters")
     p.commit(e)
     assert p.totals.success.sum() == 2
 
@@ -76,21 +81,20 @@ def test_label_folder_bounds_each_label() -> None:
 
 def test_folded_series_share_one_index() -> None:
     p = proc()
-    rows = [row(i, function=f"fn{i}") for i in range(10)]
-    p.commit(p.prepare(rows))
+    p.commit(p.prepare(batch(*(row(i, function=f"fn{i}") for i in range(10)))))
     assert [k[1] for k in p.totals.keys] == ["fn0", "fn1", "fn2", OTHER]
     assert p.totals.success.tolist() == [1, 1, 1, 7]
 
 
 def test_load_restores_known_labels() -> None:
     p = proc()
-    p.commit(p.prepare([row(i, function=f"fn{i}") for i in range(3)]))
+    p.commit(p.prepare(batch(*(row(i, function=f"fn{i}") for i in range(3)))))
     q = proc()
     keys = list(p.totals.keys)
     from stream_mlops.stats.totals import Delta
     snap = Delta(series=np.arange(len(keys)), cost_pico=list(p.totals.cost_pico),
                  **{n: getattr(p.totals, n) for n in p.totals._ARRAYS})
     q.load(keys, snap)
-    q.commit(q.prepare([row(9, function="fn1"), row(10, function="new")]))
+    q.commit(q.prepare(batch(row(9, function="fn1"), row(10, function="new"))))
     assert q.totals.success.tolist() == [1, 2, 1, 1]
     assert q.totals.keys[-1][1] == OTHER

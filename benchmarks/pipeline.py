@@ -1,0 +1,313 @@
+"""Benchmarks of the core pipeline (issue: core event pipeline). Prints one JSON document.
+
+    .venv/bin/python benchmarks/pipeline.py [--rows 1000000] [--only throughput,latency,...]
+
+Every figure is measured in this run on this machine, next to a reference measured in the
+same run: a minimal consumer for throughput, a table without triggers for inserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from prometheus_client import CollectorRegistry, Histogram
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import copy_in, cpu_seconds, rss_mb, series_rows, start_server
+from stream_mlops.db.consumer import Consumer
+from stream_mlops.embedded import EmbeddedPostgres
+from stream_mlops.models import PipelineStatus
+from stream_mlops.processor import Processor
+from tests.helpers import ProcessorProcess, metric_sum, scrape, wait_for
+
+RESULTS = Path(__file__).resolve().parent / "results"
+_EVENTS = re.compile(rb"^mlops_processor_events_total\{[^}]*\} (\S+)$", re.MULTILINE)
+
+
+def events_fast(port: int) -> float:
+    """mlops_processor_events_total with a regex: the full parser is too slow to poll."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:  # noqa: S310
+        m = _EVENTS.search(r.read())
+    return float(m.group(1)) if m else -1.0
+
+
+def new_db(pg: EmbeddedPostgres, name: str) -> str:
+    with psycopg.connect(pg.url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE postgres")
+    return pg.url_for(name)
+
+
+def reset_consumer(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM mlops.consumer_checkpoints")
+        conn.execute("DELETE FROM mlops.series_totals")
+
+
+def reference_consumer(url: str) -> float:
+    """Minimal consumer: batches of 5,000 by id, one histogram observation per row."""
+    hist = Histogram("ref_latency_seconds", "ref", registry=CollectorRegistry())
+    t0 = time.perf_counter()
+    n, last = 0, 0
+    with psycopg.connect(url) as conn:
+        while rows := conn.execute(
+            "SELECT id, latency_ms FROM mlops.model_performance WHERE id > %s"
+            " ORDER BY id LIMIT 5000", (last,), binary=True).fetchall():
+            for r in rows:
+                hist.observe(r[1] / 1000.0)
+            last, n = rows[-1][0], n + len(rows)
+    return n / (time.perf_counter() - t0)
+
+
+def our_consumer(url: str, batch_size: int) -> float:
+    reset_consumer(url)
+    c = Consumer(url, Processor(), PipelineStatus(), batch_size=batch_size)
+    assert c.open()
+    t0 = time.perf_counter()
+    n = 0
+    while k := c.step():
+        n += k
+    rate = n / (time.perf_counter() - t0)
+    c.close()
+    return rate
+
+
+def bench_throughput(pg: EmbeddedPostgres, rows: int, tmp: Path) -> dict[str, Any]:
+    url = new_db(pg, "throughput")
+    t0 = time.perf_counter()
+    copy_in(url, series_rows(rows, 1000))
+    load_s = time.perf_counter() - t0
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE mlops.model_performance")
+    refs, ours = [], []
+    for _ in range(3):
+        refs.append(reference_consumer(url))
+        ours.append(our_consumer(url, 20000))
+    ref, our = statistics.median(refs), statistics.median(ours)
+    # The real process, from start to caught up, then its memory.
+    reset_consumer(url)
+    p = ProcessorProcess(url, log_path=tmp / "throughput.log").start()
+    t0 = time.perf_counter()
+    assert p.proc is not None
+    while events_fast(p.port) < rows:
+        time.sleep(0.2)
+    process_s = time.perf_counter() - t0
+    rss = rss_mb(p.proc.pid)
+    p.stop()
+    return {
+        "rows": rows, "series": 1000, "copy_load_rows_per_s": round(rows / load_s),
+        "reference_events_per_s": round(ref), "processor_events_per_s": round(our),
+        "ratio_to_reference": round(our / ref, 3),
+        "runs": {"reference": [round(x) for x in refs], "processor": [round(x) for x in ours]},
+        "process_start_to_caught_up_s": round(process_s, 2),
+        "process_events_per_s_incl_startup": round(rows / process_s),
+        "rss_mb_after_catch_up": round(rss, 1),
+    }
+
+
+def bench_latency(pg: EmbeddedPostgres, rate: int, rows_per_commit: int, seconds: float,
+                  tmp: Path) -> dict[str, Any]:
+    """COMMIT -> visible on /metrics, at ``rate`` rows/s."""
+    url = new_db(pg, f"latency_{rate}")
+    p = ProcessorProcess(url, log_path=tmp / f"latency_{rate}.log").start()
+    p.wait_ready()
+    commits: list[tuple[int, float]] = []  # (cumulative rows, commit returned at)
+    seen: list[tuple[float, float]] = []  # (scrape returned at, events)
+    stop = threading.Event()
+
+    def scraper() -> None:
+        while not stop.is_set():
+            seen.append((time.perf_counter(), events_fast(p.port)))
+            time.sleep(0.001)
+
+    rows = series_rows(int(rate * seconds) + rows_per_commit, 12)
+    cols = "tenant_id, function_name, model, variant, latency_ms, prompt_tokens, " \
+           "completion_tokens, cached_tokens, confidence, status"
+    sql = f"INSERT INTO mlops.model_performance ({cols}) VALUES " + \
+        ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * rows_per_commit)
+    th = threading.Thread(target=scraper)
+    th.start()
+    sent = 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        # One client cannot wait for 1,000 WAL flushes a second on this disk; the row is
+        # visible to readers when COMMIT returns either way.
+        conn.execute("SET synchronous_commit = off")
+        start = time.perf_counter()
+        interval = rows_per_commit / rate
+        while (now := time.perf_counter()) - start < seconds:
+            due = start + (sent / rows_per_commit) * interval
+            if now < due:
+                time.sleep(due - now)
+            batch = rows[sent:sent + rows_per_commit]
+            conn.execute(sql, [v for r in batch for v in r])
+            sent += rows_per_commit
+            commits.append((sent, time.perf_counter()))
+        achieved = sent / (time.perf_counter() - start)
+    wait_for(lambda: p.events() >= sent, 60, "drain")
+    time.sleep(0.05)
+    stop.set()
+    th.join()
+    p.stop()
+    lat = []
+    j = 0
+    warm = commits[0][1] + 1.0
+    for n, t in commits:
+        while j < len(seen) and (seen[j][1] < n or seen[j][0] < t):
+            j += 1
+        if j < len(seen) and t >= warm:
+            lat.append((seen[j][0] - t) * 1000)
+    lat.sort()
+    gaps = [b[0] - a[0] for a, b in zip(seen, seen[1:], strict=False)]
+    return {
+        "target_rows_per_s": rate, "achieved_rows_per_s": round(achieved),
+        "rows_per_commit": rows_per_commit, "commits_measured": len(lat),
+        "p50_ms": round(lat[len(lat) // 2], 1), "p99_ms": round(lat[int(len(lat) * 0.99)], 1),
+        "max_ms": round(lat[-1], 1),
+        "scrape_interval_ms_median": round(statistics.median(gaps) * 1000, 2),
+    }
+
+
+def pgbench(pg: EmbeddedPostgres, url: str, script: str, clients: int, seconds: int) -> float:
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+        f.write(script)
+    out = subprocess.run(
+        [str(pg.bindir / "pgbench"), "-n", "-f", f.name, "-c", str(clients), "-j",
+         str(clients), "-T", str(seconds), url],
+        capture_output=True, text=True, check=True)
+    Path(f.name).unlink()
+    m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out.stdout)
+    assert m, out.stdout
+    return float(m.group(1))
+
+
+def bench_inserts(pg: EmbeddedPostgres, seconds: int) -> dict[str, Any]:
+    url = new_db(pg, "inserts")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA bench")
+        # Same columns, defaults, constraints and indexes; no triggers.
+        conn.execute("CREATE TABLE bench.bare (LIKE mlops.model_performance INCLUDING ALL)")
+    cols = "(tenant_id, function_name, model, latency_ms, prompt_tokens, completion_tokens," \
+           " confidence)"
+    one = "VALUES ('t', 'f', 'gpt-4o-mini', random() * 1000, 500, 100, 0.9);\n"
+    many = "SELECT 't', 'f', 'gpt-4o-mini', random() * 1000, 500, 100, 0.9" \
+           " FROM generate_series(1, 1000);\n"
+    tables = {"bare": "bench.bare", "triggers": "mlops.model_performance"}
+    out: dict[str, Any] = {}
+
+    def run(label: str, table: str, body: str, clients: int, rows: int) -> None:
+        tps = pgbench(pg, url, f"INSERT INTO {table} {cols} {body}", clients, seconds)
+        out[label] = {"commits_per_s": round(tps), "rows_per_s": round(tps * rows)}
+
+    for clients in (2, 8):
+        for name, table in tables.items():
+            run(f"single_row_{clients}_clients_{name}", table, one, clients, 1)
+    for name, table in tables.items():
+        run(f"batch_1000_2_clients_{name}", table, many, 2, 1000)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT mlops.set_notify(false)")
+    for clients in (2, 8):
+        run(f"single_row_{clients}_clients_poll_only", "mlops.model_performance", one,
+            clients, 1)
+    run("batch_1000_2_clients_poll_only", "mlops.model_performance", many, 2, 1000)
+
+    def overhead(a: str, b: str) -> float:
+        return round(1 - out[b]["rows_per_s"] / out[a]["rows_per_s"], 3)
+
+    out["overhead"] = {
+        "single_row_2_clients": overhead("single_row_2_clients_bare",
+                                         "single_row_2_clients_triggers"),
+        "single_row_8_clients": overhead("single_row_8_clients_bare",
+                                         "single_row_8_clients_triggers"),
+        "batch_1000_2_clients": overhead("batch_1000_2_clients_bare",
+                                         "batch_1000_2_clients_triggers"),
+        "single_row_2_clients_poll_only": overhead("single_row_2_clients_bare",
+                                                   "single_row_2_clients_poll_only"),
+        "single_row_8_clients_poll_only": overhead("single_row_8_clients_bare",
+                                                   "single_row_8_clients_poll_only"),
+        "batch_1000_2_clients_poll_only": overhead("batch_1000_2_clients_bare",
+                                                   "batch_1000_2_clients_poll_only"),
+    }
+    out["seconds_per_run"] = seconds
+    return out
+
+
+def bench_cpu(pg: EmbeddedPostgres, rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
+    """Processor CPU at a steady ``rate`` of single-row commits, scraped every 5 s."""
+    url = new_db(pg, "cpu")
+    p = ProcessorProcess(url, log_path=tmp / "cpu.log").start()
+    p.wait_ready()
+    assert p.proc is not None
+    rows = series_rows(int(rate * (seconds + 2)), 12)
+    cols = "tenant_id, function_name, model, variant, latency_ms, prompt_tokens, " \
+           "completion_tokens, cached_tokens, confidence, status"
+    sql = f"INSERT INTO mlops.model_performance ({cols}) VALUES " \
+          "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET synchronous_commit = off")
+        start = time.perf_counter()
+        cpu0, t0, sent, sent0, next_scrape = None, 0.0, 0, 0, start + 5
+        while (now := time.perf_counter()) - start < seconds + 2:
+            if cpu0 is None and now - start >= 2:  # after warm-up
+                cpu0, t0, sent0 = cpu_seconds(p.proc.pid), now, sent
+            due = start + sent / rate
+            if now < due:
+                time.sleep(due - now)
+            conn.execute(sql, rows[sent])
+            sent += 1
+            if now >= next_scrape:
+                scrape(p.port)
+                next_scrape += 5
+        cpu1, t1 = cpu_seconds(p.proc.pid), time.perf_counter()
+    assert cpu0 is not None
+    wait_for(lambda: p.events() >= sent, 30, "drain")
+    events = metric_sum(scrape(p.port), "mlops_processor_events_total")
+    p.stop()
+    return {"target_rows_per_s": rate, "achieved_rows_per_s": round((sent - sent0) / (t1 - t0)),
+            "commits": "single-row", "processor_cpu_percent_of_one_core":
+            round(100 * (cpu1 - cpu0) / (t1 - t0), 2), "events": int(events)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--only", default="throughput,latency,inserts,cpu")
+    ap.add_argument("--seconds", type=float, default=15.0)
+    args = ap.parse_args()
+    only = set(args.only.split(","))
+    pg = start_server()
+    tmp = Path(tempfile.mkdtemp(prefix="stream-mlops-bench-logs-"))
+    result: dict[str, Any] = {"machine": {"cores": __import__("os").cpu_count()},
+                              "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    try:
+        if "throughput" in only:
+            result["throughput"] = bench_throughput(pg, args.rows, tmp)
+        if "latency" in only:
+            result["latency_1k"] = bench_latency(pg, 1000, 1, args.seconds, tmp)
+            result["latency_10k"] = bench_latency(pg, 10000, 100, args.seconds, tmp)
+        if "inserts" in only:
+            result["inserts"] = bench_inserts(pg, 8)
+        if "cpu" in only:
+            result["cpu_1k"] = bench_cpu(pg, 1000, 2 * args.seconds, tmp)
+    finally:
+        pg.stop("immediate")
+    text = json.dumps(result, indent=2)
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "pipeline.json").write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
