@@ -9,8 +9,10 @@ same run: a minimal consumer for throughput, a table without triggers for insert
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +29,13 @@ from prometheus_client import CollectorRegistry, Histogram
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+
 from benchmarks.common import copy_in, cpu_seconds, rss_mb, series_rows, start_server
 from stream_mlops.db.consumer import Consumer
 from stream_mlops.embedded import EmbeddedPostgres
 from stream_mlops.models import PipelineStatus
 from stream_mlops.processor import Processor
-from tests.helpers import ProcessorProcess, metric_sum, scrape, wait_for
+from tests.helpers import ProcessorProcess, http_status, metric_sum, scrape, wait_for
 
 RESULTS = Path(__file__).resolve().parent / "results"
 _EVENTS = re.compile(rb"^mlops_processor_events_total\{[^}]*\} (\S+)$", re.MULTILINE)
@@ -39,7 +43,7 @@ _EVENTS = re.compile(rb"^mlops_processor_events_total\{[^}]*\} (\S+)$", re.MULTI
 
 def events_fast(port: int) -> float:
     """mlops_processor_events_total with a regex: the full parser is too slow to poll."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:  # noqa: S310
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         m = _EVENTS.search(r.read())
     return float(m.group(1)) if m else -1.0
 
@@ -101,11 +105,15 @@ def bench_throughput(pg: EmbeddedPostgres, rows: int, tmp: Path) -> dict[str, An
     p = ProcessorProcess(url, log_path=tmp / "throughput.log").start()
     t0 = time.perf_counter()
     assert p.proc is not None
-    while events_fast(p.port) < rows:
-        time.sleep(0.2)
-    process_s = time.perf_counter() - t0
-    rss = rss_mb(p.proc.pid)
-    p.stop()
+    try:
+        # /readyz would say "lag too high" until caught up: wait for liveness only.
+        wait_for(lambda: http_status(p.port, "/healthz")[0] == 200, 30, "processor up")
+        while events_fast(p.port) < rows:
+            time.sleep(0.2)
+        process_s = time.perf_counter() - t0
+        rss = rss_mb(p.proc.pid)
+    finally:
+        p.stop()
     return {
         "rows": rows, "series": 1000, "copy_load_rows_per_s": round(rows / load_s),
         "reference_events_per_s": round(ref), "processor_events_per_s": round(our),
@@ -115,6 +123,26 @@ def bench_throughput(pg: EmbeddedPostgres, rows: int, tmp: Path) -> dict[str, An
         "process_events_per_s_incl_startup": round(rows / process_s),
         "rss_mb_after_catch_up": round(rss, 1),
     }
+
+
+def _send(url: str, sql: str, rows: list[tuple[Any, ...]], per_commit: int, *, rate: float,
+          seconds: float, commits: list[tuple[int, float]]) -> float:
+    """Commit ``per_commit`` rows at a time at ``rate`` rows/s; returns the achieved rate."""
+    sent = 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        # One client cannot wait for 1,000 WAL flushes a second on this disk; the row is
+        # visible to readers when COMMIT returns either way.
+        conn.execute("SET synchronous_commit = off")
+        start = time.perf_counter()
+        while (now := time.perf_counter()) - start < seconds:
+            due = start + sent / rate
+            if now < due:
+                time.sleep(due - now)
+            batch = [rows[(sent + k) % len(rows)] for k in range(per_commit)]
+            conn.execute(sql, [v for r in batch for v in r])
+            sent += per_commit
+            commits.append((sent, time.perf_counter()))
+        return sent / (time.perf_counter() - start)
 
 
 def bench_latency(pg: EmbeddedPostgres, rate: int, rows_per_commit: int, seconds: float,
@@ -139,27 +167,16 @@ def bench_latency(pg: EmbeddedPostgres, rate: int, rows_per_commit: int, seconds
         ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * rows_per_commit)
     th = threading.Thread(target=scraper)
     th.start()
-    sent = 0
-    with psycopg.connect(url, autocommit=True) as conn:
-        # One client cannot wait for 1,000 WAL flushes a second on this disk; the row is
-        # visible to readers when COMMIT returns either way.
-        conn.execute("SET synchronous_commit = off")
-        start = time.perf_counter()
-        interval = rows_per_commit / rate
-        while (now := time.perf_counter()) - start < seconds:
-            due = start + (sent / rows_per_commit) * interval
-            if now < due:
-                time.sleep(due - now)
-            batch = rows[sent:sent + rows_per_commit]
-            conn.execute(sql, [v for r in batch for v in r])
-            sent += rows_per_commit
-            commits.append((sent, time.perf_counter()))
-        achieved = sent / (time.perf_counter() - start)
-    wait_for(lambda: p.events() >= sent, 60, "drain")
-    time.sleep(0.05)
-    stop.set()
-    th.join()
-    p.stop()
+    try:
+        achieved = _send(url, sql, rows, rows_per_commit, rate=rate, seconds=seconds,
+                         commits=commits)
+        sent = commits[-1][0]
+        wait_for(lambda: p.events() >= sent, 60, "drain")
+        time.sleep(0.05)
+    finally:
+        stop.set()
+        th.join()
+        p.stop()
     lat = []
     j = 0
     warm = commits[0][1] + 1.0
@@ -169,7 +186,7 @@ def bench_latency(pg: EmbeddedPostgres, rate: int, rows_per_commit: int, seconds
         if j < len(seen) and t >= warm:
             lat.append((seen[j][0] - t) * 1000)
     lat.sort()
-    gaps = [b[0] - a[0] for a, b in zip(seen, seen[1:], strict=False)]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(seen)]
     return {
         "target_rows_per_s": rate, "achieved_rows_per_s": round(achieved),
         "rows_per_commit": rows_per_commit, "commits_measured": len(lat),
@@ -189,7 +206,7 @@ def pgbench(pg: EmbeddedPostgres, url: str, script: str, clients: int, seconds: 
     Path(f.name).unlink()
     m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out.stdout)
     assert m, out.stdout
-    return float(m.group(1))
+    return float(str(m.group(1)))
 
 
 def bench_inserts(pg: EmbeddedPostgres, seconds: int) -> dict[str, Any]:
@@ -223,7 +240,7 @@ def bench_inserts(pg: EmbeddedPostgres, seconds: int) -> dict[str, Any]:
     run("batch_1000_2_clients_poll_only", "mlops.model_performance", many, 2, 1000)
 
     def overhead(a: str, b: str) -> float:
-        return round(1 - out[b]["rows_per_s"] / out[a]["rows_per_s"], 3)
+        return round(1 - float(out[b]["rows_per_s"]) / float(out[a]["rows_per_s"]), 3)
 
     out["overhead"] = {
         "single_row_2_clients": overhead("single_row_2_clients_bare",
@@ -247,36 +264,38 @@ def bench_cpu(pg: EmbeddedPostgres, rate: int, seconds: float, tmp: Path) -> dic
     """Processor CPU at a steady ``rate`` of single-row commits, scraped every 5 s."""
     url = new_db(pg, "cpu")
     p = ProcessorProcess(url, log_path=tmp / "cpu.log").start()
-    p.wait_ready()
-    assert p.proc is not None
-    rows = series_rows(int(rate * (seconds + 2)), 12)
-    cols = "tenant_id, function_name, model, variant, latency_ms, prompt_tokens, " \
-           "completion_tokens, cached_tokens, confidence, status"
-    sql = f"INSERT INTO mlops.model_performance ({cols}) VALUES " \
-          "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SET synchronous_commit = off")
-        start = time.perf_counter()
-        cpu0, t0, sent, sent0, next_scrape = None, 0.0, 0, 0, start + 5
-        while (now := time.perf_counter()) - start < seconds + 2:
-            if cpu0 is None and now - start >= 2:  # after warm-up
-                cpu0, t0, sent0 = cpu_seconds(p.proc.pid), now, sent
-            due = start + sent / rate
-            if now < due:
-                time.sleep(due - now)
-            conn.execute(sql, rows[sent])
-            sent += 1
-            if now >= next_scrape:
+    try:
+        p.wait_ready()
+        assert p.proc is not None
+        rows = series_rows(rate * 10, 12)
+        cols = "tenant_id, function_name, model, variant, latency_ms, prompt_tokens, " \
+               "completion_tokens, cached_tokens, confidence, status"
+        sql = f"INSERT INTO mlops.model_performance ({cols}) VALUES " \
+              "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        commits: list[tuple[int, float]] = []
+        _send(url, sql, rows, 1, rate=rate, seconds=2.0, commits=commits)  # warm-up
+        stop = threading.Event()
+
+        def prometheus_like() -> None:
+            while not stop.wait(5.0):
                 scrape(p.port)
-                next_scrape += 5
+
+        th = threading.Thread(target=prometheus_like)
+        th.start()
+        cpu0, t0 = cpu_seconds(p.proc.pid), time.perf_counter()
+        achieved = _send(url, sql, rows, 1, rate=rate, seconds=seconds, commits=commits)
         cpu1, t1 = cpu_seconds(p.proc.pid), time.perf_counter()
-    assert cpu0 is not None
-    wait_for(lambda: p.events() >= sent, 30, "drain")
-    events = metric_sum(scrape(p.port), "mlops_processor_events_total")
-    p.stop()
-    return {"target_rows_per_s": rate, "achieved_rows_per_s": round((sent - sent0) / (t1 - t0)),
-            "commits": "single-row", "processor_cpu_percent_of_one_core":
-            round(100 * (cpu1 - cpu0) / (t1 - t0), 2), "events": int(events)}
+        stop.set()
+        th.join()
+        sent = len(commits)
+        wait_for(lambda: p.events() >= sent, 30, "drain")
+        events = metric_sum(scrape(p.port), "mlops_processor_events_total")
+    finally:
+        p.stop()
+    return {"target_rows_per_s": rate, "achieved_rows_per_s": round(achieved),
+            "commits": "single-row", "seconds": seconds,
+            "processor_cpu_percent_of_one_core": round(100 * (cpu1 - cpu0) / (t1 - t0), 2),
+            "events": int(events)}
 
 
 def main() -> int:
@@ -290,18 +309,22 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="stream-mlops-bench-logs-"))
     result: dict[str, Any] = {"machine": {"cores": __import__("os").cpu_count()},
                               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    sections: dict[str, Callable[[], dict[str, Any]]] = {
+        "throughput": lambda: bench_throughput(pg, args.rows, tmp),
+        "latency_1k": lambda: bench_latency(pg, 1000, 1, args.seconds, tmp),
+        "latency_10k": lambda: bench_latency(pg, 10000, 100, args.seconds, tmp),
+        "inserts": lambda: bench_inserts(pg, 8),
+        "cpu_1k": lambda: bench_cpu(pg, 1000, 2 * args.seconds, tmp),
+    }
     try:
-        if "throughput" in only:
-            result["throughput"] = bench_throughput(pg, args.rows, tmp)
-        if "latency" in only:
-            result["latency_1k"] = bench_latency(pg, 1000, 1, args.seconds, tmp)
-            result["latency_10k"] = bench_latency(pg, 10000, 100, args.seconds, tmp)
-        if "inserts" in only:
-            result["inserts"] = bench_inserts(pg, 8)
-        if "cpu" in only:
-            result["cpu_1k"] = bench_cpu(pg, 1000, 2 * args.seconds, tmp)
+        for name, run in sections.items():
+            if name.split("_")[0] in only:
+                print(f"running {name} ...", file=sys.stderr, flush=True)
+                result[name] = run()
     finally:
         pg.stop("immediate")
+        shutil.rmtree(pg.datadir.parent, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     text = json.dumps(result, indent=2)
     print(text)
     RESULTS.mkdir(exist_ok=True)

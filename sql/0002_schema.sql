@@ -384,6 +384,9 @@ CREATE TABLE mlops.consumer_checkpoints (
     system_identifier text NOT NULL,
     last_xid          xid8 NOT NULL DEFAULT '0'::xid8,
     last_id           bigint NOT NULL DEFAULT 0,
+    -- The id sequence's value when the cursor last moved: every consumed row has an id at
+    -- or below it, so after a restore rows above it are known to be unconsumed.
+    id_horizon        bigint NOT NULL DEFAULT 0,
     events_total      bigint NOT NULL DEFAULT 0,
     quarantined_total bigint NOT NULL DEFAULT 0,
     updated_at        timestamptz NOT NULL DEFAULT now()
@@ -499,6 +502,7 @@ GRANT SELECT ON mlops.model_prices TO mlops_writer, mlops_reader;
 GRANT SELECT, INSERT, UPDATE, DELETE ON mlops.model_prices TO mlops_processor;
 
 GRANT SELECT ON mlops.consumer_checkpoints TO mlops_reader;
+GRANT SELECT ON SEQUENCE mlops.model_performance_id_seq TO mlops_processor;
 GRANT SELECT, INSERT, UPDATE ON mlops.consumer_checkpoints TO mlops_processor;
 GRANT INSERT ON mlops.audit_log TO mlops_processor;
 

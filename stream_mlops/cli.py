@@ -18,6 +18,7 @@ import psycopg
 
 from stream_mlops import logs
 from stream_mlops.db.connect import connect, first_line
+from stream_mlops.db.consumer import reset_after_restore
 from stream_mlops.db.migrations import ensure_current, migrate
 from stream_mlops.db.queries import q
 from stream_mlops.demo import DEMO_DIR, run_demo
@@ -128,6 +129,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     data_dir=Path(args.data_dir or DEMO_DIR), reset=args.reset)
 
 
+def cmd_reset_cursor(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    if not args.after_restore:
+        print("stream-mlops reset-cursor: nothing to do without --after-restore",
+              file=sys.stderr)
+        return 2
+    with connect(s.database_url, timeout=s.connect_timeout_seconds) as conn:
+        ensure_current(conn)
+        changed = reset_after_restore(conn, s.consumer_name)
+    if changed is None:
+        print(f"cursor '{s.consumer_name}' already belongs to this cluster: nothing changed")
+    else:
+        print(f"cursor '{s.consumer_name}' moved from cluster {changed[0]} to {changed[1]};"
+              " consumed rows stay consumed, the rest will be processed")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="stream-mlops",
@@ -163,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     notify = add("notify", "switch the NOTIFY trigger on, or off for poll-only mode")
     notify.add_argument("state", choices=["on", "off"])
     notify.set_defaults(fn=cmd_notify)
+    reset = add("reset-cursor", "re-base the cursor after a dump/restore into another cluster")
+    reset.add_argument("--after-restore", action="store_true",
+                       help="rewrite stored transaction ids so they sort correctly here")
+    reset.add_argument("--consumer", help="overrides CONSUMER_NAME")
+    reset.set_defaults(fn=cmd_reset_cursor)
+
     demo = add("demo", "private Postgres + processor + simulated traffic, live summary")
     demo.add_argument("--rate", type=float, default=50.0, help="requests per second (50)")
     demo.add_argument("--metrics-port", type=int, default=9464, help="/metrics port (9464)")

@@ -45,7 +45,8 @@ class Service:
         self.stop = threading.Event()
         self.wake = threading.Event()
         self.listener = Listener(settings.database_url, self.wake, self.stop, self.status,
-                                 connect_timeout=settings.connect_timeout_seconds)
+                                 connect_timeout=settings.connect_timeout_seconds,
+                                 linger_seconds=settings.min_batch_interval_seconds)
         self.thresholds = Thresholds(
             lag_seconds=settings.lag_threshold_seconds,
             horizon_age_seconds=settings.horizon_age_threshold_seconds,
@@ -102,12 +103,17 @@ class Service:
                     log.info("consuming", extra={"consumer": st.consumer,
                                                  "cursor": list(self.consumer.cursor)})
                 self.wake.clear()
+                stepped = time.monotonic()
                 if self.consumer.step() >= batch:
                     continue
                 if time.time() - last_measure >= MEASURE_EVERY_SECONDS:
                     self.consumer.measure()
                     last_measure = time.time()
                 self.wake.wait(self.settings.poll_interval_seconds)
+                # Coalesce wake-ups: one transaction per commit of every writer would cost
+                # most of a core at 1,000 commits/s; a short linger batches them.
+                self.stop.wait(stepped + self.settings.min_batch_interval_seconds
+                               - time.monotonic())
             except CursorConflict as exc:
                 log.warning(str(exc))
                 self.consumer.close()

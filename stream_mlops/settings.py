@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     consumer_name: str = Field(default="default", min_length=1, max_length=100)
     batch_size: int = Field(default=20000, ge=1, le=1_000_000)
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
+    min_batch_interval_seconds: float = Field(default=0.02, ge=0, le=10)
     max_label_values: int = Field(default=200, ge=1, le=100_000)
     max_future_skew_seconds: float = Field(default=300.0, ge=0)
     lag_threshold_seconds: float = Field(default=60.0, gt=0)

@@ -27,6 +27,19 @@ from stream_mlops.stats.totals import Delta
 
 log = logging.getLogger(__name__)
 
+KEY_COLUMNS = ("tenant_id", "function_name", "model", "variant")
+# series_totals column -> Delta attribute (cost and last_event_at need care of their own);
+# the parameters of persist_batch are named like the columns.
+SERIES_COLUMNS = {
+    "success_count": "success", "error_count": "error",
+    "latency_sum_seconds": "latency_sum_seconds", "latency_buckets": "latency_buckets",
+    "prompt_tokens": "prompt_tokens", "completion_tokens": "completion_tokens",
+    "cached_tokens": "cached_tokens", "input_token_buckets": "input_token_buckets",
+    "output_token_buckets": "output_token_buckets", "unpriced_count": "unpriced",
+    "confidence_count": "confidence_count", "confidence_sum": "confidence_sum",
+    "confidence_buckets": "confidence_buckets",
+}
+
 # Right after a bulk load the statistics are stale and the planner may pick a bitmap scan
 # plus a sort of every pending row for a LIMITed cursor read: read the (xid, id) index in
 # order instead, so a batch costs the same however far behind the consumer is.
@@ -71,7 +84,6 @@ class Consumer:
         if not row or not row[0]:
             self.status.active = False
             return False
-        conn.autocommit = False
         self._load(conn)
         self.status.active = True
         self.status.db_ok_at = time.time()
@@ -115,18 +127,18 @@ class Consumer:
         conn = self.conn
         assert conn is not None, "open() first"
         t0 = time.perf_counter()
-        with conn.transaction():
-            xid, last_id = self.cursor
-            row = conn.execute(
-                q("fetch_batch"), {"xid": xid, "id": last_id, "limit": self.batch_size},
-                binary=True,
-            ).fetchone()
-            if row is None or row[0] == 0:
-                self.status.db_ok_at = time.time()
-                return 0
-            batch = _raw_batch(row)
-            effects = self.processor.prepare(batch)
-            checkpoint_at = self._persist(conn, effects)
+        xid, last_id = self.cursor
+        # Autocommit: the read is one statement, and so is everything the batch writes.
+        row = conn.execute(
+            q("fetch_batch"), {"xid": xid, "id": last_id, "limit": self.batch_size},
+            binary=True,
+        ).fetchone()
+        if row is None or row[0] == 0:
+            self.status.db_ok_at = time.time()
+            return 0
+        batch = _raw_batch(row)
+        effects = self.processor.prepare(batch)
+        checkpoint_at = self._persist(conn, effects)
         # Committed: only now does the in-memory state (and /metrics) move.
         with self.status.lock:
             self.processor.commit(effects)
@@ -149,44 +161,35 @@ class Consumer:
 
     def _persist(self, conn: Conn, e: Effects) -> float:
         xid, last_id = self.cursor
-        row = conn.execute(q("advance_checkpoint"), {
+        row = conn.execute(q("persist_batch"), {
             "consumer": self.consumer, "old_xid": xid, "old_id": last_id,
-            "new_xid": e.last_xid, "new_id": e.last_id,
+            "new_xid": str(e.last_xid), "new_id": e.last_id,
             "events": e.events, "quarantined": len(e.quarantine),
+            **self._series_params(e.persisted),
+            "quarantine_ids": [i for i, _ in e.quarantine],
+            "quarantine_reasons": [r for _, r in e.quarantine],
         }).fetchone()
         if row is None:
             raise CursorConflict(
                 f"cursor '{self.consumer}' was moved by another process; reloading state")
-        if e.persisted is not None:
-            conn.execute(q("upsert_series"), self._series_params(e.persisted))
-        if e.quarantine:
-            ids, reasons = zip(*e.quarantine, strict=True)
-            conn.execute(q("quarantine_rows"), {
-                "consumer": self.consumer, "ids": list(ids), "reasons": list(reasons)})
         return float(row[0])
 
-    def _series_params(self, p: Delta) -> dict[str, Any]:
+    def _series_params(self, p: Delta | None) -> dict[str, Any]:
+        """Absolute totals of the touched series, one array literal per column."""
+        if p is None:
+            return {name: "{}" for name in (*KEY_COLUMNS, *SERIES_COLUMNS,
+                                            "cost_pico_usd", "last_event_at")} | \
+                {"nl": 1, "nt": 1, "nc": 1}
         keys = [self.processor.totals.keys[i] for i in p.series.tolist()]
-        tenant, function, model, variant = (list(c) for c in zip(*keys, strict=True))
-        last = np.where(np.isfinite(p.last_event_at), p.last_event_at, 0.0)
-        return {
-            "consumer": self.consumer,
-            "tenant": tenant, "function": function, "model": model, "variant": variant,
-            "success": _array(p.success), "error": _array(p.error),
-            "latency_sum": _array(p.latency_sum_seconds),
-            "prompt": _array(p.prompt_tokens), "completion": _array(p.completion_tokens),
-            "cached": _array(p.cached_tokens),
-            "cost": _array(p.cost_pico),
-            "unpriced": _array(p.unpriced),
-            "conf_count": _array(p.confidence_count), "conf_sum": _array(p.confidence_sum),
-            "last_event_at": _array(last),
-            "latency_buckets": _array(p.latency_buckets),
-            "input_buckets": _array(p.input_token_buckets),
-            "output_buckets": _array(p.output_token_buckets),
-            "confidence_buckets": _array(p.confidence_buckets),
-            "nl": p.latency_buckets.shape[1], "nt": p.input_token_buckets.shape[1],
-            "nc": p.confidence_buckets.shape[1],
-        }
+        params: dict[str, Any] = dict(zip(KEY_COLUMNS, (list(c) for c in zip(*keys, strict=True)),
+                                          strict=True))
+        params |= {name: _array(getattr(p, attr)) for name, attr in SERIES_COLUMNS.items()}
+        params["cost_pico_usd"] = _array(p.cost_pico)
+        params["last_event_at"] = _array(np.where(np.isfinite(p.last_event_at),
+                                                  p.last_event_at, 0.0))
+        params |= {"nl": p.latency_buckets.shape[1], "nt": p.input_token_buckets.shape[1],
+                   "nc": p.confidence_buckets.shape[1]}
+        return params
 
     def measure(self) -> None:
         """Refresh lag and horizon age (cheap index probes; run when caught up)."""
@@ -202,11 +205,23 @@ class Consumer:
         self.status.db_ok_at = time.time()
 
 
-def _array(values: np.ndarray[Any, Any] | list[int]) -> str:
-    """A flat Postgres array literal. Much cheaper than adapting long lists element by
-    element, and exact: Python's repr of a float round-trips."""
-    flat = values.ravel().tolist() if isinstance(values, np.ndarray) else values
-    return "{" + ",".join(map(str, flat)) + "}"
+def reset_after_restore(conn: Conn, consumer: str) -> tuple[str, str] | None:
+    """Make a cursor recorded on another cluster valid here (see rewrite_restored_xids).
+
+    Returns (old, new) system identifiers, or None when the cursor already matches.
+    Other consumers' cursors on the same table are not rewritten: reset them the same way.
+    """
+    with conn.transaction():
+        conn.execute("LOCK TABLE mlops.model_performance IN SHARE ROW EXCLUSIVE MODE")
+        sysid = _one(conn, q("system_identifier"))
+        cp = conn.execute(q("get_checkpoint"), {"consumer": consumer}).fetchone()
+        if cp is None or cp[0] == sysid:
+            return None
+        conn.execute(q("rewrite_restored_xids"),
+                     {"xid": cp[1], "id": cp[2], "id_horizon": cp[6]})
+        conn.execute(q("reset_checkpoint_after_restore"),
+                     {"consumer": consumer, "system_identifier": sysid})
+        return str(cp[0]), str(sysid)
 
 
 def _raw_batch(row: tuple[Any, ...]) -> RawBatch:
@@ -217,6 +232,13 @@ def _raw_batch(row: tuple[Any, ...]) -> RawBatch:
         prompt_tokens=np.array(prompt, np.int64), completion_tokens=np.array(completion, np.int64),
         cached_tokens=np.array(cached, np.int64), cost_pico=np.array(cost, np.int64),
         confidence=np.array(conf, np.float64), is_error=np.array(err, np.bool_))
+
+
+def _array(values: np.ndarray[Any, Any] | list[int]) -> str:
+    """A flat Postgres array literal: much cheaper than adapting long lists element by
+    element, and exact (Python's repr of a float round-trips)."""
+    flat = values.ravel().tolist() if isinstance(values, np.ndarray) else values
+    return "{" + ",".join(map(str, flat)) + "}"
 
 
 def _one(conn: Conn, sql: str) -> Any:

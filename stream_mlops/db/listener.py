@@ -7,9 +7,11 @@ cursor either way.
 from __future__ import annotations
 
 import logging
+import select
 import threading
 
 import psycopg
+from psycopg import pq
 
 from stream_mlops.backoff import Backoff
 from stream_mlops.db.connect import connect, first_line
@@ -29,10 +31,12 @@ class Listener(threading.Thread):
         status: PipelineStatus,
         *,
         connect_timeout: float = 5.0,
+        linger_seconds: float = 0.0,
     ) -> None:
         super().__init__(name="stream-mlops-listener", daemon=True)
         self.url, self.wake, self.stop, self.status = url, wake, stop, status
         self.connect_timeout = connect_timeout
+        self.linger_seconds = linger_seconds
         self.backoff = Backoff()
         self.conn: psycopg.Connection[tuple[object, ...]] | None = None
 
@@ -63,6 +67,20 @@ class Listener(threading.Thread):
         log.info("listening", extra={"channel": CHANNEL})
         # Rows may have arrived while we were not listening: look now.
         self.wake.set()
+        pgconn = conn.pgconn
         while not self.stop.is_set():
-            for _ in conn.notifies(timeout=0.5):
+            # libpq directly: psycopg's notifies() builds a Python object per message, and
+            # busy writers send one NOTIFY per commit.
+            ready, _, _ = select.select([pgconn.socket], [], [], 0.5)
+            if not ready:
+                continue
+            pgconn.consume_input()
+            if pgconn.status != pq.ConnStatus.OK:
+                raise psycopg.OperationalError("LISTEN connection closed")
+            woken = False
+            while pgconn.notifies() is not None:
+                woken = True
+            if woken:
                 self.wake.set()
+                # Let the next wake-ups pile up in the socket and read them in one go.
+                self.stop.wait(self.linger_seconds)

@@ -5,7 +5,7 @@ SELECT system_identifier::text FROM pg_control_system();
 
 -- name: get_checkpoint
 SELECT system_identifier, last_xid::text, last_id, events_total, quarantined_total,
-       date_part('epoch', updated_at)
+       date_part('epoch', updated_at), id_horizon
 FROM mlops.consumer_checkpoints WHERE consumer = %(consumer)s;
 
 -- name: create_checkpoint
@@ -67,67 +67,102 @@ SELECT coalesce(max(date_part('epoch', now() - xact_start)), 0)
 FROM pg_stat_activity
 WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid();
 
--- Compare-and-set: fails (0 rows) when someone else advanced the cursor.
--- name: advance_checkpoint
-UPDATE mlops.consumer_checkpoints
-SET last_xid = %(new_xid)s::text::xid8, last_id = %(new_id)s,
-    events_total = events_total + %(events)s,
-    quarantined_total = quarantined_total + %(quarantined)s,
-    updated_at = now()
-WHERE consumer = %(consumer)s AND last_xid = %(old_xid)s::text::xid8
-  AND last_id = %(old_id)s
-RETURNING date_part('epoch', updated_at);
-
--- name: upsert_series
-INSERT INTO mlops.series_totals AS s (
-    consumer, tenant_id, function_name, model, variant, success_count, error_count,
-    latency_sum_seconds, latency_buckets, prompt_tokens, completion_tokens, cached_tokens,
-    input_token_buckets, output_token_buckets, cost_pico_usd, unpriced_count,
-    confidence_count, confidence_sum, confidence_buckets, last_event_at, updated_at)
-SELECT %(consumer)s, t.tenant_id, t.function_name, t.model, t.variant, t.success, t.error,
-       t.latency_sum,
-       (%(latency_buckets)s::bigint[])[(t.ord - 1) * %(nl)s + 1 : t.ord * %(nl)s],
-       t.prompt, t.completion, t.cached,
-       (%(input_buckets)s::bigint[])[(t.ord - 1) * %(nt)s + 1 : t.ord * %(nt)s],
-       (%(output_buckets)s::bigint[])[(t.ord - 1) * %(nt)s + 1 : t.ord * %(nt)s],
-       t.cost, t.unpriced, t.conf_count, t.conf_sum,
-       (%(confidence_buckets)s::bigint[])[(t.ord - 1) * %(nc)s + 1 : t.ord * %(nc)s],
-       to_timestamp(nullif(t.last_event_at, 0)), now()
-FROM unnest(%(tenant)s::text[], %(function)s::text[], %(model)s::text[], %(variant)s::text[],
-            %(success)s::bigint[], %(error)s::bigint[], %(latency_sum)s::float8[],
-            %(prompt)s::bigint[], %(completion)s::bigint[], %(cached)s::bigint[],
-            %(cost)s::numeric[], %(unpriced)s::bigint[], %(conf_count)s::bigint[],
-            %(conf_sum)s::float8[], %(last_event_at)s::float8[])
-     WITH ORDINALITY AS t(tenant_id, function_name, model, variant, success, error,
-                          latency_sum, prompt, completion, cached, cost, unpriced,
-                          conf_count, conf_sum, last_event_at, ord)
-ON CONFLICT (consumer, tenant_id, function_name, model, variant) DO UPDATE SET
-    success_count = EXCLUDED.success_count,
-    error_count = EXCLUDED.error_count,
-    latency_sum_seconds = EXCLUDED.latency_sum_seconds,
-    latency_buckets = EXCLUDED.latency_buckets,
-    prompt_tokens = EXCLUDED.prompt_tokens,
-    completion_tokens = EXCLUDED.completion_tokens,
-    cached_tokens = EXCLUDED.cached_tokens,
-    input_token_buckets = EXCLUDED.input_token_buckets,
-    output_token_buckets = EXCLUDED.output_token_buckets,
-    cost_pico_usd = EXCLUDED.cost_pico_usd,
-    unpriced_count = EXCLUDED.unpriced_count,
-    confidence_count = EXCLUDED.confidence_count,
-    confidence_sum = EXCLUDED.confidence_sum,
-    confidence_buckets = EXCLUDED.confidence_buckets,
-    last_event_at = EXCLUDED.last_event_at,
-    updated_at = EXCLUDED.updated_at;
-
--- name: quarantine_rows
-INSERT INTO mlops.quarantine (consumer, tenant_id, source_id, reason, row_data)
-SELECT %(consumer)s, m.tenant_id, m.id, r.reason, to_jsonb(m)
-FROM unnest(%(ids)s::bigint[], %(reasons)s::text[]) AS r(id, reason)
-JOIN mlops.model_performance m ON m.id = r.id
-ON CONFLICT (consumer, source_table, source_id) DO NOTHING;
+-- Everything a batch changes, in ONE statement (so it is atomic even in autocommit, and
+-- costs one round trip): advance the cursor (compare-and-set: no row when someone else
+-- moved it, and then nothing else is written), upsert the absolute totals of the series the
+-- batch touched, quarantine bad rows.
+-- name: persist_batch
+WITH checkpoint AS (
+    UPDATE mlops.consumer_checkpoints
+    SET last_xid = %(new_xid)s::text::xid8, last_id = %(new_id)s,
+        id_horizon = coalesce(
+            pg_sequence_last_value('mlops.model_performance_id_seq'), id_horizon),
+        events_total = events_total + %(events)s,
+        quarantined_total = quarantined_total + %(quarantined)s,
+        updated_at = now()
+    WHERE consumer = %(consumer)s AND last_xid = %(old_xid)s::text::xid8
+      AND last_id = %(old_id)s
+    RETURNING date_part('epoch', updated_at) AS at
+), series AS (
+    INSERT INTO mlops.series_totals AS s (
+        consumer, tenant_id, function_name, model, variant,
+        success_count, error_count, latency_sum_seconds, latency_buckets,
+        prompt_tokens, completion_tokens, cached_tokens, input_token_buckets,
+        output_token_buckets, cost_pico_usd, unpriced_count, confidence_count,
+        confidence_sum, confidence_buckets,
+        last_event_at, updated_at)
+    SELECT %(consumer)s, t.tenant_id, t.function_name, t.model, t.variant,
+           t.success_count, t.error_count, t.latency_sum_seconds,
+           (%(latency_buckets)s::bigint[])[(t.n - 1) * %(nl)s + 1 : t.n * %(nl)s],
+           t.prompt_tokens, t.completion_tokens, t.cached_tokens,
+           (%(input_token_buckets)s::bigint[])[(t.n - 1) * %(nt)s + 1 : t.n * %(nt)s],
+           (%(output_token_buckets)s::bigint[])[(t.n - 1) * %(nt)s + 1 : t.n * %(nt)s],
+           t.cost_pico_usd, t.unpriced_count, t.confidence_count, t.confidence_sum,
+           (%(confidence_buckets)s::bigint[])[(t.n - 1) * %(nc)s + 1 : t.n * %(nc)s],
+           to_timestamp(nullif(t.last_event_at, 0)), now()
+    -- Flat array literals, one per column (bucket matrices row-major, sliced per series):
+    -- far cheaper to build and parse than a row or a JSON object per series.
+    FROM unnest(%(tenant_id)s::text[], %(function_name)s::text[], %(model)s::text[],
+                %(variant)s::text[], %(success_count)s::bigint[], %(error_count)s::bigint[],
+                %(latency_sum_seconds)s::float8[], %(prompt_tokens)s::bigint[],
+                %(completion_tokens)s::bigint[], %(cached_tokens)s::bigint[],
+                %(cost_pico_usd)s::numeric[], %(unpriced_count)s::bigint[],
+                %(confidence_count)s::bigint[], %(confidence_sum)s::float8[],
+                %(last_event_at)s::float8[])
+         WITH ORDINALITY AS t(tenant_id, function_name, model, variant, success_count,
+                              error_count, latency_sum_seconds, prompt_tokens,
+                              completion_tokens, cached_tokens, cost_pico_usd, unpriced_count,
+                              confidence_count, confidence_sum, last_event_at, n)
+    WHERE EXISTS (SELECT FROM checkpoint)
+    ON CONFLICT (consumer, tenant_id, function_name, model, variant) DO UPDATE SET
+        success_count = EXCLUDED.success_count,
+        error_count = EXCLUDED.error_count,
+        latency_sum_seconds = EXCLUDED.latency_sum_seconds,
+        latency_buckets = EXCLUDED.latency_buckets,
+        prompt_tokens = EXCLUDED.prompt_tokens,
+        completion_tokens = EXCLUDED.completion_tokens,
+        cached_tokens = EXCLUDED.cached_tokens,
+        input_token_buckets = EXCLUDED.input_token_buckets,
+        output_token_buckets = EXCLUDED.output_token_buckets,
+        cost_pico_usd = EXCLUDED.cost_pico_usd,
+        unpriced_count = EXCLUDED.unpriced_count,
+        confidence_count = EXCLUDED.confidence_count,
+        confidence_sum = EXCLUDED.confidence_sum,
+        confidence_buckets = EXCLUDED.confidence_buckets,
+        last_event_at = EXCLUDED.last_event_at,
+        updated_at = EXCLUDED.updated_at
+), quarantined AS (
+    INSERT INTO mlops.quarantine (consumer, tenant_id, source_id, reason, row_data)
+    SELECT %(consumer)s, m.tenant_id, m.id, r.reason, to_jsonb(m)
+    FROM unnest(%(quarantine_ids)s::bigint[], %(quarantine_reasons)s::text[]) AS r(id, reason)
+    JOIN mlops.model_performance m ON m.id = r.id
+    WHERE EXISTS (SELECT FROM checkpoint)
+    ON CONFLICT (consumer, source_table, source_id) DO NOTHING
+)
+SELECT at FROM checkpoint;
 
 -- name: firing_alerts
 SELECT count(*) FROM mlops.alerts WHERE state = 'firing';
 
 -- name: try_lock
 SELECT pg_try_advisory_lock(hashtextextended('stream_mlops.consumer:' || %(consumer)s, 0));
+
+-- After a dump/restore into another cluster the stored xids mean nothing there. A row was
+-- consumed iff its id is at or below the cursor's id horizon (rows written since, here or
+-- there, have higher ids) and it sorts at or before the cursor in the old cluster's
+-- order. Consumed rows get xid 1, the rest xid 2 (both below any live transaction id, in
+-- the right order), and the cursor points at the last consumed row; new rows get real
+-- xids and sort after both. The caller holds a lock that keeps writers out meanwhile.
+-- name: rewrite_restored_xids
+UPDATE mlops.model_performance
+SET xid = CASE WHEN id <= %(id_horizon)s
+                    AND (xid, id) <= (%(xid)s::text::xid8, %(id)s::bigint)
+               THEN '1'::xid8 ELSE '2'::xid8 END;
+
+-- name: reset_checkpoint_after_restore
+UPDATE mlops.consumer_checkpoints
+SET system_identifier = %(system_identifier)s,
+    last_xid = '1'::xid8,
+    last_id = coalesce((SELECT max(id) FROM mlops.model_performance WHERE xid = '1'::xid8), 0),
+    updated_at = now()
+WHERE consumer = %(consumer)s;

@@ -103,3 +103,42 @@ def test_label_cardinality_is_bounded(db_url: str, tmp_path: Path) -> None:
         assert http_status(p.port, "/nope")[0] == 404
     finally:
         assert p.stop() == 0
+
+
+def test_restore_into_another_cluster_is_refused_then_rebased(db_url: str,
+                                                              tmp_path: Path) -> None:
+    import psycopg
+
+    from tests.helpers import db_totals, persisted_totals, wait_for
+    insert_requests(db_url, 0, 100, per_tx=10)
+    p = ProcessorProcess(db_url, log_path=tmp_path / "p1.log").start()
+    p.wait_ready()
+    wait_for(lambda: p.events() == 100, 20, "first pass")
+    assert p.stop() == 0
+    with psycopg.connect(db_url) as conn:
+        # What a restore into another cluster looks like: the cursor names another
+        # cluster and the restored rows carry xids far above this cluster's counter.
+        conn.execute("UPDATE mlops.model_performance"
+                     " SET xid = (xid::text::bigint + 1000000)::text::xid8")
+        conn.execute("UPDATE mlops.consumer_checkpoints SET system_identifier = '42',"
+                     " last_xid = (last_xid::text::bigint + 1000000)::text::xid8")
+    insert_requests(db_url, 100, 50, per_tx=10)  # real, lower xids
+    env = {"DATABASE_URL": db_url, "METRICS_PORT": "0"}
+    refused = cli("run", env=env)
+    assert refused.returncode == 2
+    assert "restored from a dump?" in refused.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in refused.stderr
+    out = cli("reset-cursor", "--after-restore", env=env)
+    assert out.returncode == 0 and "moved from cluster 42" in out.stdout
+    again = cli("reset-cursor", "--after-restore", env=env)
+    assert "nothing changed" in again.stdout
+    p2 = ProcessorProcess(db_url, log_path=tmp_path / "p2.log").start()
+    try:
+        p2.wait_ready()
+        wait_for(lambda: p2.events() == 150, 20, "the 50 new rows, once")
+        count, cost = db_totals(db_url)
+        assert count == 150
+        assert persisted_totals(db_url) == (150, cost, 150)
+        assert metric_sum(scrape(p2.port), "mlops_requests_total") == 150
+    finally:
+        assert p2.stop() == 0

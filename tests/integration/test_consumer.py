@@ -12,6 +12,7 @@ import pytest
 
 from stream_mlops.db.consumer import Consumer
 from stream_mlops.errors import CursorConflict
+from stream_mlops.health import Thresholds, readiness
 from stream_mlops.models import PipelineStatus
 from stream_mlops.processor import Processor
 from tests.helpers import INSERT, db_totals, insert_requests, persisted_totals, request_row
@@ -45,8 +46,15 @@ def test_late_commit_with_lower_id_is_not_skipped(db_url: str) -> None:
         # The committed row is held back while an older transaction is open ...
         assert c.step() == 0
         assert c.status.events_total == 0
+        time.sleep(1.2)
         c.measure()
-        assert c.status.horizon_age_seconds >= 0
+        # ... and the hold-up is visible: horizon age and lag both grow.
+        assert c.status.horizon_age_seconds >= 1.0
+        assert c.status.lag_seconds >= 1.0
+        reasons = readiness(c.status, time.time(), Thresholds(lag_seconds=0.5,
+                                                               horizon_age_seconds=0.5))
+        assert any("holding back the consumer" in r for r in reasons)
+        assert any(r.startswith("lag ") for r in reasons)
         early.commit()
     # ... and both arrive once it ends.
     assert drain(c) == 2
@@ -100,22 +108,28 @@ def test_restart_resumes_from_persisted_state(db_url: str) -> None:
     c2.close()
 
 
-def test_uncommitted_batch_is_redone_not_double_counted(db_url: str,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("committed", [False, True])
+def test_connection_lost_around_commit_neither_loses_nor_double_counts(
+        db_url: str, monkeypatch: pytest.MonkeyPatch, committed: bool) -> None:
+    """The connection dies just before the batch's write, or just after it committed but
+    before the process heard back: either way a restart ends with exact totals."""
     insert_requests(db_url, 0, 400, per_tx=100)
     c = make_consumer(db_url, batch_size=250)
     original = c._persist
 
-    def crash_after_writes(conn: psycopg.Connection[tuple[object, ...]], e: object) -> float:
-        original(conn, e)  # type: ignore[arg-type]
-        raise psycopg.OperationalError("connection lost before COMMIT")
+    def lost(conn: psycopg.Connection[tuple[object, ...]], e: object) -> float:
+        if committed:
+            original(conn, e)  # type: ignore[arg-type]
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(c, "_persist", crash_after_writes)
+    monkeypatch.setattr(c, "_persist", lost)
     with pytest.raises(psycopg.OperationalError):
         c.step()
+    assert c.status.events_total == 0  # nothing moved in memory either way
     c.close()
     c2 = make_consumer(db_url, batch_size=250)
-    assert drain(c2) == 400
+    assert c2.status.events_total == (250 if committed else 0)
+    assert drain(c2) == (150 if committed else 400)
     assert memory_totals(c2) == db_totals(db_url)
     assert persisted_totals(db_url) == (400, db_totals(db_url)[1], 400)
     c2.close()

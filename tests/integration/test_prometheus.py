@@ -1,0 +1,110 @@
+"""The real Prometheus scrapes /metrics, and every dashboard query runs against it."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stream_mlops.embedded import free_port
+from tests.helpers import ProcessorProcess, db_totals, insert_requests, scrape, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: run scripts/bootstrap.sh (Debian 'prometheus')")
+    return path
+
+
+class Prometheus:
+    def __init__(self, workdir: Path, target_port: int) -> None:
+        self.port = free_port()
+        config = workdir / "prometheus.yml"
+        text = (ROOT / "prometheus.yml").read_text()
+        text = text.replace("scrape_interval: 15s", "scrape_interval: 1s")
+        text = text.replace("127.0.0.1:9464", f"127.0.0.1:{target_port}")
+        config.write_text(text)
+        self.log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [tool("prometheus"), f"--config.file={config}",
+             f"--storage.tsdb.path={workdir / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=self.log, stderr=self.log)
+
+    def query(self, expr: str) -> dict[str, Any]:
+        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode(
+            {"query": expr})
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                doc: dict[str, Any] = json.load(r)
+        except urllib.error.HTTPError as e:
+            doc = json.load(e)
+        return doc
+
+    def value(self, expr: str) -> float:
+        res = self.query(expr)["data"]["result"]
+        return float(res[0]["value"][1]) if res else float("nan")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.log.close()
+
+
+@pytest.fixture
+def stack(db_url: str, tmp_path: Path) -> Iterator[tuple[ProcessorProcess, Prometheus]]:
+    insert_requests(db_url, 0, 300, per_tx=30)
+    p = ProcessorProcess(db_url, log_path=tmp_path / "p.log").start()
+    prom = Prometheus(tmp_path, p.port)
+    try:
+        p.wait_ready()
+        yield p, prom
+    finally:
+        prom.stop()
+        p.stop()
+
+
+def test_promtool_accepts_the_config() -> None:
+    out = subprocess.run([tool("promtool"), "check", "config", str(ROOT / "prometheus.yml")],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_prometheus_scrapes_totals_equal_to_the_database(
+        stack: tuple[ProcessorProcess, Prometheus], db_url: str) -> None:
+    _p, prom = stack
+    count, cost = db_totals(db_url)
+    wait_for(lambda: prom.value('up{job="stream-mlops"}') == 1, 30, "first scrape")
+    wait_for(lambda: prom.value("sum(mlops_requests_total)") == count, 30, "totals")
+    assert prom.value("sum(mlops_cost_usd_total)") == pytest.approx(float(cost), rel=1e-9)
+    assert prom.value("sum(mlops_request_duration_seconds_count)") == count
+    assert prom.value("sum(gen_ai_client_operation_duration_seconds_count)") == count
+    assert prom.value("max(mlops_processor_events_total)") == count
+
+
+def test_every_dashboard_query_is_valid_and_uses_exported_metrics(
+        stack: tuple[ProcessorProcess, Prometheus]) -> None:
+    p, prom = stack
+    exported = {name.removesuffix("_bucket").removesuffix("_sum").removesuffix("_count")
+                for name in scrape(p.port)} | set(scrape(p.port))
+    dashboard = json.loads((ROOT / "grafana/dashboards/overview.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    assert len(exprs) >= 8
+    wait_for(lambda: prom.value("count(up)") == 1, 30, "first scrape")
+    for expr in exprs:
+        names = set(re.findall(r"\b(mlops_[a-z_]+|gen_ai_[a-z_]+)", expr))
+        assert names, expr
+        assert names <= exported, f"{expr}: {names - exported} not exported"
+        doc = prom.query(expr)
+        assert doc["status"] == "success", (expr, doc)
