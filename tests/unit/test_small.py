@@ -74,7 +74,7 @@ def test_backoff_grows_to_cap_with_jitter() -> None:
 
 
 def test_every_named_query_exists() -> None:
-    for name in ("fetch_batch", "persist_batch", "quarantine_rows",
+    for name in ("fetch_batch", "persist_batch", "rewrite_restored_xids",
                  "oldest_pending", "horizon_age", "load_series", "try_lock"):
         assert q(name).strip()
     assert "-- name" not in q("fetch_batch")
