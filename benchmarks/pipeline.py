@@ -146,10 +146,12 @@ def _send(url: str, sql: str, rows: list[tuple[Any, ...]], per_commit: int, *, r
 
 
 def bench_latency(pg: EmbeddedPostgres, rate: int, rows_per_commit: int, seconds: float,
-                  tmp: Path) -> dict[str, Any]:
+                  tmp: Path, linger: float = 0.02) -> dict[str, Any]:
     """COMMIT -> visible on /metrics, at ``rate`` rows/s."""
-    url = new_db(pg, f"latency_{rate}")
-    p = ProcessorProcess(url, log_path=tmp / f"latency_{rate}.log").start()
+    name = f"latency_{rate}_{int(linger * 1000)}"
+    url = new_db(pg, name)
+    p = ProcessorProcess(url, log_path=tmp / f"{name}.log",
+                         env={"MIN_BATCH_INTERVAL_SECONDS": str(linger)}).start()
     p.wait_ready()
     commits: list[tuple[int, float]] = []  # (cumulative rows, commit returned at)
     seen: list[tuple[float, float]] = []  # (scrape returned at, events)
@@ -189,7 +191,8 @@ def bench_latency(pg: EmbeddedPostgres, rate: int, rows_per_commit: int, seconds
     gaps = [b[0] - a[0] for a, b in itertools.pairwise(seen)]
     return {
         "target_rows_per_s": rate, "achieved_rows_per_s": round(achieved),
-        "rows_per_commit": rows_per_commit, "commits_measured": len(lat),
+        "rows_per_commit": rows_per_commit, "min_batch_interval_s": linger,
+        "commits_measured": len(lat),
         "p50_ms": round(lat[len(lat) // 2], 1), "p99_ms": round(lat[int(len(lat) * 0.99)], 1),
         "max_ms": round(lat[-1], 1),
         "scrape_interval_ms_median": round(statistics.median(gaps) * 1000, 2),
@@ -260,10 +263,13 @@ def bench_inserts(pg: EmbeddedPostgres, seconds: int) -> dict[str, Any]:
     return out
 
 
-def bench_cpu(pg: EmbeddedPostgres, rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
+def bench_cpu(pg: EmbeddedPostgres, rate: int, seconds: float, tmp: Path,
+              linger: float = 0.02) -> dict[str, Any]:
     """Processor CPU at a steady ``rate`` of single-row commits, scraped every 5 s."""
-    url = new_db(pg, "cpu")
-    p = ProcessorProcess(url, log_path=tmp / "cpu.log").start()
+    name = f"cpu_{int(linger * 1000)}"
+    url = new_db(pg, name)
+    p = ProcessorProcess(url, log_path=tmp / f"{name}.log",
+                         env={"MIN_BATCH_INTERVAL_SECONDS": str(linger)}).start()
     try:
         p.wait_ready()
         assert p.proc is not None
@@ -293,7 +299,7 @@ def bench_cpu(pg: EmbeddedPostgres, rate: int, seconds: float, tmp: Path) -> dic
     finally:
         p.stop()
     return {"target_rows_per_s": rate, "achieved_rows_per_s": round(achieved),
-            "commits": "single-row", "seconds": seconds,
+            "commits": "single-row", "seconds": seconds, "min_batch_interval_s": linger,
             "processor_cpu_percent_of_one_core": round(100 * (cpu1 - cpu0) / (t1 - t0), 2),
             "events": int(events)}
 
@@ -315,6 +321,9 @@ def main() -> int:
         "latency_10k": lambda: bench_latency(pg, 10000, 100, args.seconds, tmp),
         "inserts": lambda: bench_inserts(pg, 8),
         "cpu_1k": lambda: bench_cpu(pg, 1000, 2 * args.seconds, tmp),
+        # The knob's other end: fewer, larger batches cost less CPU and more latency.
+        "latency_1k_linger50": lambda: bench_latency(pg, 1000, 1, args.seconds, tmp, 0.05),
+        "cpu_1k_linger50": lambda: bench_cpu(pg, 1000, 2 * args.seconds, tmp, 0.05),
     }
     try:
         for name, run in sections.items():

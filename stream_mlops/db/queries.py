@@ -7,6 +7,7 @@ from functools import cache
 from pathlib import Path
 
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+_COMMENT = re.compile(r"--.*$")  # our SQL has no "--" inside string literals
 
 
 @cache
@@ -15,11 +16,10 @@ def _all() -> dict[str, str]:
     parts = _NAME.split(text)
     out: dict[str, str] = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
-        # Trailing comment lines belong to the next query's preamble.
-        lines = body.strip().splitlines()
-        while lines and lines[-1].lstrip().startswith("--"):
-            lines.pop()
-        out[name] = "\n".join(lines).strip().rstrip(";")
+        # Comments and indentation stay in the file: psycopg only caches the parsing of
+        # statements shorter than 4 kB, and the per-batch statement is close to that.
+        lines = (_COMMENT.sub("", line).strip() for line in body.splitlines())
+        out[name] = "\n".join(line for line in lines if line).rstrip(";")
     return out
 
 
