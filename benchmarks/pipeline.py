@@ -146,7 +146,7 @@ def _send(url: str, sql: str, rows: list[tuple[Any, ...]], per_commit: int, *, r
 
 
 def bench_latency(pg: EmbeddedPostgres, rate: int, rows_per_commit: int, seconds: float,
-                  tmp: Path, linger: float = 0.02) -> dict[str, Any]:
+                  tmp: Path, *, linger: float = 0.02) -> dict[str, Any]:
     """COMMIT -> visible on /metrics, at ``rate`` rows/s."""
     name = f"latency_{rate}_{int(linger * 1000)}"
     url = new_db(pg, name)
@@ -264,7 +264,7 @@ def bench_inserts(pg: EmbeddedPostgres, seconds: int) -> dict[str, Any]:
 
 
 def bench_cpu(pg: EmbeddedPostgres, rate: int, seconds: float, tmp: Path,
-              linger: float = 0.02) -> dict[str, Any]:
+              *, linger: float = 0.02) -> dict[str, Any]:
     """Processor CPU at a steady ``rate`` of single-row commits, scraped every 5 s."""
     name = f"cpu_{int(linger * 1000)}"
     url = new_db(pg, name)
@@ -322,8 +322,8 @@ def main() -> int:
         "inserts": lambda: bench_inserts(pg, 8),
         "cpu_1k": lambda: bench_cpu(pg, 1000, 2 * args.seconds, tmp),
         # The knob's other end: fewer, larger batches cost less CPU and more latency.
-        "latency_1k_linger50": lambda: bench_latency(pg, 1000, 1, args.seconds, tmp, 0.05),
-        "cpu_1k_linger50": lambda: bench_cpu(pg, 1000, 2 * args.seconds, tmp, 0.05),
+        "latency_1k_linger50": lambda: bench_latency(pg, 1000, 1, args.seconds, tmp, linger=0.05),
+        "cpu_1k_linger50": lambda: bench_cpu(pg, 1000, 2 * args.seconds, tmp, linger=0.05),
     }
     try:
         for name, run in sections.items():
