@@ -223,11 +223,15 @@ def bench_inserts(pg: EmbeddedPostgres, seconds: int) -> dict[str, Any]:
     one = "VALUES ('t', 'f', 'gpt-4o-mini', random() * 1000, 500, 100, 0.9);\n"
     many = "SELECT 't', 'f', 'gpt-4o-mini', random() * 1000, 500, 100, 0.9" \
            " FROM generate_series(1, 1000);\n"
+    priced = "SELECT 't', 'f', 'gpt-4o-mini', random() * 1000, 500, 100, 0.9, 0.000135" \
+             " FROM generate_series(1, 1000);\n"
+    priced_cols = cols[:-1] + ", cost_usd)"
     tables = {"bare": "bench.bare", "triggers": "mlops.model_performance"}
     out: dict[str, Any] = {}
 
-    def run(label: str, table: str, body: str, clients: int, rows: int) -> None:
-        tps = pgbench(pg, url, f"INSERT INTO {table} {cols} {body}", clients, seconds)
+    def run(label: str, table: str, body: str, clients: int, rows: int, *,
+            columns: str = cols) -> None:
+        tps = pgbench(pg, url, f"INSERT INTO {table} {columns} {body}", clients, seconds)
         out[label] = {"commits_per_s": round(tps), "rows_per_s": round(tps * rows)}
 
     for clients in (2, 8):
@@ -235,6 +239,11 @@ def bench_inserts(pg: EmbeddedPostgres, seconds: int) -> dict[str, Any]:
             run(f"single_row_{clients}_clients_{name}", table, one, clients, 1)
     for name, table in tables.items():
         run(f"batch_1000_2_clients_{name}", table, many, 2, 1000)
+    # A caller that sends cost_usd skips the pricing trigger (WHEN cost_usd IS NULL).
+    run("batch_1000_2_clients_bare_with_cost", "bench.bare", priced, 2, 1000,
+        columns=priced_cols)
+    run("batch_1000_2_clients_triggers_caller_priced", "mlops.model_performance", priced, 2,
+        1000, columns=priced_cols)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT mlops.set_notify(false)")
     for clients in (2, 8):
@@ -252,6 +261,8 @@ def bench_inserts(pg: EmbeddedPostgres, seconds: int) -> dict[str, Any]:
                                          "single_row_8_clients_triggers"),
         "batch_1000_2_clients": overhead("batch_1000_2_clients_bare",
                                          "batch_1000_2_clients_triggers"),
+        "batch_1000_2_clients_caller_priced": overhead(
+            "batch_1000_2_clients_bare_with_cost", "batch_1000_2_clients_triggers_caller_priced"),
         "single_row_2_clients_poll_only": overhead("single_row_2_clients_bare",
                                                    "single_row_2_clients_poll_only"),
         "single_row_8_clients_poll_only": overhead("single_row_8_clients_bare",

@@ -60,9 +60,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             ensure_current(conn)
     except DatabaseUnavailable as exc:
         log.warning("database not reachable yet; will keep retrying", extra={"error": str(exc)})
+    service = Service(s)  # binds the metrics port: a clash is reported before any work
     log.info("starting", extra={"database": logs.redact_url(s.database_url),
                                 "consumer": s.consumer_name})
-    service = Service(s)
     service.install_signal_handlers()
     service.run()
     return 0
@@ -212,3 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stream-mlops {args.command}: interrupted after "
               f"{time.monotonic() - started:.0f} s", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug of ours: say so in one line, keep the trace for debug
+        log.debug("unexpected error", exc_info=True)
+        print(f"stream-mlops {args.command}: unexpected error: {type(exc).__name__}: {exc} "
+              "(please report it; LOG_LEVEL=DEBUG shows the traceback)", file=sys.stderr)
+        return 70

@@ -7,6 +7,7 @@ import itertools
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -36,14 +37,20 @@ def new_database(pg: EmbeddedPostgres) -> str:
     return pg.url_for(name)
 
 
-@pytest.fixture(scope="session")
-def pg() -> Iterator[EmbeddedPostgres]:
+@contextmanager
+def running_server() -> Iterator[EmbeddedPostgres]:
     server, base = start_server()
     try:
         yield server
     finally:
         server.stop("immediate")
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[EmbeddedPostgres]:
+    with running_server() as server:
+        yield server
 
 
 @pytest.fixture
@@ -55,9 +62,5 @@ def db_url(pg: EmbeddedPostgres) -> str:
 @pytest.fixture
 def own_pg() -> Iterator[EmbeddedPostgres]:
     """A server of the test's own, for tests that restart or break Postgres."""
-    server, base = start_server()
-    try:
+    with running_server() as server:
         yield server
-    finally:
-        server.stop("immediate")
-        shutil.rmtree(base, ignore_errors=True)

@@ -44,7 +44,7 @@ class Listener(threading.Thread):
         while not self.stop.is_set():
             try:
                 self._listen()
-            except (DatabaseUnavailable, psycopg.Error) as exc:
+            except (DatabaseUnavailable, psycopg.Error, OSError) as exc:
                 was_listening = self.status.listening
                 self.status.listening = False
                 if was_listening:

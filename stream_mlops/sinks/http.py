@@ -11,6 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from stream_mlops.errors import ConfigError
+
 log = logging.getLogger(__name__)
 Check = Callable[[float], list[str]]
 
@@ -47,7 +49,13 @@ class MetricsServer:
                 pass  # scrapes every few seconds would drown the structured log
 
         self.registry, self.live, self.ready = registry, live, ready
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot serve metrics on {host}:{port} ({exc.strerror or exc}): "
+                "set METRICS_PORT/--metrics-port to a free port"
+            ) from exc
         self.httpd.daemon_threads = True
         self.host = host
         self.port = int(self.httpd.server_address[1])

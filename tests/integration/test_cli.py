@@ -43,6 +43,16 @@ def test_unreachable_database_hides_the_password() -> None:
     assert "s3cret" not in out.stderr
 
 
+def test_metrics_port_in_use_is_one_line(db_url: str) -> None:
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = cli("run", env={"DATABASE_URL": db_url, "METRICS_PORT": str(port)})
+    assert_one_line_error(out, f"cannot serve metrics on 127.0.0.1:{port}")
+
+
 def test_unmigrated_database_tells_what_to_do(pg: object) -> None:
     import psycopg
 
