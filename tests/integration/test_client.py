@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
@@ -26,12 +27,19 @@ def fetch(url: str) -> list[tuple[Any, ...]]:
 def test_logged_rows_are_written_in_batches(db_url: str) -> None:
     lg = RequestLogger(db_url, tenant_id="acme", batch_size=100, flush_interval=0.05)
     for i in range(250):
-        lg.log(function_name="f", model="gpt-4o-mini", latency_ms=float(i), prompt_tokens=10)
+        lg.log(function_name="f", model="gpt-4o-mini", latency_ms=float(i), prompt_tokens=10,
+               metadata={"i": i, "user": "u\"1"} if i == 7 else None,
+               cost_usd=Decimal("0.000000000001") if i == 8 else None)
     assert lg.flush(10)
     lg.close()
+    with psycopg.connect(db_url) as conn:
+        meta = conn.execute("SELECT metadata, cost_usd, cost_source FROM mlops.model_performance"
+                            " WHERE latency_ms IN (0, 7, 8) ORDER BY latency_ms").fetchall()
+    assert meta[0][0] == {} and meta[1][0] == {"i": 7, "user": 'u"1'}
+    assert (meta[2][1], meta[2][2]) == (Decimal("0.000000000001"), "caller")
     rows = fetch(db_url)
     assert len(rows) == 250 and {r[8] for r in rows} == {"acme"}
-    assert {r[7] for r in rows} == {"price_table"}  # priced by the trigger
+    assert {r[7] for r in rows} == {"price_table", "caller"}  # priced by the trigger
     assert (lg.stats.logged, lg.stats.written, lg.stats.dropped) == (250, 250, 0)
 
 
