@@ -6,7 +6,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -16,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from stream_mlops import logs
+from stream_mlops import logs, simulate
 from stream_mlops.db.connect import connect, first_line
 from stream_mlops.db.consumer import reset_after_restore
 from stream_mlops.db.migrations import ensure_current, migrate
@@ -25,6 +27,7 @@ from stream_mlops.demo import DEMO_DIR, run_demo
 from stream_mlops.errors import DatabaseUnavailable, MlopsError
 from stream_mlops.service import Service
 from stream_mlops.settings import Settings, load_settings
+from stream_mlops.simulate import SCENARIOS, Scenario
 
 log = logging.getLogger("stream_mlops.cli")
 
@@ -146,6 +149,25 @@ def cmd_reset_cursor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    logs.configure(s.log_level, "text")
+    scenario = Scenario(args.scenario, change_after=args.change_after, end_after=args.end_after)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"simulating {args.rate:g} requests/s, scenario {scenario.name!r} "
+          f"({SCENARIOS[scenario.name]}) after {scenario.change_after:g} s; Ctrl-C stops",
+          flush=True)
+    try:
+        sent = simulate.run(s.database_url, args.rate, stop, seed=args.seed,
+                            scenario=scenario, duration=args.duration)
+    except KeyboardInterrupt:
+        stop.set()
+        raise
+    print(f"sent {sent} requests")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="stream-mlops",
@@ -186,6 +208,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="rewrite stored transaction ids so they sort correctly here")
     reset.add_argument("--consumer", help="overrides CONSUMER_NAME")
     reset.set_defaults(fn=cmd_reset_cursor)
+
+    sim = add("simulate", "write realistic synthetic AI traffic to DATABASE_URL")
+    sim.add_argument("--rate", type=float, default=50.0, help="requests per second (50)")
+    sim.add_argument("--scenario", default="steady", choices=sorted(SCENARIOS),
+                     help="what changes at --change-after: " + "; ".join(
+                         f"{k}: {v}" for k, v in SCENARIOS.items()))
+    sim.add_argument("--change-after", type=float, default=60.0,
+                     help="seconds before the scenario starts (60)")
+    sim.add_argument("--end-after", type=float, help="seconds after which it stops again")
+    sim.add_argument("--duration", type=float, help="stop after this many seconds")
+    sim.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    sim.set_defaults(fn=cmd_simulate)
 
     demo = add("demo", "private Postgres + processor + simulated traffic, live summary")
     demo.add_argument("--rate", type=float, default=50.0, help="requests per second (50)")

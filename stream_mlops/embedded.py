@@ -92,6 +92,13 @@ class EmbeddedPostgres:
         parent = self.datadir.parent
         if self._as_postgres and not parent.stat().st_mode & 0o001:
             parent.chmod(parent.stat().st_mode | 0o011)  # let postgres traverse to its dir
+        if self._as_postgres:
+            reach = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-w",
+                                    str(self.datadir)], check=False)
+            if reach.returncode != 0:
+                raise EmbeddedPostgresError(
+                    f"the postgres system user cannot write {self.datadir} (PostgreSQL refuses "
+                    "to run as root): pick a data directory outside private folders")
         self._run("initdb", "-D", str(self.datadir), "-U", "postgres", "--auth=trust",
                   "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
 

@@ -1,4 +1,10 @@
-"""Synthetic AI traffic: seeded, reproducible rows for the demo, tests and benchmarks."""
+"""Synthetic AI traffic: seeded, reproducible requests for the demo, tests and benchmarks.
+
+Several functions and models with lognormal latencies, token counts, confidence scores,
+query lengths, a 2 % background error rate, two variants, blue/green slots and several
+tenants. A named scenario changes one thing at ``change_after`` seconds (and back at
+``end_after``, if given), so that each detector has something real to find.
+"""
 
 from __future__ import annotations
 
@@ -8,81 +14,119 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
+from stream_mlops.client import RequestLogger
 
-COLUMNS = ("tenant_id", "function_name", "model", "variant", "created_at", "latency_ms",
-           "prompt_tokens", "completion_tokens", "cached_tokens", "confidence",
-           "query_length", "status", "error_type")
-
-# (model, median latency ms, log-sd)
-MODELS = (("gpt-4o-mini", 700.0, 0.5), ("gpt-4o", 1600.0, 0.6), ("claude-3-5-haiku", 900.0, 0.5))
-FUNCTIONS = ("summarize", "classify-ticket", "generate-insight", "extract-entities")
+# (function, model, median latency ms, log-sd of latency)
+FUNCTIONS = (
+    ("summarize", "gpt-4o-mini", 700.0, 0.5),
+    ("classify-ticket", "claude-3-5-haiku", 400.0, 0.4),
+    ("generate-insight", "gpt-4o", 1600.0, 0.6),
+    ("extract-entities", "gemini-2.0-flash", 500.0, 0.5),
+)
 ERROR_TYPES = ("Timeout", "RateLimitError", "InvalidResponse")
+SCENARIOS = {
+    "steady": "nothing changes",
+    "latency_regression": "latency x3 for every function",
+    "error_burst": "error rate 2 % -> 20 %",
+    "input_drift": "query length (and prompt tokens) x3",
+    "cost_spike": "'summarize' prompts and answers 10x longer: 10x its cost",
+    "treatment_better": "treatment: error rate 1 % vs 3 %, latency -20 %",
+    "treatment_worse": "treatment: error rate 6 % vs 2 %, latency +30 %",
+    "bad_deployment": "the green slot: 30 % errors and 2x latency",
+}
+BASE_ERROR_RATE = 0.02
 
 
 @dataclass(frozen=True)
-class TrafficShape:
-    tenants: int = 3
-    error_rate: float = 0.02
-    functions: tuple[str, ...] = FUNCTIONS
+class Scenario:
+    name: str = "steady"
+    change_after: float = 60.0
+    end_after: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in SCENARIOS:
+            raise ValueError(f"unknown scenario {self.name!r}; one of: {', '.join(SCENARIOS)}")
+
+    def active(self, elapsed: float) -> bool:
+        return self.name != "steady" and elapsed >= self.change_after and (
+            self.end_after is None or elapsed < self.end_after)
 
 
 class Traffic:
-    """An endless, seeded stream of request rows (tuples in :data:`COLUMNS` order)."""
+    """An endless, seeded stream of request fields (keyword arguments of ``log()``)."""
 
-    def __init__(self, seed: int = 0, shape: TrafficShape | None = None) -> None:
+    def __init__(self, seed: int = 0, scenario: Scenario | None = None, tenants: int = 3):
         self.rng = random.Random(seed)
-        self.shape = shape or TrafficShape()
+        self.scenario = scenario or Scenario()
+        self.tenants = tenants
 
-    def row(self, now: datetime) -> tuple[Any, ...]:
-        r, s = self.rng, self.shape
-        fn_i = r.randrange(len(s.functions))
-        model, median, sd = MODELS[fn_i % len(MODELS)]
-        query_length = int(r.lognormvariate(math.log(400), 0.7))
-        prompt = query_length // 4 + r.randint(50, 400)
-        cached = prompt // 2 if r.random() < 0.3 else 0
-        error = r.random() < s.error_rate
-        return (
-            f"tenant-{r.randrange(s.tenants)}", s.functions[fn_i], model,
-            "treatment" if r.random() < 0.5 else "control", now,
-            round(median * r.lognormvariate(0, sd), 2), prompt,
-            0 if error else int(r.lognormvariate(math.log(150), 0.6)), cached,
-            None if error else round(min(1.0, max(0.0, r.betavariate(8, 2))), 4),
-            query_length, "error" if error else "success",
-            r.choice(ERROR_TYPES) if error else None,
-        )
+    def request(self, elapsed: float) -> dict[str, Any]:
+        r, on = self.rng, self.scenario.active(elapsed)
+        name = self.scenario.name if on else "steady"
+        function, model, median, sd = FUNCTIONS[r.randrange(len(FUNCTIONS))]
+        variant = "treatment" if r.random() < 0.5 else "control"
+        slot = "green" if r.random() < 0.1 else "blue"
+        error_rate, latency_factor, query_factor, prompt_factor = BASE_ERROR_RATE, 1.0, 1.0, 1
+        if name == "latency_regression":
+            latency_factor = 3.0
+        elif name == "error_burst":
+            error_rate = 0.20
+        elif name == "input_drift":
+            query_factor = 3.0
+        elif name == "cost_spike" and function == "summarize":
+            prompt_factor = 10
+        elif name in ("treatment_better", "treatment_worse"):
+            better = name == "treatment_better"
+            if variant == "treatment":
+                error_rate, latency_factor = (0.01, 0.8) if better else (0.06, 1.3)
+            else:
+                error_rate = 0.03 if better else 0.02
+        elif name == "bad_deployment" and slot == "green":
+            error_rate, latency_factor = 0.30, 2.0
+        query_length = int(r.lognormvariate(math.log(400 * query_factor), 0.5))
+        prompt = (query_length // 4 + r.randint(50, 400)) * prompt_factor
+        error = r.random() < error_rate
+        return {
+            "tenant_id": f"tenant-{r.randrange(self.tenants)}",
+            "function_name": function, "model": model, "variant": variant,
+            "deployment_slot": slot,
+            "latency_ms": round(median * latency_factor * r.lognormvariate(0, sd), 2),
+            "prompt_tokens": prompt,
+            "cached_tokens": prompt // 2 if r.random() < 0.3 else 0,
+            "completion_tokens": 0 if error else
+            int(r.lognormvariate(math.log(150), 0.6)) * prompt_factor,
+            "confidence": None if error else round(min(1.0, r.betavariate(8, 2)), 4),
+            "query_length": query_length,
+            "status": "error" if error else "success",
+            "error_type": r.choice(ERROR_TYPES) if error else None,
+        }
 
-    def rows(self, n: int, now: datetime | None = None) -> Iterator[tuple[Any, ...]]:
-        at = now or datetime.now(UTC)
+    def requests(self, n: int, elapsed: float = 0.0) -> Iterator[dict[str, Any]]:
         for _ in range(n):
-            yield self.row(at)
-
-
-def copy_rows(conn: psycopg.Connection[Any], rows: Iterator[tuple[Any, ...]]) -> int:
-    """COPY rows into mlops.model_performance in one transaction; returns the count."""
-    n = 0
-    with conn.transaction(), conn.cursor() as cur, cur.copy(
-        f"COPY mlops.model_performance ({', '.join(COLUMNS)}) FROM STDIN"
-    ) as cp:
-        for row in rows:
-            cp.write_row(row)
-            n += 1
-    return n
+            yield self.request(elapsed)
 
 
 def run(url: str, rate: float, stop: threading.Event, *, seed: int = 0,
-        tick_seconds: float = 0.1, counter: list[int] | None = None) -> None:
-    """Write about ``rate`` rows per second in small COPY batches until ``stop`` is set."""
-    traffic = Traffic(seed)
-    with psycopg.connect(url) as conn:
-        start, sent = time.monotonic(), 0
+        scenario: Scenario | None = None, duration: float | None = None,
+        counter: list[int] | None = None, tick_seconds: float = 0.1) -> int:
+    """Send about ``rate`` requests per second through the client until ``stop`` is set
+    (or ``duration`` passes); returns how many were sent."""
+    traffic = Traffic(seed, scenario)
+    logger = RequestLogger(url, flush_interval=tick_seconds)
+    start, sent = time.monotonic(), 0
+    try:
         while not stop.is_set():
-            due = int((time.monotonic() - start) * rate) - sent
-            if due > 0:
-                sent += copy_rows(conn, traffic.rows(due))
-                if counter is not None:
-                    counter[0] = sent
+            elapsed = time.monotonic() - start
+            if duration is not None and elapsed >= duration:
+                break
+            for fields in traffic.requests(int(elapsed * rate) - sent, elapsed):
+                logger.log(**fields)
+                sent += 1
+            if counter is not None:
+                counter[0] = sent
             stop.wait(tick_seconds)
+    finally:
+        logger.close(timeout=10)
+    return sent
