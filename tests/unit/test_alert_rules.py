@@ -1,0 +1,93 @@
+"""Alert rules and lifecycle on seeded streams (pure)."""
+
+from __future__ import annotations
+
+import doctest
+
+import numpy as np
+import pytest
+
+from stream_mlops.stats import alerts
+from stream_mlops.stats.alerts import Lifecycle, Thresholds, Verdict, Windows, evaluate
+
+TH = [Thresholds()]
+
+
+def window_of(errors: np.ndarray, latency_s: np.ndarray, confidence: np.ndarray,
+              t0: float = 1000.0, rate: float = 50.0) -> Windows:
+    w = Windows(60, 5)
+    n = len(errors)
+    w.add(np.zeros(n, np.int64), t0 + np.arange(n) / rate, errors=errors.astype(np.int64),
+          slow=(latency_s > 5.0).astype(np.int64), confidence=confidence)
+    return w
+
+
+def verdicts(w: Windows, now: float) -> dict[str, Verdict]:
+    return {v.rule: v for v in evaluate(w.totals(now), [0], TH)}
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(alerts).failed == 0
+
+
+def test_burst_fires_and_steady_traffic_does_not() -> None:
+    rng = np.random.default_rng(11)
+    n = 3000  # one minute at 50 requests/s
+    calm = window_of(rng.random(n) < 0.02, rng.lognormal(0, 0.5, n), rng.beta(8, 2, n))
+    v = verdicts(calm, 1000 + 60)
+    assert [v[r].breach for r in alerts.RULES] == [False, False, False]
+    burst = window_of(rng.random(n) < 0.20, rng.lognormal(1.8, 0.5, n), rng.beta(3, 3, n))
+    v = verdicts(burst, 1000 + 60)
+    assert [v[r].breach for r in alerts.RULES] == [True, True, True]
+    assert v["error_rate"].severity == "critical"  # 20 % is more than twice 5 %
+    assert "Error rate 19.8% over the last 60 s (545 of 2750 requests" in v["error_rate"].message
+
+
+def test_low_traffic_never_pages() -> None:
+    w = window_of(np.ones(20, bool), np.full(20, 9.0), np.full(20, 0.1))
+    assert {v.breach for v in verdicts(w, 1001).values()} == {None}  # 20 < min_requests
+
+
+def test_window_forgets_old_slots_and_resolves_on_silence() -> None:
+    w = window_of(np.ones(100, bool), np.ones(100), np.full(100, 0.9))
+    assert verdicts(w, 1002)["error_rate"].breach is True
+    v = verdicts(w, 1002 + 61)
+    assert v["error_rate"].n == 0 and v["error_rate"].breach is False
+
+
+def test_a_true_four_percent_does_not_page_over_a_simulated_day() -> None:
+    """1,440 one-minute windows at 50 requests/s with a true 4 % error rate: no breach,
+    although about a third of them show an error rate above 4 %."""
+    rng = np.random.default_rng(2026)
+    errors = rng.binomial(3000, 0.04, size=1440)
+    tot = {"n": np.full(1440, 3000.0), "errors": errors.astype(float), "slow": np.zeros(1440),
+           "conf_n": np.zeros(1440), "conf_sum": np.zeros(1440), "conf_sq": np.zeros(1440)}
+    v = [x for x in evaluate(tot, range(1440), TH * 1440) if x.rule == "error_rate"]
+    assert sum(x.breach is True for x in v) == 0
+    assert sum(x.value > 0.045 for x in v) > 0  # the noise a point estimate would page on
+
+
+def test_lifecycle_fires_once_updates_sparingly_and_resolves() -> None:
+    life = Lifecycle(cooldown_seconds=600, update_every_seconds=10)
+    fire = Verdict(0, "error_rate", True, "warning", 0.2, 0.18, 0.05, 1000, "m")
+    clear = Verdict(0, "error_rate", False, "warning", 0.03, 0.02, 0.05, 1000, "m")
+    unsure = Verdict(0, "error_rate", None, "warning", 0.06, 0.04, 0.05, 1000, "m")
+    t = life.step("fp", fire, 0)
+    assert t is not None and (t.action, t.notify) == ("fire", "firing")
+    assert life.step("fp", fire, 5) is None  # nothing new within update_every
+    t = life.step("fp", fire, 11)
+    assert t is not None and (t.action, t.notify) == ("update", None)
+    crit = Verdict(0, "error_rate", True, "critical", 0.4, 0.35, 0.05, 1000, "m")
+    t = life.step("fp", crit, 12)
+    assert t is not None and t.notify == "escalated"
+    assert life.step("fp", unsure, 13) is None  # hovering: no flapping
+    t = life.step("fp", fire, 700)
+    assert t is not None and t.notify == "still firing"  # reminder after the cool-down
+    t = life.step("fp", clear, 701)
+    assert t is not None and (t.action, t.notify) == ("resolve", "resolved")
+    assert life.step("fp", clear, 702) is None
+
+
+def test_windows_validate_their_shape() -> None:
+    with pytest.raises(ValueError, match="slot_seconds"):
+        Windows(window_seconds=5, slot_seconds=10)
