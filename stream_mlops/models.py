@@ -29,4 +29,5 @@ class PipelineStatus:
     active: bool = False  # holds the consumer lock (False: standby)
     last_error: str = ""
     last_batch_seconds: float = 0.0
+    alert_messages_queued: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from stream_mlops.perf_alerts import AlertChange, PerformanceAlerts
 from stream_mlops.settings import CONFIDENCE_BUCKETS, DURATION_BUCKETS_SECONDS, TOKEN_BUCKETS
+from stream_mlops.stats.alerts import AlertThresholds
 from stream_mlops.stats.totals import (
     F64,
     I64,
@@ -129,6 +131,7 @@ class Effects:
     persisted: Delta | None
     quarantine: list[tuple[int, str]] = field(default_factory=list)
     max_created_at: float = 0.0
+    alerts: list[AlertChange] = field(default_factory=list)
 
 
 class Processor:
@@ -143,6 +146,9 @@ class Processor:
         max_label_values: int = 200,
         max_future_skew_seconds: float = 300.0,
         clock: Callable[[], float] = time.time,
+        alert_thresholds: AlertThresholds | None = None,
+        alert_window_seconds: float = 60.0,
+        alert_cooldown_seconds: float = 3600.0,
     ) -> None:
         self.totals = SeriesTotals(
             len(LATENCY_BOUNDS) + 1, len(TOKEN_BOUNDS) + 1, len(CONFIDENCE_BOUNDS) + 1
@@ -152,6 +158,13 @@ class Processor:
         self.clock = clock
         self._index: dict[SeriesKey, int] = {}
         self._raw_index: dict[str, int] = {}
+        self._alert_config = (alert_thresholds or AlertThresholds(), alert_window_seconds,
+                              alert_cooldown_seconds)
+        self.alerts = self._new_alerts()
+
+    def _new_alerts(self) -> PerformanceAlerts:
+        th, window, cooldown = self._alert_config
+        return PerformanceAlerts(th, window_seconds=window, cooldown_seconds=cooldown)
 
     # -- state ------------------------------------------------------------------------
     def load(self, keys: Sequence[SeriesKey], persisted: Delta) -> None:
@@ -161,6 +174,19 @@ class Processor:
         self.folder = LabelFolder(self.folder.limit)
         for k in keys:
             self.folder.remember(k)
+        self.alerts = self._new_alerts()
+
+    def replay(self, batch: RawBatch) -> None:
+        """Put already-consumed rows back into the alert windows (after a restart)."""
+        if len(batch):
+            cols = self._columns(batch)
+            self.alerts.observe(self.totals.keys, cols.series, created_at=cols.created_at,
+                                latency_ms=cols.latency_ms, is_error=cols.is_error,
+                                confidence=cols.confidence)
+
+    def tick(self, now: float | None = None) -> list[AlertChange]:
+        """Re-read every alert rule at ``now`` (so that silence resolves alerts too)."""
+        return self.alerts.evaluate(self.clock() if now is None else now)
 
     def commit(self, effects: Effects) -> None:
         if effects.delta is not None:
@@ -205,6 +231,11 @@ class Processor:
         effects.delta = aggregate(cols, LATENCY_BOUNDS, TOKEN_BOUNDS, CONFIDENCE_BOUNDS)
         effects.persisted = self.totals.after(effects.delta)
         effects.max_created_at = float(cols.created_at.max())
+        touched = self.alerts.observe(
+            self.totals.keys, cols.series, created_at=cols.created_at,
+            latency_ms=cols.latency_ms, is_error=cols.is_error, confidence=cols.confidence)
+        effects.alerts = self.alerts.evaluate(max(self.clock(), effects.max_created_at),
+                                              touched)
 
     def _prepare_row_by_row(self, batch: RawBatch, effects: Effects) -> None:
         good = np.zeros(len(batch), np.bool_)

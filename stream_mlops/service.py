@@ -18,10 +18,12 @@ from stream_mlops.db.listener import Listener
 from stream_mlops.errors import CursorConflict, DatabaseUnavailable
 from stream_mlops.health import Thresholds, liveness, readiness
 from stream_mlops.models import PipelineStatus
+from stream_mlops.notify import Notifier
 from stream_mlops.processor import Processor
-from stream_mlops.settings import Settings
+from stream_mlops.settings import Settings, email_enabled
 from stream_mlops.sinks.http import MetricsServer
 from stream_mlops.sinks.prometheus import build_registry
+from stream_mlops.stats.alerts import AlertThresholds
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +38,23 @@ class Service:
         self.processor = Processor(
             max_label_values=settings.max_label_values,
             max_future_skew_seconds=settings.max_future_skew_seconds,
+            alert_thresholds=AlertThresholds(
+                error_rate=settings.alert_error_rate,
+                latency_p95_seconds=settings.alert_latency_p95_seconds,
+                confidence_mean=settings.alert_confidence,
+                min_requests=settings.alert_min_requests),
+            alert_window_seconds=settings.alert_window_seconds,
+            alert_cooldown_seconds=settings.alert_cooldown_seconds,
         )
         self.consumer = Consumer(
             settings.database_url, self.processor, self.status,
             consumer=settings.consumer_name, batch_size=settings.batch_size,
             connect_timeout=settings.connect_timeout_seconds,
+            notify=email_enabled(settings),
         )
         self.stop = threading.Event()
         self.wake = threading.Event()
+        self.notifier = Notifier(settings, self.stop) if email_enabled(settings) else None
         self.listener = Listener(settings.database_url, self.wake, self.stop, self.status,
                                  connect_timeout=settings.connect_timeout_seconds,
                                  linger_seconds=settings.min_batch_interval_seconds)
@@ -72,12 +83,16 @@ class Service:
         """Process until :meth:`request_stop`; a batch in flight always finishes first."""
         self.server.start()
         self.listener.start()
+        if self.notifier is not None:
+            self.notifier.start()
         try:
             self._loop()
         finally:
             self.stop.set()
             self.consumer.close()
             self.listener.join(timeout=5)
+            if self.notifier is not None:
+                self.notifier.join(timeout=15)
             self.server.stop()
             log.info("stopped", extra={"events_total": self.status.events_total})
 

@@ -36,6 +36,21 @@ class Settings(BaseSettings):
     lag_threshold_seconds: float = Field(default=60.0, gt=0)
     horizon_age_threshold_seconds: float = Field(default=300.0, gt=0)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Performance alerts (per-function overrides live in mlops.thresholds).
+    alert_error_rate: float = Field(default=0.05, gt=0, lt=1)
+    alert_latency_p95_seconds: float = Field(default=5.0, gt=0)
+    alert_confidence: float = Field(default=0.70, gt=0, lt=1)
+    alert_min_requests: int = Field(default=50, ge=1)
+    alert_window_seconds: float = Field(default=60.0, ge=5, le=86400)
+    alert_cooldown_seconds: float = Field(default=3600.0, ge=0)
+    # E-mail (the guide's names); alerts are e-mailed when SMTP_HOST and ALERT_EMAIL are set.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: str | None = Field(default=None, repr=False)
+    smtp_from: str = "stream-mlops@localhost"
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    alert_email: str | None = None
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|text)$")
 
@@ -53,6 +68,10 @@ class Settings(BaseSettings):
         if v not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return v
+
+
+def email_enabled(s: Settings) -> bool:
+    return bool(s.smtp_host and s.alert_email)
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -73,5 +92,5 @@ def load_settings(**overrides: Any) -> Settings:
                 ) from None
             raise ConfigError(f"{name} is not set") from None
         value = err.get("input")
-        shown = "<hidden>" if name == "DATABASE_URL" else repr(value)
+        shown = "<hidden>" if name in ("DATABASE_URL", "SMTP_PASSWORD") else repr(value)
         raise ConfigError(f"{name}={shown} is invalid: {err['msg']}") from None

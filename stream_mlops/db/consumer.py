@@ -10,11 +10,13 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from stream_mlops.db.alert_store import write_changes
 from stream_mlops.db.connect import connect
 from stream_mlops.db.migrations import ensure_current
 from stream_mlops.db.queries import q
 from stream_mlops.errors import CursorConflict, SchemaError
 from stream_mlops.models import PipelineStatus
+from stream_mlops.perf_alerts import AlertChange
 from stream_mlops.processor import (
     CONFIDENCE_BOUNDS,
     LATENCY_BOUNDS,
@@ -57,6 +59,7 @@ class Consumer:
         consumer: str = "default",
         batch_size: int = 20000,
         connect_timeout: float = 5.0,
+        notify: bool = False,
     ) -> None:
         self.url = url
         self.processor = processor
@@ -66,6 +69,8 @@ class Consumer:
         self.connect_timeout = connect_timeout
         self.conn: Conn | None = None
         self.cursor: tuple[str, int] = ("0", 0)
+        self.notify = notify  # queue e-mails for alert changes
+        self._thresholds_loaded_at = 0.0
 
     # -- lifecycle --------------------------------------------------------------------
     def open(self) -> bool:
@@ -118,8 +123,39 @@ class Consumer:
             rows = conn.execute(q("load_series"), {"consumer": self.consumer}).fetchall()
         keys = [(r[0], r[1], r[2], r[3]) for r in rows]
         self.processor.load(keys, _delta_from_rows(rows))
+        self._load_alerts(conn)
         log.info("state loaded", extra={"consumer": self.consumer, "series": len(keys),
                                         "events_total": self.status.events_total})
+
+    def _load_alerts(self, conn: Conn) -> None:
+        """Alert windows from the rows consumed within the window, open episodes and
+        thresholds from their tables: a restart neither forgets nor re-pages."""
+        alerts = self.processor.alerts
+        xid, last_id = self.cursor
+        row = conn.execute(q("recent_consumed"), {"seconds": alerts.window_seconds,
+                                                 "xid": xid, "id": last_id}).fetchone()
+        alerts.set_overrides(conn.execute(q("alert_thresholds")).fetchall())
+        self._thresholds_loaded_at = time.time()
+        if row is not None and row[0]:
+            keys, created, latency, err, conf = row
+            n = len(keys)
+            self.processor.replay(RawBatch(
+                xid=np.zeros(n, np.int64), id=np.zeros(n, np.int64), key=keys,
+                created_at=np.array(created, np.float64),
+                latency_ms=np.array(latency, np.float64),
+                prompt_tokens=np.zeros(n, np.int64), completion_tokens=np.zeros(n, np.int64),
+                cached_tokens=np.zeros(n, np.int64), cost_pico=np.zeros(n, np.int64),
+                confidence=np.array(conf, np.float64), is_error=np.array(err, np.bool_)))
+        alerts.load_open(conn.execute(q("open_alerts")).fetchall())
+
+    def write_alerts(self, changes: list[AlertChange]) -> None:
+        if changes and self.conn is not None:
+            queued = write_changes(self.conn, changes, notify=self.notify)
+            for c in changes:
+                log.info("alert %s", c.action, extra={
+                    "tenant": c.tenant_id, "function": c.function_name, "rule": c.rule,
+                    "severity": c.severity, "value": round(c.value, 4), "notify": c.notify})
+            self.status.alert_messages_queued += queued
 
     # -- work -------------------------------------------------------------------------
     def step(self) -> int:
@@ -157,6 +193,9 @@ class Consumer:
         if len(batch) == self.batch_size and effects.max_created_at:
             # Catching up: the newest row of a full batch tells how far behind we are.
             st.lag_seconds = max(0.0, time.time() - effects.max_created_at)
+        # After the batch: alert writes are idempotent, and a crash before them is
+        # repaired at start-up (windows are replayed from the consumed rows).
+        self.write_alerts(effects.alerts)
         return len(batch)
 
     def _persist(self, conn: Conn, e: Effects) -> float:
@@ -203,6 +242,13 @@ class Consumer:
         self.status.lag_seconds = max(0.0, float(now) - float(pending[0])) if pending else 0.0
         self.status.horizon_age_seconds = float(horizon)
         self.status.db_ok_at = time.time()
+        if time.time() - self._thresholds_loaded_at > 30:
+            self.processor.alerts.set_overrides(
+                conn.execute(q("alert_thresholds")).fetchall())
+            self._thresholds_loaded_at = time.time()
+        with self.status.lock:
+            changes = self.processor.tick()
+        self.write_alerts(changes)
 
 
 def reset_after_restore(conn: Conn, consumer: str) -> tuple[str, str] | None:

@@ -53,8 +53,22 @@ class ProcessorCollector(Collector):
             snap = {name: np.array(getattr(t, name), copy=True) for name in t._ARRAYS}
             cost = list(t.cost_pico)
             folded = list(self.processor.folder.folded_values)
+            firing = self.processor.alerts.firing()
         yield from self._series_metrics(keys, snap, cost)
         yield from self._pipeline_metrics(folded, len(keys))
+        yield self._alert_metric(firing)
+
+    @staticmethod
+    def _alert_metric(firing: list[tuple[str, str]]) -> GaugeMetricFamily:
+        active = GaugeMetricFamily(
+            "mlops_alert_active",
+            "1 for every open performance alert episode of the processor's own rules.",
+            labels=["tenant", "function", "rule", "severity"])
+        for key, severity in firing:
+            tenant, fingerprint = key.split("\x1f", 1)
+            _, rule, function = fingerprint.split(":", 2)
+            active.add_metric([tenant, function, rule, severity], 1.0)
+        return active
 
     def _series_metrics(
         self, keys: Sequence[tuple[str, ...]], s: dict[str, Any], cost: list[int]

@@ -34,7 +34,7 @@ RULES: tuple[Rule, ...] = ("error_rate", "latency_p95", "confidence_mean")
 
 
 @dataclass(frozen=True)
-class Thresholds:
+class AlertThresholds:
     error_rate: float = 0.05
     latency_p95_seconds: float = 5.0
     confidence_mean: float = 0.70
@@ -153,7 +153,7 @@ class Verdict:
     message: str
 
 
-def evaluate(tot: dict[str, F64], groups: Iterable[int], thresholds: list[Thresholds],
+def evaluate(tot: dict[str, F64], groups: Iterable[int], thresholds: list[AlertThresholds],
              z: float = 3.09, window_seconds: float = 60.0) -> list[Verdict]:
     """Read every rule for ``groups`` from window totals (see the module docstring)."""
     n = tot["n"]

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from stream_mlops.stats import alerts
-from stream_mlops.stats.alerts import Lifecycle, Thresholds, Verdict, Windows, evaluate
+from stream_mlops.stats.alerts import AlertThresholds, Lifecycle, Verdict, Windows, evaluate
 
-TH = [Thresholds()]
+TH = [AlertThresholds()]
 
 
 def window_of(errors: np.ndarray, latency_s: np.ndarray, confidence: np.ndarray,

@@ -1,0 +1,159 @@
+"""Performance alerts end to end in the processor: episode rows, e-mail through a real
+SMTP server (aiosmtpd), retries while it is down, no duplicates after a restart."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from email import message_from_bytes
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from aiosmtpd.controller import Controller
+
+from stream_mlops.embedded import free_port
+from tests.helpers import ProcessorProcess, metric_sum, scrape, wait_for
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+    def subjects(self) -> list[str]:
+        with self.lock:
+            return [str(m["Subject"]) for m in self.messages]
+
+
+class SmtpServer:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.inbox = Inbox()
+        self.controller: Controller | None = None
+
+    def start(self) -> None:
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+def insert(url: str, n: int, *, errors: int, function: str = "summarize",
+           confidence: float = 0.9) -> None:
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO mlops.model_performance (function_name, model, latency_ms, status,"
+            " confidence) SELECT %s, 'gpt-4o-mini', 300,"
+            " CASE WHEN g <= %s THEN 'error' ELSE 'success' END, %s"
+            " FROM generate_series(1, %s) g", (function, errors, confidence, n))
+
+
+def alerts(url: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT rule, state, severity, message FROM mlops.alerts"
+                            " ORDER BY id").fetchall()
+
+
+def processor(url: str, smtp: SmtpServer, tmp: Path, name: str) -> ProcessorProcess:
+    return ProcessorProcess(url, log_path=tmp / f"{name}.log", env={
+        "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp.port), "ALERT_EMAIL": "oncall@example.com",
+        "ALERT_WINDOW_SECONDS": "10", "ALERT_MIN_REQUESTS": "50"}).start()
+
+
+def test_error_burst_fires_once_emails_and_resolves(db_url: str, smtp: SmtpServer,
+                                                    tmp_path: Path) -> None:
+    p = processor(db_url, smtp, tmp_path, "p1")
+    try:
+        p.wait_ready()
+        insert(db_url, 400, errors=8)  # 2 %: no alert
+        time.sleep(1.0)
+        assert alerts(db_url) == []
+        for _ in range(3):  # a burst: 30 % errors, in several batches
+            insert(db_url, 200, errors=60)
+        wait_for(lambda: any(a[0] == "error_rate" for a in alerts(db_url)), 15, "alert row")
+        wait_for(lambda: len(smtp.inbox.subjects()) >= 1, 15, "the e-mail")
+        rows = alerts(db_url)
+        assert [(r[0], r[1], r[2]) for r in rows] == [("error_rate", "firing", "critical")]
+        assert "Error rate" in rows[0][3] and "is above 5.0%" in rows[0][3]
+        subject = smtp.inbox.subjects()[0]
+        assert subject == "[stream-mlops] FIRING critical: High error rate in summarize"
+        body = smtp.inbox.messages[0].get_payload()
+        assert isinstance(body, str) and "tenant: default" in body
+        assert metric_sum(scrape(p.port), "mlops_alert_active", rule="error_rate") == 1
+        insert(db_url, 200, errors=60)  # still firing: same episode, no new e-mail
+        time.sleep(1.5)
+        assert len(alerts(db_url)) == 1 and len(smtp.inbox.subjects()) == 1
+        # The burst leaves the 10 s window: resolved, with one more e-mail.
+        wait_for(lambda: alerts(db_url)[0][1] == "resolved", 30, "resolution")
+        wait_for(lambda: len(smtp.inbox.subjects()) == 2, 15, "resolved e-mail")
+        assert smtp.inbox.subjects()[1].startswith("[stream-mlops] RESOLVED: High error rate")
+        assert metric_sum(scrape(p.port), "mlops_alert_active") == 0
+    finally:
+        assert p.stop() == 0
+
+
+def test_smtp_down_then_up_delivers_once_and_restart_does_not_resend(
+        db_url: str, smtp: SmtpServer, tmp_path: Path) -> None:
+    smtp.stop()
+    p = processor(db_url, smtp, tmp_path, "p1")
+    try:
+        p.wait_ready()
+        insert(db_url, 300, errors=90)
+        wait_for(lambda: len(alerts(db_url)) == 1, 15, "alert row")
+        time.sleep(2.5)  # a few failed attempts
+        with psycopg.connect(db_url) as conn:
+            row = conn.execute("SELECT attempts, sent_at, last_error"
+                               " FROM mlops.alert_outbox").fetchone()
+        assert row is not None and row[0] >= 1 and row[1] is None and row[2]
+        smtp.start()
+        wait_for(lambda: len(smtp.inbox.subjects()) == 1, 30, "delivery after retry")
+    finally:
+        assert p.stop() == 0
+    p2 = processor(db_url, smtp, tmp_path, "p2")
+    try:
+        p2.wait_ready()
+        insert(db_url, 100, errors=30)  # still firing after the restart
+        time.sleep(3)
+        assert len(alerts(db_url)) == 1  # the same episode
+        assert len(smtp.inbox.subjects()) == 1  # and no second "firing" e-mail
+    finally:
+        assert p2.stop() == 0
+
+
+def test_low_confidence_and_per_function_threshold(db_url: str, smtp: SmtpServer,
+                                                   tmp_path: Path) -> None:
+    with psycopg.connect(db_url) as conn:
+        conn.execute("INSERT INTO mlops.thresholds (tenant_id, function_name, metric, value)"
+                     " VALUES ('default', 'lenient', 'error_rate', 0.5)")
+    p = processor(db_url, smtp, tmp_path, "p1")
+    try:
+        p.wait_ready()
+        insert(db_url, 300, errors=90, function="lenient")  # 30 % < its own 50 % limit
+        insert(db_url, 300, errors=0, function="unsure", confidence=0.4)
+        wait_for(lambda: len(alerts(db_url)) >= 1, 15, "alert")
+        time.sleep(1)
+        rows = alerts(db_url)
+        assert [(r[0], r[1]) for r in rows] == [("confidence_mean", "firing")]
+        assert "Mean confidence 0.400" in rows[0][3]
+    finally:
+        assert p.stop() == 0
