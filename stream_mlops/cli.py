@@ -168,6 +168,38 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alerts(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    with connect(s.database_url, timeout=s.connect_timeout_seconds, autocommit=True) as conn:
+        ensure_current(conn)
+        if args.action in ("ack", "resolve"):
+            if args.id is None:
+                print(f"stream-mlops alerts {args.action}: give the alert id (see "
+                      "`stream-mlops alerts`)", file=sys.stderr)
+                return 2
+            name = "acknowledge_alert" if args.action == "ack" else "close_alert"
+            row = conn.execute(q(name), {"id": args.id}).fetchone()
+            if row is None:
+                state = "firing" if args.action == "ack" else "open"
+                print(f"no {state} alert with id {args.id}", file=sys.stderr)
+                return 1
+            print(f"alert {args.id} " + ("acknowledged: no reminders until it resolves"
+                                         if args.action == "ack" else "resolved"))
+            return 0
+        rows = conn.execute(q("list_alerts"), {"all": args.all, "limit": args.limit}).fetchall()
+    if args.json:
+        keys = ("id", "state", "severity", "tenant", "function", "rule", "title", "message",
+                "first_seen", "last_seen", "resolved_at")
+        print(json.dumps([dict(zip(keys, r, strict=True)) for r in rows], default=str))
+        return 0
+    if not rows:
+        print("no open alerts" if not args.all else "no alerts")
+    for r in rows:
+        print(f"#{r[0]:<5} {r[1]:<12} {r[2]:<8} {r[3]}/{r[4] or '-'}  {r[6]}\n"
+              f"       {r[7]}\n       since {r[8]:%Y-%m-%d %H:%M:%S %Z}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="stream-mlops",
@@ -208,6 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="rewrite stored transaction ids so they sort correctly here")
     reset.add_argument("--consumer", help="overrides CONSUMER_NAME")
     reset.set_defaults(fn=cmd_reset_cursor)
+
+    al = add("alerts", "list open alerts; acknowledge or resolve one")
+    al.add_argument("action", nargs="?", default="list", choices=["list", "ack", "resolve"])
+    al.add_argument("id", nargs="?", type=int, help="alert id (for ack and resolve)")
+    al.add_argument("--all", action="store_true", help="include resolved alerts")
+    al.add_argument("--limit", type=int, default=50)
+    al.add_argument("--json", action="store_true", help="print JSON")
+    al.set_defaults(fn=cmd_alerts)
 
     sim = add("simulate", "write realistic synthetic AI traffic to DATABASE_URL")
     sim.add_argument("--rate", type=float, default=50.0, help="requests per second (50)")

@@ -157,3 +157,26 @@ def test_low_confidence_and_per_function_threshold(db_url: str, smtp: SmtpServer
         assert "Mean confidence 0.400" in rows[0][3]
     finally:
         assert p.stop() == 0
+
+
+def test_alerts_cli_lists_acknowledges_and_resolves(db_url: str) -> None:
+    import json
+
+    from tests.integration.test_cli import cli
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "INSERT INTO mlops.alerts (alert_type, severity, function_name, fingerprint,"
+            " title, message, rule) VALUES ('performance', 'warning', 'summarize', 'fp',"
+            " 'High error rate in summarize', 'Error rate 9.0% ...', 'error_rate')"
+            " RETURNING id").fetchone()
+    assert row is not None
+    env = {"DATABASE_URL": db_url}
+    listed = cli("alerts", env=env)
+    assert listed.returncode == 0 and "High error rate in summarize" in listed.stdout
+    assert cli("alerts", "ack", str(row[0]), env=env).returncode == 0
+    assert json.loads(cli("alerts", "--json", env=env).stdout)[0]["state"] == "acknowledged"
+    assert cli("alerts", "ack", str(row[0]), env=env).returncode == 1  # not firing any more
+    assert cli("alerts", "resolve", str(row[0]), env=env).returncode == 0
+    assert cli("alerts", env=env).stdout.strip() == "no open alerts"
+    assert json.loads(cli("alerts", "--all", "--json", env=env).stdout)[0]["state"] == \
+        "resolved"
