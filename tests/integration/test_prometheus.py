@@ -27,14 +27,28 @@ def tool(name: str) -> str:
     return path
 
 
+# Rule windows and `for:` durations shrunk so a test can watch alerts fire and resolve.
+FAST_RULES = {"[5m]": "[15s]", "[15m]": "[15s]", "[1h]": "[15s]", "for: 5m": "for: 3s",
+              "for: 15m": "for: 3s", "for: 1m": "for: 3s"}
+
+
 class Prometheus:
-    def __init__(self, workdir: Path, target_port: int) -> None:
+    """The real Prometheus with the project's prometheus.yml and alert_rules.yml, scraping
+    every second and sending alerts to ``alertmanager_port``."""
+
+    def __init__(self, workdir: Path, target_port: int, alertmanager_port: int = 9) -> None:
         self.port = free_port()
         config = workdir / "prometheus.yml"
         text = (ROOT / "prometheus.yml").read_text()
         text = text.replace("scrape_interval: 15s", "scrape_interval: 1s")
+        text = text.replace("evaluation_interval: 15s", "evaluation_interval: 1s")
         text = text.replace("127.0.0.1:9464", f"127.0.0.1:{target_port}")
+        text = text.replace("127.0.0.1:9093", f"127.0.0.1:{alertmanager_port}")
         config.write_text(text)
+        rules = (ROOT / "alert_rules.yml").read_text()
+        for slow, fast in FAST_RULES.items():
+            rules = rules.replace(slow, fast)
+        (workdir / "alert_rules.yml").write_text(rules)
         self.log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [tool("prometheus"), f"--config.file={config}",
@@ -75,10 +89,17 @@ def stack(db_url: str, tmp_path: Path) -> Iterator[tuple[ProcessorProcess, Prome
         p.stop()
 
 
-def test_promtool_accepts_the_config() -> None:
-    out = subprocess.run([tool("promtool"), "check", "config", str(ROOT / "prometheus.yml")],
-                         capture_output=True, text=True, check=False)
+@pytest.mark.parametrize("args", [
+    ("promtool", "check", "config", "prometheus.yml"),
+    ("promtool", "check", "rules", "alert_rules.yml"),
+    ("promtool", "test", "rules", "tests/prometheus/alert_rules_test.yml"),
+    ("amtool", "check-config", "alertmanager.yml"),
+])
+def test_config_files_pass_their_checkers(args: tuple[str, ...]) -> None:
+    out = subprocess.run([tool(args[0]), *args[1:]], capture_output=True, text=True,
+                         check=False, cwd=ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
+    assert "SUCCESS" in out.stdout + out.stderr
 
 
 def test_prometheus_scrapes_totals_equal_to_the_database(
