@@ -296,14 +296,8 @@ class RequestLogger:
     async def atrack(self, function_name: str, model: str,
                      **fields: Any) -> AsyncIterator[Call]:
         """:meth:`track` for ``async with``."""
-        call = Call({"function_name": function_name, "model": model, **fields})
-        started = time.perf_counter()
-        try:
+        with self.track(function_name, model, **fields) as call:
             yield call
-        except BaseException as exc:
-            self._finish(call, started, exc)
-            raise
-        self._finish(call, started, None)
 
     def traced(self, function_name: str, model: str,
                **fields: Any) -> Callable[[Callable[P, R]], Callable[P, R]]:
