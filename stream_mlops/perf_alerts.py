@@ -48,6 +48,7 @@ class AlertChange:
     value: float
     threshold: float
     details: str  # JSON
+    alert_type: str = "performance"
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from stream_mlops.cost_tracking import CostTracker
 from stream_mlops.perf_alerts import AlertChange, PerformanceAlerts
 from stream_mlops.settings import CONFIDENCE_BUCKETS, DURATION_BUCKETS_SECONDS, TOKEN_BUCKETS
 from stream_mlops.stats.alerts import AlertThresholds
@@ -132,6 +133,7 @@ class Effects:
     quarantine: list[tuple[int, str]] = field(default_factory=list)
     max_created_at: float = 0.0
     alerts: list[AlertChange] = field(default_factory=list)
+    hourly_costs: dict[str, Any] = field(default_factory=dict)
 
 
 class Processor:
@@ -149,6 +151,8 @@ class Processor:
         alert_thresholds: AlertThresholds | None = None,
         alert_window_seconds: float = 60.0,
         alert_cooldown_seconds: float = 3600.0,
+        cost_budgets: dict[str, float] | None = None,
+        cost_timezone: str = "UTC",
     ) -> None:
         self.totals = SeriesTotals(
             len(LATENCY_BOUNDS) + 1, len(TOKEN_BOUNDS) + 1, len(CONFIDENCE_BOUNDS) + 1
@@ -161,6 +165,13 @@ class Processor:
         self._alert_config = (alert_thresholds or AlertThresholds(), alert_window_seconds,
                               alert_cooldown_seconds)
         self.alerts = self._new_alerts()
+        self._cost_config = (cost_budgets or {"day": 1.0, "week": 5.0, "month": 20.0},
+                             cost_timezone)
+        self.costs = self._new_costs()
+
+    def _new_costs(self) -> CostTracker:
+        budgets, tz = self._cost_config
+        return CostTracker(budgets=dict(budgets), timezone=tz)
 
     def _new_alerts(self) -> PerformanceAlerts:
         th, window, cooldown = self._alert_config
@@ -175,6 +186,7 @@ class Processor:
         for k in keys:
             self.folder.remember(k)
         self.alerts = self._new_alerts()
+        self.costs = self._new_costs()
 
     def replay(self, batch: RawBatch) -> None:
         """Put already-consumed rows back into the alert windows (after a restart)."""
@@ -185,8 +197,9 @@ class Processor:
                                 confidence=cols.confidence)
 
     def tick(self, now: float | None = None) -> list[AlertChange]:
-        """Re-read every alert rule at ``now`` (so that silence resolves alerts too)."""
-        return self.alerts.evaluate(self.clock() if now is None else now)
+        """Re-read every alert rule and budget at ``now`` (silence resolves alerts too)."""
+        at = self.clock() if now is None else now
+        return self.alerts.evaluate(at) + self.costs.evaluate(at)
 
     def commit(self, effects: Effects) -> None:
         if effects.delta is not None:
@@ -236,6 +249,10 @@ class Processor:
             latency_ms=cols.latency_ms, is_error=cols.is_error, confidence=cols.confidence)
         effects.alerts = self.alerts.evaluate(max(self.clock(), effects.max_created_at),
                                               touched)
+        effects.hourly_costs = self.costs.observe(
+            self.totals.keys, cols.series, created_at=cols.created_at,
+            cost_pico=cols.cost_pico, prompt=cols.prompt_tokens,
+            completion=cols.completion_tokens, cached=cols.cached_tokens)
 
     def _prepare_row_by_row(self, batch: RawBatch, effects: Effects) -> None:
         good = np.zeros(len(batch), np.bool_)

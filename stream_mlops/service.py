@@ -45,6 +45,10 @@ class Service:
                 min_requests=settings.alert_min_requests),
             alert_window_seconds=settings.alert_window_seconds,
             alert_cooldown_seconds=settings.alert_cooldown_seconds,
+            cost_budgets={"day": settings.daily_cost_threshold,
+                          "week": settings.weekly_cost_threshold,
+                          "month": settings.monthly_cost_threshold},
+            cost_timezone=settings.cost_timezone,
         )
         self.consumer = Consumer(
             settings.database_url, self.processor, self.status,

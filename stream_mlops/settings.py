@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +44,11 @@ class Settings(BaseSettings):
     alert_min_requests: int = Field(default=50, ge=1)
     alert_window_seconds: float = Field(default=60.0, ge=5, le=86400)
     alert_cooldown_seconds: float = Field(default=3600.0, ge=0)
+    # Cost budgets (the guide's names) and the time zone of calendar days, weeks, months.
+    daily_cost_threshold: float = Field(default=1.0, ge=0)
+    weekly_cost_threshold: float = Field(default=5.0, ge=0)
+    monthly_cost_threshold: float = Field(default=20.0, ge=0)
+    cost_timezone: str = "UTC"
     # E-mail (the guide's names); alerts are e-mailed when SMTP_HOST and ALERT_EMAIL are set.
     smtp_host: str | None = None
     smtp_port: int = Field(default=587, ge=1, le=65535)
@@ -59,6 +65,15 @@ class Settings(BaseSettings):
     def _url_not_blank(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("is empty")
+        return v
+
+    @field_validator("cost_timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("is not an IANA time zone such as UTC or Europe/Berlin") from None
         return v
 
     @field_validator("log_level")

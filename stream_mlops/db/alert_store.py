@@ -27,7 +27,7 @@ def write_changes(conn: Conn, changes: Sequence[AlertChange], *, notify: bool) -
                       "fingerprint": c.fingerprint, "rule": c.rule, "severity": c.severity,
                       "title": c.title, "message": c.message, "details": c.details,
                       "value": c.value, "threshold": c.threshold,
-                      "notify": c.notify is not None}
+                      "notify": c.notify is not None, "alert_type": c.alert_type}
             kind = c.notify
             if c.action == "fire":
                 row = conn.execute(q("fire_alert"), params).fetchone()

@@ -30,6 +30,9 @@ from stream_mlops.stats.totals import Delta
 log = logging.getLogger(__name__)
 
 KEY_COLUMNS = ("tenant_id", "function_name", "model", "variant")
+NO_COSTS: dict[str, list[Any]] = {k: [] for k in (
+    "c_tenant", "c_function", "c_model", "c_hour", "c_requests", "c_prompt", "c_completion",
+    "c_cached", "c_cost")}
 # series_totals column -> Delta attribute (cost and last_event_at need care of their own);
 # the parameters of persist_batch are named like the columns.
 SERIES_COLUMNS = {
@@ -134,8 +137,11 @@ class Consumer:
         xid, last_id = self.cursor
         row = conn.execute(q("recent_consumed"), {"seconds": alerts.window_seconds,
                                                  "xid": xid, "id": last_id}).fetchone()
-        alerts.set_overrides(conn.execute(q("alert_thresholds")).fetchall())
+        thresholds = conn.execute(q("alert_thresholds")).fetchall()
+        alerts.set_overrides(thresholds)
+        self.processor.costs.set_overrides(thresholds)
         self._thresholds_loaded_at = time.time()
+        self._load_costs(conn)
         if row is not None and row[0]:
             keys, created, latency, err, conf = row
             n = len(keys)
@@ -146,7 +152,28 @@ class Consumer:
                 prompt_tokens=np.zeros(n, np.int64), completion_tokens=np.zeros(n, np.int64),
                 cached_tokens=np.zeros(n, np.int64), cost_pico=np.zeros(n, np.int64),
                 confidence=np.array(conf, np.float64), is_error=np.array(err, np.bool_)))
-        alerts.load_open(conn.execute(q("open_alerts")).fetchall())
+        alerts.load_open(conn.execute(q("open_alerts"), {"type": "performance"}).fetchall())
+        self.processor.costs.open = {
+            f"{r[0]}\x1f{r[1]}"
+            for r in conn.execute(q("open_alerts"), {"type": "cost"}).fetchall()}
+
+    def _load_costs(self, conn: Conn) -> None:
+        """Cost windows from the hourly roll-ups and the last hour's rows."""
+        costs = self.processor.costs
+        # Hourly roll-ups are written with the cursor, so they are exactly what was consumed.
+        hours = conn.execute(q("recent_hourly_costs")).fetchall()
+        if hours:
+            costs.windows.load(np.array([costs.group_of(r[0], r[1], r[2]) for r in hours]),
+                               np.array([r[3] for r in hours], np.int64),
+                               np.array([int(r[4]) for r in hours], np.int64), minutes=False)
+        xid, last_id = self.cursor
+        minutes = conn.execute(q("recent_minute_costs"), {"xid": xid, "id": last_id}).fetchall()
+        if minutes:
+            series = np.array([self.processor.series_index(r[0]) for r in minutes], np.int64)
+            costs.observe_keys(self.processor.totals.keys)
+            costs.windows.load(costs.series_group(series),
+                               np.array([r[1] for r in minutes], np.int64),
+                               np.array([int(r[2]) for r in minutes], np.int64), minutes=True)
 
     def write_alerts(self, changes: list[AlertChange]) -> None:
         if changes and self.conn is not None:
@@ -207,6 +234,7 @@ class Consumer:
             **self._series_params(e.persisted),
             "quarantine_ids": [i for i, _ in e.quarantine],
             "quarantine_reasons": [r for _, r in e.quarantine],
+            **(e.hourly_costs or NO_COSTS),
         }).fetchone()
         if row is None:
             raise CursorConflict(
@@ -243,8 +271,9 @@ class Consumer:
         self.status.horizon_age_seconds = float(horizon)
         self.status.db_ok_at = time.time()
         if time.time() - self._thresholds_loaded_at > 30:
-            self.processor.alerts.set_overrides(
-                conn.execute(q("alert_thresholds")).fetchall())
+            thresholds = conn.execute(q("alert_thresholds")).fetchall()
+            self.processor.alerts.set_overrides(thresholds)
+            self.processor.costs.set_overrides(thresholds)
             self._thresholds_loaded_at = time.time()
         with self.status.lock:
             changes = self.processor.tick()

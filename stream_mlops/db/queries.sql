@@ -138,8 +138,15 @@ WITH checkpoint AS (
     JOIN mlops.model_performance m ON m.id = r.id
     WHERE EXISTS (SELECT FROM checkpoint)
     ON CONFLICT (consumer, source_table, source_id) DO NOTHING
+), costs AS (
+    SELECT mlops.add_hourly_costs(%(c_tenant)s::text[], %(c_function)s::text[],
+        %(c_model)s::text[], %(c_hour)s::bigint[], %(c_requests)s::bigint[],
+        %(c_prompt)s::bigint[], %(c_completion)s::bigint[], %(c_cached)s::bigint[],
+        %(c_cost)s::numeric[]) AS n
+    WHERE EXISTS (SELECT FROM checkpoint)
 )
-SELECT at FROM checkpoint;
+-- Referencing costs makes it run: a plain SELECT in a WITH runs only when used.
+SELECT at FROM checkpoint LEFT JOIN costs ON true;
 
 -- name: firing_alerts
 SELECT count(*) FROM mlops.alerts WHERE state = 'firing';
@@ -182,7 +189,7 @@ WHERE created_at > now() - make_interval(secs => %(seconds)s)
 -- name: open_alerts
 SELECT tenant_id, fingerprint, severity, state,
        date_part('epoch', coalesce(notified_at, first_seen)), date_part('epoch', last_seen)
-FROM mlops.alerts WHERE state <> 'resolved' AND alert_type = 'performance';
+FROM mlops.alerts WHERE state <> 'resolved' AND alert_type = %(type)s;
 
 -- name: alert_thresholds
 SELECT tenant_id, function_name, metric, value FROM mlops.thresholds;
@@ -191,7 +198,7 @@ SELECT tenant_id, function_name, metric, value FROM mlops.thresholds;
 -- name: fire_alert
 INSERT INTO mlops.alerts AS a (tenant_id, alert_type, severity, function_name, fingerprint,
                                title, message, details, rule, value, threshold, notified_at)
-VALUES (%(tenant_id)s, 'performance', %(severity)s, %(function_name)s, %(fingerprint)s,
+VALUES (%(tenant_id)s, %(alert_type)s, %(severity)s, %(function_name)s, %(fingerprint)s,
         %(title)s, %(message)s, %(details)s, %(rule)s, %(value)s, %(threshold)s, now())
 ON CONFLICT (tenant_id, fingerprint) WHERE state <> 'resolved' DO UPDATE
 SET last_seen = now(), message = EXCLUDED.message, details = EXCLUDED.details,
@@ -252,3 +259,19 @@ WHERE id = %(id)s AND state = 'firing' RETURNING id;
 -- name: close_alert
 UPDATE mlops.alerts SET state = 'resolved', resolved_at = now()
 WHERE id = %(id)s AND state <> 'resolved' RETURNING id;
+
+-- name: recent_hourly_costs
+SELECT tenant_id, function_name, model, (date_part('epoch', period_start) / 3600)::bigint,
+       (cost_usd * 1000000000000)::numeric(38, 0)
+FROM mlops.cost_tracking
+WHERE period = 'hour' AND period_start >= date_trunc('hour', now()) - interval '35 days';
+
+-- name: recent_minute_costs
+SELECT tenant_id || chr(31) || function_name || chr(31) || model || chr(31) || variant,
+       floor(date_part('epoch', created_at) / 60)::bigint,
+       sum((cost_usd * 1000000000000)::bigint)
+FROM mlops.model_performance
+WHERE created_at >= date_trunc('minute', now()) - interval '60 minutes'
+  AND cost_usd IS NOT NULL
+  AND (xid, id) <= (%(xid)s::text::xid8, %(id)s::bigint)
+GROUP BY 1, 2;

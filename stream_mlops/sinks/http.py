@@ -29,7 +29,14 @@ class MetricsServer:
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
-                    self._send(200, generate_latest(server.registry), CONTENT_TYPE_LATEST)
+                    try:
+                        body = generate_latest(server.registry)
+                    except Exception as exc:  # a bug must not take the endpoint down
+                        log.exception("collecting metrics failed")
+                        self._send(500, f"collecting metrics failed: {exc!r}\n".encode(),
+                                   "text/plain; charset=utf-8")
+                        return
+                    self._send(200, body, CONTENT_TYPE_LATEST)
                 elif path in ("/healthz", "/readyz"):
                     reasons = (server.live if path == "/healthz" else server.ready)(time.time())
                     body = ("ok\n" if not reasons else "\n".join(reasons) + "\n").encode()

@@ -6,6 +6,7 @@ and this collector turns them into metric families when Prometheus asks.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ from stream_mlops.processor import (
     TOKEN_BOUNDS,
     Processor,
 )
+from stream_mlops.stats.costs import BudgetReading
 
 SERIES_LABELS = ["tenant", "function", "model", "variant"]
 
@@ -54,9 +56,38 @@ class ProcessorCollector(Collector):
             cost = list(t.cost_pico)
             folded = list(self.processor.folder.folded_values)
             firing = self.processor.alerts.firing()
+            now = time.time()
+            cost_keys, windows = self.processor.costs.window_usd(now)
+            budgets = self.processor.costs.readings(now)
         yield from self._series_metrics(keys, snap, cost)
+        yield from self._cost_metrics(cost_keys, windows, budgets)
         yield from self._pipeline_metrics(folded, len(keys))
         yield self._alert_metric(firing)
+
+    @staticmethod
+    def _cost_metrics(keys: Sequence[tuple[str, str, str]], windows: dict[str, Any],
+                      budgets: Sequence[tuple[str, str | None, BudgetReading]],
+                      ) -> Iterator[Metric]:
+        win = GaugeMetricFamily(
+            "mlops_cost_window_usd", "Cost in US dollars over rolling (1h, 24h, 7d) and "
+            "calendar (day, week, month; COST_TIMEZONE) windows.",
+            labels=["tenant", "function", "model", "window"])
+        for w, values in windows.items():
+            for (tenant, function, model), v in zip(keys, values.tolist(), strict=True):
+                win.add_metric([tenant, function, model, w], v)
+        labels = ["tenant", "function", "period"]
+        budget = GaugeMetricFamily("mlops_budget_usd", "Budget of the period.", labels=labels)
+        used = GaugeMetricFamily("mlops_budget_utilization_ratio",
+                                 "Share of the period's budget spent.", labels=labels)
+        forecast = GaugeMetricFamily("mlops_cost_forecast_usd",
+                                     "End-of-period spend at the current burn rate.",
+                                     labels=labels)
+        for who, scope_fn, r in budgets:
+            lv = [who, scope_fn or "", r.period]
+            budget.add_metric(lv, r.budget_usd)
+            used.add_metric(lv, r.utilization)
+            forecast.add_metric(lv, r.forecast_usd)
+        yield from (win, budget, used, forecast)
 
     @staticmethod
     def _alert_metric(firing: list[tuple[str, str]]) -> GaugeMetricFamily:

@@ -102,7 +102,8 @@ def test_error_burst_pages_through_alertmanager_and_the_processor_then_resolves(
                if str(m["Subject"]).startswith("[stream-mlops]")
                for line in str(m.get_payload()).splitlines()
                if line.startswith(("FIRING (", "RESOLVED ("))]
-    fired = [n.split(") ", 1)[1] for n in notices if n.startswith("FIRING")]
+    fired = [n.split(") ", 1)[1] for n in notices
+             if n.startswith("FIRING") and "High error rate" in n]
     assert len(fired) == len(set(fired)) >= 1
     with psycopg.connect(db_url) as conn:
         episodes = conn.execute("SELECT count(*) FROM mlops.alerts"

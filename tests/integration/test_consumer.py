@@ -204,3 +204,44 @@ def test_processor_role_can_consume(pg: object, db_url: str) -> None:
     assert drain(c) == 30
     assert memory_totals(c) == db_totals(db_url)
     c.close()
+
+
+def test_hourly_costs_and_windows_reconcile_exactly_and_survive_a_restart(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "INSERT INTO mlops.model_performance (tenant_id, function_name, model, latency_ms,"
+            " prompt_tokens, completion_tokens, created_at)"
+            " SELECT 't' || (g % 2), 'f' || (g % 3), 'gpt-4o', 1, 100 + g % 997, g % 61,"
+            "        now() - make_interval(secs => (g * 37) % (3 * 86400))"
+            " FROM generate_series(1, 3000) g")
+    c = make_consumer(db_url)
+    drain(c)
+    with psycopg.connect(db_url) as conn:
+        diff = conn.execute(
+            "SELECT count(*) FROM (SELECT tenant_id, function_name, model,"
+            " date_trunc('hour', created_at) AS h, count(*) AS n, sum(cost_usd) AS cost"
+            " FROM mlops.model_performance GROUP BY 1, 2, 3, 4) m"
+            " FULL JOIN mlops.cost_tracking c ON (c.tenant_id, c.function_name, c.model,"
+            " c.period_start) = (m.tenant_id, m.function_name, m.model, m.h)"
+            " WHERE m.n IS DISTINCT FROM c.request_count OR m.cost IS DISTINCT FROM c.cost_usd"
+            ).fetchone()
+    assert diff is not None and diff[0] == 0  # every (group, hour) identical to the rows
+    c.close()
+    again = make_consumer(db_url)  # windows rebuilt from the roll-ups and the last hour
+    now = time.time()
+    keys, usd = again.processor.costs.window_usd(now)
+    with psycopg.connect(db_url) as conn:
+        for window, start in (("1h", "date_trunc('minute', to_timestamp(%s))"
+                                     " - interval '59 minutes'"),
+                              ("24h", "date_trunc('hour', to_timestamp(%s))"
+                                      " - interval '23 hours'"),
+                              ("7d", "date_trunc('hour', to_timestamp(%s))"
+                                     " - interval '167 hours'")):
+            want = dict(((r[0], r[1], r[2]), r[3]) for r in conn.execute(
+                "SELECT tenant_id, function_name, model, sum(cost_usd) FROM"
+                " mlops.model_performance WHERE created_at >= " + start + " GROUP BY 1, 2, 3",
+                (now,)).fetchall())
+            got = dict(zip(keys, usd[window].tolist(), strict=True))
+            for k, v in want.items():
+                assert got[k] == pytest.approx(float(v), rel=1e-12), (window, k)
+    again.close()

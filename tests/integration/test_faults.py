@@ -33,8 +33,14 @@ def assert_exports_match_database(p: ProcessorProcess, url: str) -> None:
     assert metric_sum(m, "mlops_requests_total") == count
     assert metric_sum(m, "mlops_processor_events_total") == count
     assert metric_sum(m, "mlops_cost_usd_total") == pytest.approx(float(cost), rel=1e-12)
-    # The persisted state is exact to the pico-dollar.
+    # The persisted state is exact to the pico-dollar, and so are the hourly roll-ups.
     assert persisted_totals(url) == (count, cost, count)
+    with psycopg.connect(url) as conn:
+        rolled = conn.execute("SELECT coalesce(sum(request_count), 0), coalesce(sum(cost_usd), 0)"
+                              " FROM mlops.cost_tracking").fetchone()
+    assert rolled is not None and (int(rolled[0]), rolled[1]) == (count, cost)
+    assert metric_sum(m, "mlops_cost_window_usd", window="7d") == pytest.approx(float(cost),
+                                                                                rel=1e-9)
 
 
 def test_kill_9_at_random_points_loses_and_duplicates_nothing(db_url: str,

@@ -1,0 +1,188 @@
+"""Cost windows and budgets (pure: values and a clock in, numbers and decisions out).
+
+Costs are integers of pico-dollars, so every window equals ``SUM(cost_usd)`` over the
+same range exactly. Each group (tenant, function, model) keeps one ring of minute sums
+for the last hour and one of hour sums for the last 35 days (the same hours that
+``mlops.cost_tracking`` holds, from which the ring is reloaded after a restart); the
+rings share their clock, so memory is ``groups x (61 + 840)`` integers.
+
+Windows: ``1h`` is rolling by minutes (from the start of the minute 59 minutes before the
+current one), ``24h`` and ``7d`` rolling by hours (from the start of the hour 23, resp.
+167, hours before the current one); ``day``, ``week`` (ISO, from Monday) and ``month`` are
+calendar periods in a time zone, so they are right across DST changes and month ends. They
+are summed by UTC hours: in the few zones whose offset is not a whole hour, a period
+starts at the UTC hour that contains local midnight.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import numpy.typing as npt
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+PERIODS = ("day", "week", "month")
+WINDOWS = ("1h", "24h", "7d", *PERIODS)
+
+
+def period_bounds(period: str, now: float, tz: ZoneInfo) -> tuple[float, float]:
+    """Start and end (unix seconds) of the calendar ``period`` containing ``now`` in ``tz``.
+
+    Examples
+    --------
+    >>> tz = ZoneInfo("Europe/Berlin")
+    >>> start, end = period_bounds("day", datetime(2026, 3, 29, 12, tzinfo=tz).timestamp(), tz)
+    >>> (end - start) / 3600  # the spring-forward day has 23 hours
+    23.0
+    >>> start, end = period_bounds("month", datetime(2026, 2, 28, 23, tzinfo=tz).timestamp(), tz)
+    >>> datetime.fromtimestamp(end, tz).isoformat()
+    '2026-03-01T00:00:00+01:00'
+    """
+    local = datetime.fromtimestamp(now, tz)
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        start, nxt = day, (day + timedelta(days=1))
+    elif period == "week":
+        start = day - timedelta(days=day.weekday())
+        nxt = start + timedelta(days=7)
+    elif period == "month":
+        start = day.replace(day=1)
+        nxt = (start + timedelta(days=32)).replace(day=1)
+    else:
+        raise ValueError(f"unknown period {period!r}")
+    # Re-localise: adding days across a DST change keeps the old offset otherwise.
+    start = start.replace(tzinfo=None).replace(tzinfo=tz)
+    nxt = nxt.replace(tzinfo=None).replace(tzinfo=tz)
+    return start.timestamp(), nxt.timestamp()
+
+
+class CostWindows:
+    """Exact per-group cost sums over rolling and calendar windows.
+
+    Examples
+    --------
+    >>> w = CostWindows()
+    >>> w.add(np.array([0, 0, 1]), np.array([3600.0 * 100, 3600.0 * 100 + 61, 3600.0 * 90]),
+    ...       np.array([5, 7, 11]))
+    >>> w.window_sums(3600.0 * 100 + 120, ZoneInfo("UTC"))["1h"].tolist()
+    [12, 0]
+    """
+
+    MINUTES = 61
+    HOURS = 35 * 24
+
+    def __init__(self) -> None:
+        self.groups = 0
+        self._cap = 0
+        self.minute_sums = np.zeros((0, self.MINUTES), np.int64)
+        self.hour_sums = np.zeros((0, self.HOURS), np.int64)
+        # Which minute / hour each column holds now (shared by all groups).
+        self.minute_id = np.full(self.MINUTES, -1, np.int64)
+        self.hour_id = np.full(self.HOURS, -1, np.int64)
+
+    def _grow(self, groups: int) -> None:
+        if groups > self._cap:
+            cap = max(groups, 2 * self._cap, 16)
+            for name, width in (("minute_sums", self.MINUTES), ("hour_sums", self.HOURS)):
+                old = getattr(self, name)
+                new = np.zeros((cap, width), np.int64)
+                new[: old.shape[0]] = old
+                setattr(self, name, new)
+            self._cap = cap
+        self.groups = max(self.groups, groups)
+
+    @staticmethod
+    def _advance(ids: I64, sums: I64, unit: I64) -> npt.NDArray[np.bool_]:
+        """Claim columns for newer units (zeroing them); True where a row's unit fits."""
+        col = unit % len(ids)
+        newest = np.full(len(ids), -1, np.int64)
+        np.maximum.at(newest, col, unit)
+        fresh = newest > ids
+        if fresh.any():
+            sums[:, fresh] = 0
+            ids[fresh] = newest[fresh]
+        fits: npt.NDArray[np.bool_] = ids[col] == unit
+        return fits
+
+    def add(self, group: I64, t: F64, cost_pico: I64) -> None:
+        """Add priced rows (``cost_pico`` >= 0) of ``group`` at event times ``t``."""
+        if not len(group):
+            return
+        self._grow(int(group.max()) + 1)
+        for ids, sums, unit in ((self.minute_id, self.minute_sums, (t // 60).astype(np.int64)),
+                                (self.hour_id, self.hour_sums, (t // 3600).astype(np.int64))):
+            ok = self._advance(ids, sums, unit)
+            np.add.at(sums, (group[ok], unit[ok] % len(ids)), cost_pico[ok])
+
+    def _sum(self, ids: I64, sums: I64, first: int, last: int) -> I64:
+        live = (ids >= first) & (ids <= last)
+        out: I64 = sums[: self.groups][:, live].sum(axis=1).astype(np.int64)
+        return out
+
+    def window_sums(self, now: float, tz: ZoneInfo) -> dict[str, I64]:
+        """Pico-dollars per group for every window in :data:`WINDOWS`."""
+        minute, hour = math.floor(now / 60), math.floor(now / 3600)
+        out = {
+            "1h": self._sum(self.minute_id, self.minute_sums, minute - 59, minute),
+            "24h": self._sum(self.hour_id, self.hour_sums, hour - 23, hour),
+            "7d": self._sum(self.hour_id, self.hour_sums, hour - 167, hour),
+        }
+        for period in PERIODS:
+            start, _ = period_bounds(period, now, tz)
+            out[period] = self._sum(self.hour_id, self.hour_sums, math.floor(start / 3600),
+                                    hour)
+        return out
+
+    def load(self, group: I64, unit: I64, pico: I64, *, minutes: bool) -> None:
+        """Restore sums (of one minute or one hour each) after a restart."""
+        if not len(group):
+            return
+        self._grow(int(group.max()) + 1)
+        ids, sums = ((self.minute_id, self.minute_sums) if minutes
+                     else (self.hour_id, self.hour_sums))
+        ok = self._advance(ids, sums, unit)
+        np.add.at(sums, (group[ok], unit[ok] % len(ids)), pico[ok])
+
+
+@dataclass(frozen=True)
+class BudgetReading:
+    """Where one tenant stands against one period's budget."""
+
+    period: str
+    period_start: float
+    period_end: float
+    budget_usd: float
+    spent_usd: float
+    forecast_usd: float
+    reached_at: float | None  # when the budget is reached at the current burn rate
+
+    @property
+    def utilization(self) -> float:
+        return self.spent_usd / self.budget_usd if self.budget_usd > 0 else 0.0
+
+
+def read_budget(period: str, spent_usd: float, budget_usd: float, now: float,
+                tz: ZoneInfo) -> BudgetReading:
+    """Spend so far and a linear burn-rate forecast of the period's end.
+
+    Examples
+    --------
+    >>> tz = ZoneInfo("UTC")
+    >>> now = datetime(2026, 11, 8, tzinfo=tz).timestamp()  # 7 of 30 days gone
+    >>> r = read_budget("month", 7.0, 20.0, now, tz)
+    >>> round(r.forecast_usd, 2), datetime.fromtimestamp(r.reached_at, tz).day
+    (30.0, 21)
+    """
+    start, end = period_bounds(period, now, tz)
+    elapsed = max(now - start, 60.0)  # no forecast from the first seconds of a period
+    rate = spent_usd / elapsed
+    forecast = spent_usd + rate * max(end - now, 0.0)
+    reached = None
+    if rate > 0:
+        reached = start + budget_usd / rate if spent_usd < budget_usd else now
+    return BudgetReading(period, start, end, budget_usd, spent_usd, forecast, reached)

@@ -1,0 +1,114 @@
+"""Cost windows, calendar periods and budgets (pure, seeded, exact)."""
+
+from __future__ import annotations
+
+import doctest
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+
+from stream_mlops.cost_tracking import CostTracker
+from stream_mlops.stats import costs
+from stream_mlops.stats.costs import CostWindows, period_bounds, read_budget
+
+UTC = ZoneInfo("UTC")
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def ts(*args: int, tz: ZoneInfo = UTC) -> float:
+    parts = (*args, 0, 0, 0, 0, 0)[:6]
+    return datetime(parts[0], parts[1], parts[2], parts[3], parts[4], parts[5],
+                    tzinfo=tz).timestamp()
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(costs).failed == 0
+
+
+@pytest.mark.parametrize(("period", "at", "start", "hours"), [
+    ("day", (2026, 10, 25, 12), (2026, 10, 25), 25),  # DST ends: a 25-hour day
+    ("day", (2026, 3, 29, 1), (2026, 3, 29), 23),  # DST starts: 23 hours
+    ("week", (2026, 3, 29, 12), (2026, 3, 23), 7 * 24 - 1),  # Monday to Monday, over DST
+    ("month", (2026, 2, 28, 23), (2026, 2, 1), 28 * 24),
+    ("month", (2026, 12, 31, 23), (2026, 12, 1), 31 * 24),
+    ("week", (2027, 1, 1, 12), (2026, 12, 28), 7 * 24),  # ISO week across the year end
+])
+def test_calendar_periods_in_a_time_zone(period: str, at: tuple[int, ...],
+                                         start: tuple[int, ...], hours: int) -> None:
+    lo, hi = period_bounds(period, ts(*at, tz=BERLIN), BERLIN)
+    assert lo == ts(*start, tz=BERLIN)
+    assert (hi - lo) / 3600 == hours
+
+
+def naive(t: np.ndarray, c: np.ndarray, lo: float, hi: float) -> int:
+    return int(c[(t >= lo) & (t < hi)].sum())
+
+
+def test_windows_equal_naive_sums_exactly() -> None:
+    rng = np.random.default_rng(8)
+    now = ts(2026, 11, 26, 13, 37, 12)
+    t = now - rng.uniform(0, 40 * 86400, 20000)
+    c = rng.integers(0, 10**9, 20000)
+    g = rng.integers(0, 3, 20000)
+    w = CostWindows()
+    order = np.argsort(t)  # arrive in time order, in batches
+    for chunk in np.array_split(order, 40):
+        w.add(g[chunk], t[chunk], c[chunk])
+    got = w.window_sums(now, UTC)
+    minute, hour = now // 60 * 60, now // 3600 * 3600
+    for k in range(3):
+        m = g == k
+        assert got["1h"][k] == naive(t[m], c[m], minute - 59 * 60, now + 1)
+        assert got["24h"][k] == naive(t[m], c[m], hour - 23 * 3600, now + 1)
+        assert got["7d"][k] == naive(t[m], c[m], hour - 167 * 3600, now + 1)
+        for period in ("day", "week", "month"):
+            lo, _ = period_bounds(period, now, UTC)
+            assert got[period][k] == naive(t[m], c[m], lo, now + 1)
+
+
+def test_forecast_of_a_linear_burn() -> None:
+    start = ts(2026, 11, 1)
+    now = ts(2026, 11, 11)  # a third of November
+    r = read_budget("month", 10.0, 20.0, now, UTC)
+    assert r.forecast_usd == pytest.approx(30.0)
+    assert r.utilization == 0.5
+    assert r.reached_at == pytest.approx(start + 20 * 86400)  # $1/day reaches $20 on the 21st
+
+
+def tracker_with(spend_usd: float, at: float, **kw: object) -> CostTracker:
+    t = CostTracker(budgets={"day": 10.0, "week": 1e9, "month": 1e9}, **kw)  # type: ignore[arg-type]
+    t.observe([("acme", "summarize", "gpt-4o", "control")], np.array([0]),
+              created_at=np.array([at]), cost_pico=np.array([int(spend_usd * 1e12)]),
+              prompt=np.array([1]), completion=np.array([1]), cached=np.array([0]))
+    return t
+
+
+def test_early_warnings_fire_once_each_and_resolve_with_the_day() -> None:
+    morning = ts(2026, 11, 26, 8)
+    t = tracker_with(6.0, morning)  # 60 % of $10 by 8 am: $10 at 13:21
+    first = t.evaluate(morning + 60)
+    fps = sorted(c.fingerprint for c in first)
+    assert fps == ["cost:*:day:2026-11-26:budget:50", "cost:*:day:2026-11-26:forecast"]
+    assert all(c.action == "fire" and c.alert_type == "cost" for c in first)
+    forecast = next(c for c in first if c.fingerprint.endswith("forecast"))
+    assert "At this rate the daily budget of $10.00 is reached on Nov 26 at 13:21 UTC" in \
+        forecast.message
+    assert t.evaluate(morning + 120) == []  # once per period
+    t.observe([("acme", "summarize", "gpt-4o", "control")], np.array([0]),
+              created_at=np.array([morning + 180]), cost_pico=np.array([3 * 10**12]),
+              prompt=np.array([1]), completion=np.array([1]), cached=np.array([0]))
+    second = t.evaluate(morning + 240)  # 90 %: the 80 % level fires, 50 % does not again
+    assert [c.fingerprint for c in second] == ["cost:*:day:2026-11-26:budget:80"]
+    nxt = t.evaluate(ts(2026, 11, 27, 0, 30))
+    assert {c.action for c in nxt} == {"resolve"} and len(nxt) == 3
+
+
+def test_per_function_budget_override() -> None:
+    at = ts(2026, 11, 26, 20)
+    t = tracker_with(3.0, at)
+    t.set_overrides([("acme", "summarize", "daily_budget_usd", 2.0)])
+    fps = sorted(c.fingerprint for c in t.evaluate(at + 60))
+    assert "cost:summarize:day:2026-11-26:budget:100" in fps  # $3 of its own $2
+    assert "cost:*:day:2026-11-26:budget:50" not in fps  # 30 % of the tenant's $10
