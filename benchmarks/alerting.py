@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import sys
@@ -26,14 +25,12 @@ from aiosmtpd.controller import Controller
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import start_server
+from benchmarks.common import report, start_server
 from benchmarks.pipeline import new_db
 from stream_mlops.client import RequestLogger
 from stream_mlops.embedded import EmbeddedPostgres, free_port
 from stream_mlops.stats.alerts import AlertThresholds, Lifecycle, Windows, evaluate
 from tests.helpers import ProcessorProcess
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 class Inbox:
@@ -145,10 +142,7 @@ def main() -> int:
         "median_to_alert_row_s": statistics.median(r["to_alert_row_s"] for r in runs),
         "median_to_email_s": statistics.median(r["to_email_s"] for r in runs),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "alerting.json").write_text(text + "\n")
+    report("alerting", result)
     return 0
 
 

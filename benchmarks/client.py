@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import shutil
 import statistics
 import sys
@@ -21,10 +20,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import start_server
+from benchmarks.common import report, start_server
 from stream_mlops.client import RequestLogger
 
-RESULTS = Path(__file__).resolve().parent / "results"
 RESPONSE = {"usage": {"prompt_tokens": 900, "completion_tokens": 120,
                       "prompt_tokens_details": {"cached_tokens": 512}}}
 
@@ -82,10 +80,7 @@ def main() -> int:
     finally:
         pg.stop("immediate")
         shutil.rmtree(pg.datadir.parent, ignore_errors=True)
-    text = json.dumps(result, indent=2)
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "client.json").write_text(text + "\n")
+    report("client", result)
     return 0
 
 

@@ -10,7 +10,6 @@ measured in the same run.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -19,11 +18,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import report
 from stream_mlops.cost_tracking import CostTracker
 from stream_mlops.processor import CONFIDENCE_BOUNDS, LATENCY_BOUNDS, TOKEN_BOUNDS
 from stream_mlops.stats.totals import Columns, aggregate
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main() -> int:
@@ -60,10 +58,7 @@ def main() -> int:
               "cost_us_per_event": round(t_cost / events * 1e6, 3),
               "aggregation_us_per_event_reference": round(t_agg / events * 1e6, 3),
               "target_us": 3.0}
-    text = json.dumps(result, indent=2)
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "costs.json").write_text(text + "\n")
+    report("costs", result)
     return 0
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import re
 import shutil
 import statistics
@@ -30,14 +29,13 @@ from prometheus_client import CollectorRegistry, Histogram
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-from benchmarks.common import copy_in, cpu_seconds, rss_mb, series_rows, start_server
+from benchmarks.common import copy_in, cpu_seconds, report, rss_mb, series_rows, start_server
 from stream_mlops.db.consumer import Consumer
 from stream_mlops.embedded import EmbeddedPostgres
 from stream_mlops.models import PipelineStatus
 from stream_mlops.processor import Processor
 from tests.helpers import ProcessorProcess, http_status, metric_sum, scrape, wait_for
 
-RESULTS = Path(__file__).resolve().parent / "results"
 _EVENTS = re.compile(rb"^mlops_processor_events_total\{[^}]*\} (\S+)$", re.MULTILINE)
 
 
@@ -345,10 +343,7 @@ def main() -> int:
         pg.stop("immediate")
         shutil.rmtree(pg.datadir.parent, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
-    text = json.dumps(result, indent=2)
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "pipeline.json").write_text(text + "\n")
+    report("pipeline", result)
     return 0
 
 

@@ -12,7 +12,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from stream_mlops.settings import Settings, load_settings
 from stream_mlops.simulate import SCENARIOS, Scenario
 
 log = logging.getLogger("stream_mlops.cli")
+Conn = psycopg.Connection[tuple[Any, ...]]
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -41,6 +43,15 @@ def _settings(args: argparse.Namespace) -> Settings:
         batch_size=getattr(args, "batch_size", None),
         poll_interval_seconds=getattr(args, "poll_interval", None),
     )
+
+
+@contextmanager
+def _database(s: Settings, *, autocommit: bool = False) -> Iterator[Conn]:
+    """A connection to a database whose schema is current (else a one-line error)."""
+    with connect(s.database_url, timeout=s.connect_timeout_seconds,
+                 autocommit=autocommit) as conn:
+        ensure_current(conn)
+        yield conn
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -73,8 +84,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_health(args: argparse.Namespace) -> int:
     s = _settings(args)
-    with connect(s.database_url, timeout=s.connect_timeout_seconds) as conn:
-        ensure_current(conn)
+    with _database(s):
+        pass  # reachable, schema current
     url = f"http://{s.metrics_host}:{s.metrics_port}/readyz"
     try:
         with urllib.request.urlopen(url, timeout=5) as resp:
@@ -91,8 +102,7 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     s = _settings(args)
-    with connect(s.database_url, timeout=s.connect_timeout_seconds) as conn:
-        ensure_current(conn)
+    with _database(s) as conn:
         cp = conn.execute(q("get_checkpoint"), {"consumer": s.consumer_name}).fetchone()
         alerts = conn.execute(q("firing_alerts")).fetchone()
         now = conn.execute("SELECT date_part('epoch', now())").fetchone()
@@ -118,8 +128,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_notify(args: argparse.Namespace) -> int:
     s = _settings(args)
-    with connect(s.database_url, timeout=s.connect_timeout_seconds, autocommit=True) as conn:
-        ensure_current(conn)
+    with _database(s, autocommit=True) as conn:
         conn.execute("SELECT mlops.set_notify(%s)", (args.state == "on",))
     print("NOTIFY trigger " + ("enabled" if args.state == "on" else
                                "disabled: the processor now polls every POLL_INTERVAL_SECONDS"))
@@ -138,8 +147,7 @@ def cmd_reset_cursor(args: argparse.Namespace) -> int:
         print("stream-mlops reset-cursor: nothing to do without --after-restore",
               file=sys.stderr)
         return 2
-    with connect(s.database_url, timeout=s.connect_timeout_seconds) as conn:
-        ensure_current(conn)
+    with _database(s) as conn:
         changed = reset_after_restore(conn, s.consumer_name)
     if changed is None:
         print(f"cursor '{s.consumer_name}' already belongs to this cluster: nothing changed")
@@ -170,8 +178,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_alerts(args: argparse.Namespace) -> int:
     s = _settings(args)
-    with connect(s.database_url, timeout=s.connect_timeout_seconds, autocommit=True) as conn:
-        ensure_current(conn)
+    with _database(s, autocommit=True) as conn:
         if args.action in ("ack", "resolve"):
             if args.id is None:
                 print(f"stream-mlops alerts {args.action}: give the alert id (see "
