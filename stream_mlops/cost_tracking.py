@@ -39,6 +39,19 @@ class CostTracker:
         self.overrides: dict[tuple[str, str | None], dict[str, float]] = {}
         self.open: set[str] = set()  # "tenant\x1ffingerprint" of open cost alerts
         self._series_group = np.zeros(0, np.int64)
+        # (tenant, model) -> [requests without a price, first and last seen]
+        self.unpriced: dict[tuple[str, str], list[float]] = {}
+
+    UNPRICED_QUIET_SECONDS = 86400.0  # an unpriced-model alert resolves after a quiet day
+
+    def restore_open(self, keys: Iterable[str], now: float) -> None:
+        """Open cost alerts from mlops.alerts; unpriced-model ones count as seen now."""
+        self.open = set(keys)
+        for key in self.open:
+            tenant, fingerprint = key.split("\x1f", 1)
+            if fingerprint.startswith("cost:unpriced:"):
+                self.unpriced.setdefault((tenant, fingerprint[len("cost:unpriced:"):]),
+                                         [0, now, now])
 
     def set_overrides(self, rows: Iterable[tuple[str, str | None, str, float]]) -> None:
         """Rows of mlops.thresholds (tenant, function or None, metric, value)."""
@@ -77,6 +90,12 @@ class CostTracker:
         group = self.series_group(series)
         priced = cost_pico >= 0
         self.windows.add(group[priced], created_at[priced], cost_pico[priced])
+        if not priced.all():
+            for g, t in zip(group[~priced].tolist(), created_at[~priced].tolist(), strict=True):
+                tenant, _, model = self.group_keys[g]
+                seen = self.unpriced.setdefault((tenant, model), [0, t, t])
+                seen[0] += 1
+                seen[2] = max(seen[2], t)
         hour = (created_at // 3600).astype(np.int64)
         pairs, slot = np.unique(np.stack([group, hour], axis=1), axis=0, return_inverse=True)
         slot = slot.reshape(-1)
@@ -144,6 +163,18 @@ class CostTracker:
                 wanted.add(fkey)
                 if fkey not in self.open:
                     changes.append(self._forecast_alert(fkey, tenant, function, r))
+        for (tenant, model), (count, first, last) in self.unpriced.items():
+            if now - last < self.UNPRICED_QUIET_SECONDS:
+                key = f"{tenant}\x1fcost:unpriced:{model}"
+                wanted.add(key)
+                if key not in self.open:
+                    changes.append(_change(
+                        key, "fire", "firing", severity="warning",
+                        title=f"Model {model} has no price (tenant {tenant})",
+                        message=f"{int(count)} request(s) to {model} since {self._when(first)} "
+                        "have no price, so their cost is unknown (recorded as such, not as "
+                        "$0). Add the model to mlops.model_prices to price new requests.",
+                        value=float(count), threshold=0.0, function=None))
         for key in sorted(self.open - wanted):
             changes.append(self._resolved(key, now))
         self.open = (self.open & wanted) | {c_key(c) for c in changes if c.action == "fire"}
@@ -179,9 +210,11 @@ class CostTracker:
                        function=function)
 
     def _resolved(self, key: str, now: float) -> AlertChange:
+        why = ("No request without a price for a day" if ":unpriced:" in key else
+               "The period is over or the forecast is back under budget")
         return _change(key, "resolve", "resolved", severity="info", title="",
-                       message="The period is over or the forecast is back under budget "
-                       f"({self._when(now)}).", value=0.0, threshold=0.0, function=None)
+                       message=f"{why} ({self._when(now)}).", value=0.0, threshold=0.0,
+                       function=None)
 
     def window_usd(self, now: float) -> tuple[list[tuple[str, str, str]], dict[str, F64]]:
         sums = self.windows.window_sums(now, self.tz)

@@ -153,9 +153,10 @@ class Consumer:
                 cached_tokens=np.zeros(n, np.int64), cost_pico=np.zeros(n, np.int64),
                 confidence=np.array(conf, np.float64), is_error=np.array(err, np.bool_)))
         alerts.load_open(conn.execute(q("open_alerts"), {"type": "performance"}).fetchall())
-        self.processor.costs.open = {
-            f"{r[0]}\x1f{r[1]}"
-            for r in conn.execute(q("open_alerts"), {"type": "cost"}).fetchall()}
+        self.processor.costs.restore_open(
+            (f"{r[0]}\x1f{r[1]}"
+             for r in conn.execute(q("open_alerts"), {"type": "cost"}).fetchall()),
+            time.time())
 
     def _load_costs(self, conn: Conn) -> None:
         """Cost windows from the hourly roll-ups and the last hour's rows."""

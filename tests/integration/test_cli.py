@@ -9,7 +9,14 @@ import sys
 from pathlib import Path
 
 from stream_mlops.embedded import free_port
-from tests.helpers import ProcessorProcess, http_status, insert_requests, metric_sum, scrape
+from tests.helpers import (
+    ProcessorProcess,
+    http_status,
+    insert_requests,
+    metric_sum,
+    scrape,
+    wait_for,
+)
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -82,11 +89,14 @@ def test_migrate_status_health_and_notify(db_url: str, tmp_path: Path) -> None:
         assert up.returncode == 0, up.stdout
         st = json.loads(cli("status", "--json", env=env).stdout)
         assert st["events_processed"] == 25 and st["lag_seconds"] == 0.0
-        assert st["firing_alerts"] == 0
+        # The rows include a model with no price: it is named in an alert per tenant.
+        wait_for(lambda: json.loads(cli("status", "--json", env=env).stdout)[
+            "firing_alerts"] == 3, 10, "the unpriced-model alerts")
+        listed = cli("alerts", env=env).stdout
+        assert "Model no-such-model has no price (tenant tenant-0)" in listed
         # Poll-only mode: no NOTIFY, the poll interval still delivers.
         assert cli("notify", "off", env=env).returncode == 0
         insert_requests(db_url, 25, 5)
-        from tests.helpers import wait_for
         wait_for(lambda: p.events() == 30, 10, "poll-only delivery")
         assert cli("notify", "on", env=env).returncode == 0
     finally:

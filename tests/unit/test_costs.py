@@ -112,3 +112,25 @@ def test_per_function_budget_override() -> None:
     fps = sorted(c.fingerprint for c in t.evaluate(at + 60))
     assert "cost:summarize:day:2026-11-26:budget:100" in fps  # $3 of its own $2
     assert "cost:*:day:2026-11-26:budget:50" not in fps  # 30 % of the tenant's $10
+
+
+def test_an_unpriced_model_is_named_once_and_resolves_after_a_quiet_day() -> None:
+    at = ts(2026, 11, 26, 9)
+    t = CostTracker()
+    for k in range(3):
+        t.observe([("acme", "f", "my-finetune", "control")], np.array([0]),
+                  created_at=np.array([at + k]), cost_pico=np.array([-1]),
+                  prompt=np.array([5]), completion=np.array([1]), cached=np.array([0]))
+    fired = t.evaluate(at + 10)
+    assert [c.fingerprint for c in fired] == ["cost:unpriced:my-finetune"]
+    assert fired[0].message.startswith("3 request(s) to my-finetune since Nov 26 09:00 UTC")
+    assert t.evaluate(at + 3600) == []
+    resolved = t.evaluate(at + 2 + 86400 + 1)
+    assert [(c.action, c.fingerprint) for c in resolved] == [
+        ("resolve", "cost:unpriced:my-finetune")]
+
+
+def test_open_unpriced_alert_survives_a_restart() -> None:
+    t = CostTracker()
+    t.restore_open(["acme\x1fcost:unpriced:x"], now=1000.0)
+    assert t.evaluate(1060.0) == []  # still within its quiet day: neither re-fired nor closed
