@@ -1,5 +1,5 @@
 """The exactly-once consumer: reads committed rows after a durable cursor, hands them to
-the processor, and commits derived state, quarantine and cursor in one transaction."""
+the processor, and writes derived state, quarantine and cursor in one statement."""
 
 from __future__ import annotations
 
@@ -125,8 +125,9 @@ class Consumer:
             self.status.last_checkpoint_at = float(cp[5])
             rows = conn.execute(q("load_series"), {"consumer": self.consumer}).fetchall()
         keys = [(r[0], r[1], r[2], r[3]) for r in rows]
-        self.processor.load(keys, _delta_from_rows(rows))
-        self._load_alerts(conn)
+        with self.status.lock:  # /metrics must not read a half-loaded state
+            self.processor.load(keys, _delta_from_rows(rows))
+            self._load_alerts(conn)
         log.info("state loaded", extra={"consumer": self.consumer, "series": len(keys),
                                         "events_total": self.status.events_total})
 
@@ -201,7 +202,9 @@ class Consumer:
             self.status.db_ok_at = time.time()
             return 0
         batch = _raw_batch(row)
-        effects = self.processor.prepare(batch)
+        # Alert windows and cost rings change in prepare(); /metrics reads them too.
+        with self.status.lock:
+            effects = self.processor.prepare(batch)
         checkpoint_at = self._persist(conn, effects)
         # Committed: only now does the in-memory state (and /metrics) move.
         with self.status.lock:
