@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 
 from stream_mlops import logs, simulate
+from stream_mlops.cost_report import analyze, render
 from stream_mlops.db.connect import connect, first_line
 from stream_mlops.db.consumer import reset_after_restore
 from stream_mlops.db.migrations import ensure_current, migrate
@@ -207,6 +208,13 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_costs(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    with _database(s) as conn:
+        print(render(analyze(conn, args.days), args.format))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="stream-mlops",
@@ -255,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--limit", type=int, default=50)
     al.add_argument("--json", action="store_true", help="print JSON")
     al.set_defaults(fn=cmd_alerts)
+
+    costs = add("costs", "cost, requests, cost per request and trend per function")
+    costs.add_argument("--days", type=int, default=1, help="period length in days (1)")
+    costs.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    costs.set_defaults(fn=cmd_costs)
 
     sim = add("simulate", "write realistic synthetic AI traffic to DATABASE_URL")
     sim.add_argument("--rate", type=float, default=50.0, help="requests per second (50)")

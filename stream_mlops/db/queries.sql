@@ -275,3 +275,15 @@ WHERE created_at >= date_trunc('minute', now()) - interval '60 minutes'
   AND cost_usd IS NOT NULL
   AND (xid, id) <= (%(xid)s::text::xid8, %(id)s::bigint)
 GROUP BY 1, 2;
+
+-- Cost per function over the last N days and the N days before (from the roll-ups).
+-- name: cost_by_function
+SELECT tenant_id, function_name,
+       coalesce(sum(cost_usd) FILTER (WHERE period_start >= now() - make_interval(days => %(days)s)), 0),
+       coalesce(sum(request_count) FILTER (WHERE period_start >= now() - make_interval(days => %(days)s)), 0),
+       coalesce(sum(cost_usd) FILTER (WHERE period_start < now() - make_interval(days => %(days)s)), 0),
+       coalesce(sum(request_count) FILTER (WHERE period_start < now() - make_interval(days => %(days)s)), 0)
+FROM mlops.cost_tracking
+WHERE period = 'hour' AND period_start >= date_trunc('hour', now() - make_interval(days => 2 * %(days)s))
+GROUP BY 1, 2
+ORDER BY 3 DESC, 1, 2;

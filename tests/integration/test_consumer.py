@@ -245,3 +245,33 @@ def test_hourly_costs_and_windows_reconcile_exactly_and_survive_a_restart(db_url
             for k, v in want.items():
                 assert got[k] == pytest.approx(float(v), rel=1e-12), (window, k)
     again.close()
+
+
+def test_cost_report_per_function_with_trend(db_url: str) -> None:
+    import asyncio
+    import csv
+    import io
+    import json
+
+    from stream_mlops.cost_report import CostMonitor, render
+    with psycopg.connect(db_url) as conn:
+        # summarize: $1 yesterday, $3 today; classify: only today.
+        conn.execute("INSERT INTO mlops.model_performance (function_name, model, latency_ms,"
+                     " cost_usd, created_at) VALUES"
+                     " ('summarize', 'm', 1, 1, now() - interval '30 hours'),"
+                     " ('summarize', 'm', 1, 1, now() - interval '1 hour'),"
+                     " ('summarize', 'm', 1, 2, now() - interval '2 hours'),"
+                     " ('classify', 'm', 1, 0.5, now() - interval '3 hours')")
+    c = make_consumer(db_url)
+    drain(c)
+    c.close()
+    report = asyncio.run(CostMonitor(db_url).analyze_costs(days=1))
+    s = report["default/summarize"]
+    assert (s.total_cost, s.request_count, s.cost_per_request) == (3.0, 2, 1.5)
+    assert s.previous_cost == 1.0 and s.trend == 2.0  # +200 %
+    assert report["default/classify"].trend is None  # new: nothing to compare with
+    assert list(report) == ["default/summarize", "default/classify"]  # costliest first
+    rows = list(csv.DictReader(io.StringIO(render(report, "csv"))))
+    assert rows[0]["function_name"] == "summarize" and float(rows[0]["total_cost"]) == 3.0
+    assert json.loads(render(report, "json"))[1]["function_name"] == "classify"
+    assert "+200%" in render(report, "table")
