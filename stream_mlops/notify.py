@@ -31,7 +31,8 @@ def smtp_from_settings(s: Settings) -> Smtp:
     assert s.smtp_host and s.alert_email
     return Smtp(host=s.smtp_host, port=s.smtp_port, sender=s.smtp_from,
                 recipients=tuple(a.strip() for a in s.alert_email.split(",") if a.strip()),
-                user=s.smtp_user, password=s.smtp_password, timeout=s.smtp_timeout_seconds)
+                user=s.smtp_user, password=s.smtp_password, timeout=s.smtp_timeout_seconds,
+                ca_file=s.smtp_ca_file)
 
 
 class Notifier(threading.Thread):

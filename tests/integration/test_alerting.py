@@ -3,6 +3,8 @@ SMTP server (aiosmtpd), retries while it is down, no duplicates after a restart.
 
 from __future__ import annotations
 
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -35,13 +37,16 @@ class Inbox:
 
 
 class SmtpServer:
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.port = free_port()
         self.inbox = Inbox()
         self.controller: Controller | None = None
+        self.tls = tls
 
     def start(self) -> None:
-        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+        extra: dict[str, Any] = {"tls_context": self.tls, "require_starttls": True} \
+            if self.tls else {}
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port, **extra)
         self.controller.start()
 
     def stop(self) -> None:
@@ -180,3 +185,28 @@ def test_alerts_cli_lists_acknowledges_and_resolves(db_url: str) -> None:
     assert cli("alerts", env=env).stdout.strip() == "no open alerts"
     assert json.loads(cli("alerts", "--all", "--json", env=env).stdout)[0]["state"] == \
         "resolved"
+
+
+def test_starttls_is_used_when_the_server_offers_it(db_url: str, tmp_path: Path) -> None:
+    """The relay refuses mail without STARTTLS; its self-signed certificate is trusted
+    through SMTP_CA_FILE (and checked: it names 127.0.0.1)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    server = SmtpServer(tls=ctx)
+    server.start()
+    p = ProcessorProcess(db_url, log_path=tmp_path / "p.log", env={
+        "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(server.port),
+        "ALERT_EMAIL": "oncall@example.com", "SMTP_CA_FILE": str(cert),
+        "ALERT_WINDOW_SECONDS": "10"}).start()
+    try:
+        p.wait_ready()
+        insert(db_url, 300, errors=90)
+        wait_for(lambda: len(server.inbox.subjects()) == 1, 20, "an e-mail over STARTTLS")
+        assert "High error rate" in server.inbox.subjects()[0]
+    finally:
+        p.stop()
+        server.stop()
