@@ -30,4 +30,6 @@ class PipelineStatus:
     last_error: str = ""
     last_batch_seconds: float = 0.0
     alert_messages_queued: int = 0
+    emails_sent_total: int = 0
+    emails_failed_total: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

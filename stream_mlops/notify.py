@@ -21,6 +21,7 @@ from stream_mlops.backoff import Backoff
 from stream_mlops.db.connect import connect, first_line
 from stream_mlops.db.queries import q
 from stream_mlops.errors import DatabaseUnavailable
+from stream_mlops.models import PipelineStatus
 from stream_mlops.settings import Settings
 from stream_mlops.sinks.email import Notice, Smtp, compose, send
 
@@ -36,15 +37,14 @@ def smtp_from_settings(s: Settings) -> Smtp:
 
 
 class Notifier(threading.Thread):
-    def __init__(self, settings: Settings, stop: threading.Event,
+    def __init__(self, settings: Settings, stop: threading.Event, status: PipelineStatus,
                  poll_seconds: float = 1.0) -> None:
         super().__init__(name="stream-mlops-notifier", daemon=True)
         self.url = settings.database_url
         self.connect_timeout = settings.connect_timeout_seconds
         self.smtp = smtp_from_settings(settings)
         self.stop, self.poll_seconds = stop, poll_seconds
-        self.sent_total = 0
-        self.failed_total = 0
+        self.status = status
 
     def run(self) -> None:
         backoff = Backoff(base=0.5, cap=30)
@@ -81,13 +81,13 @@ class Notifier(threading.Thread):
             try:
                 asyncio.run(send(compose(notices, self.smtp), self.smtp))
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-                self.failed_total += 1
+                self.status.emails_failed_total += 1
                 conn.execute(q("mark_failed"), {"ids": ids, "error": first_line(exc)})
                 log.warning("alert e-mail not sent; will retry",
                             extra={"messages": len(ids), "error": first_line(exc)})
                 return False
             conn.execute(q("mark_sent"), {"ids": ids})
-        self.sent_total += 1
+        self.status.emails_sent_total += 1
         log.info("alert e-mail sent", extra={"notices": len(ids),
                                              "to": ", ".join(self.smtp.recipients)})
         return True

@@ -58,7 +58,8 @@ class Service:
         )
         self.stop = threading.Event()
         self.wake = threading.Event()
-        self.notifier = Notifier(settings, self.stop) if email_enabled(settings) else None
+        self.notifier = (Notifier(settings, self.stop, self.status)
+                         if email_enabled(settings) else None)
         self.listener = Listener(settings.database_url, self.wake, self.stop, self.status,
                                  connect_timeout=settings.connect_timeout_seconds,
                                  linger_seconds=settings.min_batch_interval_seconds)

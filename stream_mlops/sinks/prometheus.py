@@ -200,6 +200,14 @@ class ProcessorCollector(Collector):
                     st.last_batch_seconds)
         yield gauge("mlops_series", "Distinct series (tenant, function, model, variant).",
                     float(n_series))
+        yield counter("mlops_alert_notifications_queued",
+                      "Alert notifications queued for e-mail by this process.",
+                      st.alert_messages_queued)
+        yield counter("mlops_alert_emails_sent", "Alert e-mails accepted by the SMTP server.",
+                      st.emails_sent_total)
+        yield counter("mlops_alert_emails_failed",
+                      "Alert e-mail attempts that failed (retried with backoff).",
+                      st.emails_failed_total)
         folds = CounterMetricFamily(
             "mlops_label_values_folded",
             "Distinct label values folded into __other__ by the cardinality limit.",

@@ -130,8 +130,11 @@ def test_smtp_down_then_up_delivers_once_and_restart_does_not_resend(
             row = conn.execute("SELECT attempts, sent_at, last_error"
                                " FROM mlops.alert_outbox").fetchone()
         assert row is not None and row[0] >= 1 and row[1] is None and row[2]
+        assert metric_sum(scrape(p.port), "mlops_alert_emails_failed_total") >= 1
         smtp.start()
         wait_for(lambda: len(smtp.inbox.subjects()) == 1, 30, "delivery after retry")
+        wait_for(lambda: metric_sum(scrape(p.port), "mlops_alert_emails_sent_total") == 1, 10,
+                 "the sent counter")
     finally:
         assert p.stop() == 0
     p2 = processor(db_url, smtp, tmp_path, "p2")
