@@ -16,7 +16,7 @@ import numpy as np
 
 from stream_mlops.perf_alerts import AlertChange
 from stream_mlops.stats.costs import PERIODS, BudgetReading, CostWindows, read_budget
-from stream_mlops.stats.totals import F64, I64
+from stream_mlops.stats.totals import F64, I64, exact_grouped_sum
 
 BUDGET_METRICS = {"daily_budget_usd": "day", "weekly_budget_usd": "week",
                   "monthly_budget_usd": "month"}
@@ -97,22 +97,23 @@ class CostTracker:
                 seen[0] += 1
                 seen[2] = max(seen[2], t)
         hour = (created_at // 3600).astype(np.int64)
-        pairs, slot = np.unique(np.stack([group, hour], axis=1), axis=0, return_inverse=True)
-        slot = slot.reshape(-1)
-        n = len(pairs)
+        first = int(hour.min()) if len(hour) else 0
+        # One integer per (group, hour): a 1-D unique is far cheaper than unique rows.
+        combined, slot = np.unique(group * (1 << 20) + (hour - first), return_inverse=True)
+        slot = slot.reshape(-1).astype(np.int64)
+        n = len(combined)
 
         def total(values: I64) -> list[int]:
             out = np.zeros(n, np.int64)
             np.add.at(out, slot, values)
             return [int(v) for v in out]
 
-        cost = [0] * n
-        for s, c in zip(slot[priced].tolist(), cost_pico[priced].tolist(), strict=True):
-            cost[s] += c  # exact: Python ints
-        keys = [self.group_keys[g] for g in pairs[:, 0].tolist()]
+        cost = exact_grouped_sum(slot[priced], cost_pico[priced], n)
+        keys = [self.group_keys[g] for g in (combined >> 20).tolist()]
         return {
             "c_tenant": [k[0] for k in keys], "c_function": [k[1] for k in keys],
-            "c_model": [k[2] for k in keys], "c_hour": pairs[:, 1].tolist(),
+            "c_model": [k[2] for k in keys],
+            "c_hour": ((combined & ((1 << 20) - 1)) + first).tolist(),
             "c_requests": total(np.ones(len(group), np.int64)), "c_prompt": total(prompt),
             "c_completion": total(completion), "c_cached": total(cached), "c_cost": cost,
         }

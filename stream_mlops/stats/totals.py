@@ -128,7 +128,7 @@ def aggregate(
 
     priced = cols.cost_pico >= 0
     costs = np.where(priced, cols.cost_pico, 0)
-    cost_sums = _exact_grouped_sum(slot, costs, n)
+    cost_sums = exact_grouped_sum(slot, costs, n)
 
     has_conf = cols.confidence >= 0
     conf_slot = slot[has_conf]
@@ -157,7 +157,7 @@ def aggregate(
     )
 
 
-def _exact_grouped_sum(slot: I64, values: I64, n: int) -> list[int]:
+def exact_grouped_sum(slot: I64, values: I64, n: int) -> list[int]:
     # int64 is exact while the batch total cannot overflow; beyond that use Python ints.
     if len(values) == 0 or int(values.max()) < (2**63 - 1) // max(len(values), 1):
         return [int(v) for v in _grouped_sum_int(slot, values, n)]
