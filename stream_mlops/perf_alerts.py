@@ -30,8 +30,7 @@ TITLES = {
     "latency_p95": "p95 latency above {latency:g} s in {function}",
     "confidence_mean": "Low confidence in {function}",
 }
-METRICS = {"error_rate": "error_rate", "latency_p95_seconds": "latency_p95_seconds",
-           "confidence_mean": "confidence_mean", "min_requests": "min_requests"}
+METRICS = frozenset({"error_rate", "latency_p95_seconds", "confidence_mean", "min_requests"})
 
 
 @dataclass(frozen=True)
