@@ -1,4 +1,5 @@
-"""Named SQL from ``queries.sql``: SQL lives in .sql files, Python refers to it by name."""
+"""Named SQL from the ``*.sql`` files beside this module: SQL lives in .sql files, Python
+refers to it by name (names are unique across the files)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,21 @@ _COMMENT = re.compile(r"--.*$")  # our SQL has no "--" inside string literals
 
 @cache
 def _all() -> dict[str, str]:
-    text = (Path(__file__).with_name("queries.sql")).read_text()
-    parts = _NAME.split(text)
     out: dict[str, str] = {}
-    for name, body in zip(parts[1::2], parts[2::2], strict=True):
-        # Comments and indentation stay in the file: psycopg only caches the parsing of
-        # statements shorter than 4 kB, and the per-batch statement is close to that.
-        lines = (_COMMENT.sub("", line).strip() for line in body.splitlines())
-        out[name] = "\n".join(line for line in lines if line).rstrip(";")
+    for path in sorted(Path(__file__).parent.glob("*.sql")):
+        parts = _NAME.split(path.read_text())
+        for name, body in zip(parts[1::2], parts[2::2], strict=True):
+            if name in out:
+                raise ValueError(f"query {name!r} is defined twice ({path.name})")
+            out[name] = _clean(body)
     return out
+
+
+def _clean(body: str) -> str:
+    # Comments and indentation stay in the file: psycopg only caches the parsing of
+    # statements shorter than 4 kB, and the per-batch statement is close to that.
+    lines = (_COMMENT.sub("", line).strip() for line in body.splitlines())
+    return "\n".join(line for line in lines if line).rstrip(";")
 
 
 def q(name: str) -> str:
