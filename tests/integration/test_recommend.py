@@ -128,6 +128,8 @@ def test_recommendations_with_exact_savings(db_url: str) -> None:
 
 
 def test_snapshot_levels_and_prices(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        assert recommend(conn, 7) == []  # an empty log: no rows, no error
     seed(db_url)
     with psycopg.connect(db_url) as conn:
         snap = load_snapshot(conn, 7)
