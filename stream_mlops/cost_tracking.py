@@ -13,9 +13,19 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import numpy.typing as npt
 
 from stream_mlops.perf_alerts import AlertChange
-from stream_mlops.stats.costs import PERIODS, BudgetReading, CostWindows, read_budget
+from stream_mlops.pricing import PriceBook
+from stream_mlops.stats.costs import (
+    PERIODS,
+    BudgetReading,
+    CostWindows,
+    SpendLevels,
+    SpikeRule,
+    read_budget,
+    spend_levels,
+)
 from stream_mlops.stats.totals import F64, I64, exact_grouped_sum
 
 BUDGET_METRICS = {"daily_budget_usd": "day", "weekly_budget_usd": "week",
@@ -30,10 +40,27 @@ class CostTracker:
     timezone: str = "UTC"
     warn_levels: tuple[float, ...] = (0.5, 0.8, 1.0)
     min_elapsed_fraction: float = 0.1  # no forecast from the first tenth of a period
+    spike: SpikeRule = field(default_factory=SpikeRule)
+    # Relative difference between a caller's cost and the price table's that is reported.
+    mismatch_tolerance: float = 0.01
+    prices: PriceBook = field(default_factory=PriceBook)
+
+    MISMATCH_MIN_REQUESTS = 5  # a stale price shows on every request; one odd row is noise
+    MISMATCH_FLOOR_PICO = 10**6  # differences below a micro-dollar are rounding
 
     def __post_init__(self) -> None:
         self.tz = ZoneInfo(self.timezone)
         self.windows = CostWindows()
+        self.requests = CostWindows()  # request counts per group, same rings
+        # The same per (tenant, function), for spikes and cost per request.
+        self.fn_cost = CostWindows()
+        self.fn_requests = CostWindows()
+        self.functions: dict[tuple[str, str], int] = {}
+        self.function_keys: list[tuple[str, str]] = []
+        self._group_fn = np.zeros(0, np.int64)
+        # (tenant, model) -> [mismatched, checked, caller pico, table pico, first, last]
+        self.mismatch: dict[tuple[str, str], list[float]] = {}
+        self.levels: SpendLevels | None = None
         self.groups: dict[tuple[str, str, str], int] = {}
         self.group_keys: list[tuple[str, str, str]] = []
         self.overrides: dict[tuple[str, str | None], dict[str, float]] = {}
@@ -69,7 +96,20 @@ class CostTracker:
         if g is None:
             g = self.groups[key] = len(self.group_keys)
             self.group_keys.append(key)
+            fkey = (key[0], key[1])
+            f = self.functions.get(fkey)
+            if f is None:
+                f = self.functions[fkey] = len(self.function_keys)
+                self.function_keys.append(fkey)
+            self._group_fn = np.append(self._group_fn, np.int64(f))
         return g
+
+    def load(self, group: I64, unit: I64, pico: I64, requests: I64, *, minutes: bool) -> None:
+        """Restore sums and request counts (of one minute or one hour each)."""
+        fn = self._group_fn[group]
+        for windows, g, values in ((self.windows, group, pico), (self.requests, group, requests),
+                                   (self.fn_cost, fn, pico), (self.fn_requests, fn, requests)):
+            windows.load(g, unit, values, minutes=minutes)
 
     def observe_keys(self, series_keys: Sequence[tuple[str, str, str, str]]) -> None:
         """Learn the (tenant, function, model) group of series added since last time."""
@@ -84,12 +124,24 @@ class CostTracker:
 
     def observe(self, series_keys: Sequence[tuple[str, str, str, str]], series: I64, *,
                 created_at: F64, cost_pico: I64, prompt: I64, completion: I64,
-                cached: I64) -> dict[str, Any]:
+                cached: I64, cache_write: I64 | None = None,
+                caller_cost: npt.NDArray[np.bool_] | None = None) -> dict[str, Any]:
         """Add a batch; returns its hourly roll-up as the columns of add_hourly_costs."""
         self.observe_keys(series_keys)
         group = self.series_group(series)
         priced = cost_pico >= 0
+        fn = self._group_fn[group]
+        ones = np.ones(len(group), np.int64)
         self.windows.add(group[priced], created_at[priced], cost_pico[priced])
+        self.fn_cost.add(fn[priced], created_at[priced], cost_pico[priced])
+        self.requests.add(group, created_at, ones)
+        self.fn_requests.add(fn, created_at, ones)
+        if caller_cost is not None and caller_cost.any() and len(self.prices):
+            self._check_caller_costs(
+                group, created_at, cost_pico, prompt=prompt, completion=completion,
+                cached=cached, written=(cache_write if cache_write is not None
+                                        else np.zeros(len(group), np.int64)),
+                check=caller_cost & priced)
         if not priced.all():
             for g, t in zip(group[~priced].tolist(), created_at[~priced].tolist(), strict=True):
                 tenant, _, model = self.group_keys[g]
@@ -117,6 +169,43 @@ class CostTracker:
             "c_requests": total(np.ones(len(group), np.int64)), "c_prompt": total(prompt),
             "c_completion": total(completion), "c_cached": total(cached), "c_cost": cost,
         }
+
+    def _check_caller_costs(self, group: I64, t: F64, cost: I64, *, prompt: I64,
+                            completion: I64, cached: I64, written: I64,
+                            check: npt.NDArray[np.bool_]) -> None:
+        """Count caller-sent costs that differ from what the price table says."""
+        idx = np.flatnonzero(check)
+        keys = [self.group_keys[g] for g in group[idx].tolist()]
+        expected = self.prices.cost_pico(
+            [k[2] for k in keys], [k[0] for k in keys], t[idx], prompt=prompt[idx],
+            completion=completion[idx], cached=cached[idx], cache_write=written[idx])
+        known = expected >= 0
+        gap = np.abs(cost[idx] - expected)
+        off = known & (gap > np.maximum(self.mismatch_tolerance * expected,
+                                        self.MISMATCH_FLOOR_PICO))
+        # Per group, vectorised (a batch has few groups and many rows).
+        g = group[idx][known]
+        uniq, inv = np.unique(g, return_inverse=True)
+        off_k, t_k = off[known], t[idx][known]
+        checked = np.bincount(inv, minlength=len(uniq))
+        n_off = np.bincount(inv, weights=off_k, minlength=len(uniq))
+        sent = np.bincount(inv, weights=np.where(off_k, cost[idx][known], 0), minlength=len(uniq))
+        table = np.bincount(inv, weights=np.where(off_k, expected[known], 0),
+                            minlength=len(uniq))
+        last = np.full(len(uniq), -np.inf)
+        np.maximum.at(last, inv, np.where(off_k, t_k, -np.inf))
+        for u, c, o, sc, tc, lt in zip(uniq.tolist(), checked.tolist(), n_off.tolist(),
+                                       sent.tolist(), table.tolist(), last.tolist(),
+                                       strict=True):
+            tenant, _, model = self.group_keys[u]
+            m = self.mismatch.setdefault((tenant, model), [0, 0, 0.0, 0.0, 0.0, 0.0])
+            m[1] += c
+            if o:
+                m[0] += o
+                m[2] += sc
+                m[3] += tc
+                m[4] = m[4] or lt
+                m[5] = max(m[5], lt)
 
     # -- budgets ----------------------------------------------------------------------
     def _budget(self, tenant: str, function: str | None, period: str) -> float | None:
@@ -176,10 +265,105 @@ class CostTracker:
                         "have no price, so their cost is unknown (recorded as such, not as "
                         "$0). Add the model to mlops.model_prices to price new requests.",
                         value=float(count), threshold=0.0, function=None))
+        changes += self._spikes(now, wanted)
+        changes += self._mismatches(now, wanted)
         for key in sorted(self.open - wanted):
             changes.append(self._resolved(key, now))
         self.open = (self.open & wanted) | {c_key(c) for c in changes if c.action == "fire"}
         return changes
+
+    def _spikes(self, now: float, wanted: set[str]) -> list[AlertChange]:
+        """Hourly spend spikes and cost-per-request jumps per (tenant, function)."""
+        if not self.function_keys:
+            return []
+        self.levels = lv = spend_levels(self.fn_cost, self.fn_requests, now, self.spike)
+        rule, out = self.spike, []
+        for f, (tenant, function) in enumerate(self.function_keys[: len(lv.rate_usd_per_hour)]):
+            rate, base = float(lv.rate_usd_per_hour[f]), float(lv.baseline_usd_per_hour[f])
+            if rate < rule.min_usd_per_hour or not np.isfinite(base):
+                continue  # below the spend gate (or no history): never a page
+            key = f"{tenant}\x1fcost:spike:{function}"
+            floor = rule.min_usd_per_hour / rule.factor
+            ratio = rate / max(base, floor)
+            # Fires at `factor`, resolves under half of it: no flapping at the edge.
+            if ratio >= rule.factor or (key in self.open and ratio >= rule.factor / 2):
+                wanted.add(key)
+                if key not in self.open:
+                    usual = ("at this time of day (median of the same hours on the last "
+                             f"{int(lv.baseline_days[f])} days)" if lv.baseline_days[f]
+                             else "(median hour of the last day)")
+                    out.append(_change(
+                        key, "fire", "firing", severity="critical", rule="cost_spike",
+                        title=f"Cost spike in {function}: {ratio:.1f}x usual (tenant {tenant})",
+                        message=f"{function} is spending ${rate:,.2f}/hour over the last "
+                        f"{rule.recent_minutes} minutes, {ratio:.1f}x its usual "
+                        f"${base:,.2f}/hour {usual}; the rule is {rule.factor:g}x and at "
+                        f"least ${rule.min_usd_per_hour:,.2f}/hour.",
+                        value=ratio, threshold=rule.factor, function=function))
+            now_cpr, base_cpr = float(lv.recent_cpr_usd[f]), float(lv.baseline_cpr_usd[f])
+            ckey = f"{tenant}\x1fcost:per_request:{function}"
+            if np.isfinite(now_cpr) and np.isfinite(base_cpr) and base_cpr > 0:
+                jump = now_cpr / base_cpr
+                if jump >= rule.cpr_factor or (ckey in self.open and jump >= rule.cpr_factor / 2
+                                               and jump > 1.25):
+                    wanted.add(ckey)
+                    if ckey not in self.open:
+                        out.append(_change(
+                            ckey, "fire", "firing", severity="warning", rule="cost_per_request",
+                            title=f"Cost per request of {function} up {jump:.1f}x "
+                            f"(tenant {tenant})",
+                            message=f"{function} costs ${now_cpr:.6f} per request over its "
+                            f"last {int(lv.recent_requests[f])} requests against a 7-day "
+                            f"median of ${base_cpr:.6f} ({jump:.1f}x; rule "
+                            f"{rule.cpr_factor:g}x). {self._mix_shift(tenant, function, now)}",
+                            value=jump, threshold=rule.cpr_factor, function=function))
+        return out
+
+    def _mix_shift(self, tenant: str, function: str, now: float) -> str:
+        """Which model's share of the function's spend grew most: a switch to a pricier
+        model reads differently from longer prompts on the same one."""
+        minute, hour = int(now // 60), int(now // 3600)
+        groups = [g for g, k in enumerate(self.group_keys) if k[0] == tenant and k[1] == function
+                  and g < self.windows.groups]
+        if not groups:
+            return ""
+        w = self.windows
+        rows = np.array(groups)
+        recent = _sum_cols(w.minute_id, w.minute_sums[rows], minute - self.spike.recent_minutes
+                           + 1, minute)
+        week = _sum_cols(w.hour_id, w.hour_sums[rows], hour - 168, hour - 1)
+        if recent.sum() <= 0 or week.sum() <= 0:
+            return ""
+        share_now, share_week = recent / recent.sum(), week / week.sum()
+        top = int(np.argmax(share_now - share_week))
+        model = self.group_keys[groups[top]][2]
+        if share_now[top] - share_week[top] >= 0.2:
+            return (f"{model} now makes {share_now[top]:.0%} of its spend "
+                    f"(was {share_week[top]:.0%}): a switch to a pricier model?")
+        return "The model mix is unchanged: longer prompts or outputs?"
+
+    def _mismatches(self, now: float, wanted: set[str]) -> list[AlertChange]:
+        out = []
+        for (tenant, model), (n_off, checked, sent, table, first, last) in self.mismatch.items():
+            if n_off < self.MISMATCH_MIN_REQUESTS or now - last >= self.UNPRICED_QUIET_SECONDS:
+                continue
+            key = f"{tenant}\x1fcost:mismatch:{model}"
+            wanted.add(key)
+            if key not in self.open:
+                out.append(_change(
+                    key, "fire", "firing", severity="warning", rule="cost_mismatch",
+                    title=f"Caller-sent costs for {model} disagree with the price table "
+                    f"(tenant {tenant})",
+                    message=f"{int(n_off)} of {int(checked)} requests to {model} since "
+                    f"{self._when(first)} were sent with a cost more than "
+                    f"{self.mismatch_tolerance:.0%} off the price table: "
+                    f"${sent / n_off / 1e12:.6f} per request sent against "
+                    f"${table / n_off / 1e12:.6f} from mlops.model_prices. A hard-coded price "
+                    "in the caller is stale, or the table is: fix the one that is wrong "
+                    "(`stream-mlops prices import`).",
+                    value=float(n_off), threshold=float(self.MISMATCH_MIN_REQUESTS),
+                    function=None))
+        return out
 
     def _when(self, t: float) -> str:
         return f"{datetime.fromtimestamp(t, self.tz):%b %d %H:%M %Z}"
@@ -212,6 +396,9 @@ class CostTracker:
 
     def _resolved(self, key: str, now: float) -> AlertChange:
         why = ("No request without a price for a day" if ":unpriced:" in key else
+               "No caller-sent cost off the price table for a day" if ":mismatch:" in key else
+               "Spend is back near its usual level" if ":spike:" in key else
+               "Cost per request is back near its usual level" if ":per_request:" in key else
                "The period is over or the forecast is back under budget")
         return _change(key, "resolve", "resolved", severity="info", title="",
                        message=f"{why} ({self._when(now)}).", value=0.0, threshold=0.0,
@@ -228,9 +415,16 @@ def c_key(c: AlertChange) -> str:
     return f"{c.tenant_id}\x1f{c.fingerprint}"
 
 
+def _sum_cols(ids: I64, sums: I64, first: int, last: int) -> F64:
+    live = (ids >= first) & (ids <= last)
+    out: F64 = sums[:, live].sum(axis=1).astype(np.float64)
+    return out
+
+
 def _change(key: str, action: str, notify: str, *, severity: str, title: str, message: str,
-            value: float, threshold: float, function: str | None) -> AlertChange:
+            value: float, threshold: float, function: str | None,
+            rule: str = "budget") -> AlertChange:
     tenant, fingerprint = key.split("\x1f", 1)
-    return AlertChange(action, notify, tenant, function or "", fingerprint, "budget",
+    return AlertChange(action, notify, tenant, function or "", fingerprint, rule,
                        severity, title, message, value, threshold,
                        details="{}", alert_type="cost")

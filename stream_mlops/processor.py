@@ -95,6 +95,18 @@ class RawBatch:
     cost_pico: I64
     confidence: F64
     is_error: npt.NDArray[np.bool_]
+    # Cache-creation tokens, and whether cost_usd was sent by the caller (checked against
+    # the price table) rather than computed by the database; absent in older callers.
+    cache_write_tokens: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    caller_cost: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
+
+    def __post_init__(self) -> None:
+        n = len(self.id)
+        # Frozen, so set through object: only to fill in columns an old caller left out.
+        if len(self.cache_write_tokens) != n:
+            object.__setattr__(self, "cache_write_tokens", np.zeros(n, np.int64))
+        if len(self.caller_cost) != n:
+            object.__setattr__(self, "caller_cost", np.zeros(n, np.bool_))
 
     def __len__(self) -> int:
         return len(self.id)
@@ -252,7 +264,8 @@ class Processor:
         effects.hourly_costs = self.costs.observe(
             self.totals.keys, cols.series, created_at=cols.created_at,
             cost_pico=cols.cost_pico, prompt=cols.prompt_tokens,
-            completion=cols.completion_tokens, cached=cols.cached_tokens)
+            completion=cols.completion_tokens, cached=cols.cached_tokens,
+            cache_write=batch.cache_write_tokens, caller_cost=batch.caller_cost)
 
     def _prepare_row_by_row(self, batch: RawBatch, effects: Effects) -> None:
         good = np.zeros(len(batch), np.bool_)
@@ -302,6 +315,9 @@ class Processor:
              "token counts must be >= 0"),
             (b.cached_tokens > b.prompt_tokens,
              "cached_tokens must not exceed prompt_tokens"),
+            ((b.cache_write_tokens < 0)
+             | (b.cached_tokens + b.cache_write_tokens > b.prompt_tokens),
+             "cache_write_tokens must be >= 0 and, with cached_tokens, within prompt_tokens"),
             (~((b.confidence == NO_CONFIDENCE) | ((b.confidence >= 0) & (b.confidence <= 1))),
              "confidence must be between 0 and 1"),
             (b.cost_pico < UNKNOWN_COST, "cost_usd must be >= 0"),

@@ -13,6 +13,7 @@ import psycopg
 from stream_mlops.db.alert_store import write_changes
 from stream_mlops.db.connect import connect
 from stream_mlops.db.migrations import ensure_current
+from stream_mlops.db.prices import price_book
 from stream_mlops.db.queries import q
 from stream_mlops.errors import CursorConflict, SchemaError
 from stream_mlops.models import PipelineStatus
@@ -72,6 +73,7 @@ class Consumer:
         self.connect_timeout = connect_timeout
         self.conn: Conn | None = None
         self.cursor: tuple[str, int] = ("0", 0)
+        self.state_version = 0  # bumped by re-costing: our totals are then stale
         self.notify = notify  # queue e-mails for alert changes
         self._thresholds_loaded_at = 0.0
 
@@ -123,6 +125,7 @@ class Consumer:
             self.status.events_total = int(cp[3])
             self.status.quarantined_total = int(cp[4])
             self.status.last_checkpoint_at = float(cp[5])
+            self.state_version = int(cp[7])
             rows = conn.execute(q("load_series"), {"consumer": self.consumer}).fetchall()
         keys = [(r[0], r[1], r[2], r[3]) for r in rows]
         with self.status.lock:  # /metrics must not read a half-loaded state
@@ -143,6 +146,7 @@ class Consumer:
         self.processor.costs.set_overrides(thresholds)
         self._thresholds_loaded_at = time.time()
         self._load_costs(conn)
+        self.load_prices(conn)
         if row is not None and row[0]:
             keys, created, latency, err, conf = row
             n = len(keys)
@@ -165,17 +169,23 @@ class Consumer:
         # Hourly roll-ups are written with the cursor, so they are exactly what was consumed.
         hours = conn.execute(q("recent_hourly_costs")).fetchall()
         if hours:
-            costs.windows.load(np.array([costs.group_of(r[0], r[1], r[2]) for r in hours]),
-                               np.array([r[3] for r in hours], np.int64),
-                               np.array([int(r[4]) for r in hours], np.int64), minutes=False)
+            costs.load(np.array([costs.group_of(r[0], r[1], r[2]) for r in hours]),
+                       np.array([r[3] for r in hours], np.int64),
+                       np.array([int(r[4]) for r in hours], np.int64),
+                       np.array([r[5] for r in hours], np.int64), minutes=False)
         xid, last_id = self.cursor
         minutes = conn.execute(q("recent_minute_costs"), {"xid": xid, "id": last_id}).fetchall()
         if minutes:
             series = np.array([self.processor.series_index(r[0]) for r in minutes], np.int64)
             costs.observe_keys(self.processor.totals.keys)
-            costs.windows.load(costs.series_group(series),
-                               np.array([r[1] for r in minutes], np.int64),
-                               np.array([int(r[2]) for r in minutes], np.int64), minutes=True)
+            costs.load(costs.series_group(series),
+                       np.array([r[1] for r in minutes], np.int64),
+                       np.array([int(r[2]) for r in minutes], np.int64),
+                       np.array([r[3] for r in minutes], np.int64), minutes=True)
+
+    def load_prices(self, conn: Conn) -> None:
+        """The price table, for checking the costs callers send."""
+        self.processor.costs.prices = price_book(conn)
 
     def write_alerts(self, changes: list[AlertChange]) -> None:
         if changes and self.conn is not None:
@@ -233,6 +243,7 @@ class Consumer:
         xid, last_id = self.cursor
         row = conn.execute(q("persist_batch"), {
             "consumer": self.consumer, "old_xid": xid, "old_id": last_id,
+            "version": self.state_version,
             "new_xid": str(e.last_xid), "new_id": e.last_id,
             "events": e.events, "quarantined": len(e.quarantine),
             **self._series_params(e.persisted),
@@ -242,7 +253,8 @@ class Consumer:
         }).fetchone()
         if row is None:
             raise CursorConflict(
-                f"cursor '{self.consumer}' was moved by another process; reloading state")
+                f"cursor '{self.consumer}' was moved by another process, or its totals were "
+                "re-costed (`stream-mlops prices recompute`); reloading state")
         return float(row[0])
 
     def _series_params(self, p: Delta | None) -> dict[str, Any]:
@@ -278,6 +290,7 @@ class Consumer:
             thresholds = conn.execute(q("alert_thresholds")).fetchall()
             self.processor.alerts.set_overrides(thresholds)
             self.processor.costs.set_overrides(thresholds)
+            self.load_prices(conn)
             self._thresholds_loaded_at = time.time()
         with self.status.lock:
             changes = self.processor.tick()
@@ -304,13 +317,15 @@ def reset_after_restore(conn: Conn, consumer: str) -> tuple[str, str] | None:
 
 
 def _raw_batch(row: tuple[Any, ...]) -> RawBatch:
-    _, xid, ids, key, created, latency, prompt, completion, cached, cost, conf, err = row
+    (_, xid, ids, key, created, latency, prompt, completion, cached, cost, conf, err,
+     written, caller) = row
     return RawBatch(
         xid=np.array(xid, np.int64), id=np.array(ids, np.int64), key=key,
         created_at=np.array(created, np.float64), latency_ms=np.array(latency, np.float64),
         prompt_tokens=np.array(prompt, np.int64), completion_tokens=np.array(completion, np.int64),
         cached_tokens=np.array(cached, np.int64), cost_pico=np.array(cost, np.int64),
-        confidence=np.array(conf, np.float64), is_error=np.array(err, np.bool_))
+        confidence=np.array(conf, np.float64), is_error=np.array(err, np.bool_),
+        cache_write_tokens=np.array(written, np.int64), caller_cost=np.array(caller, np.bool_))
 
 
 def _array(values: np.ndarray[Any, Any] | list[int]) -> str:

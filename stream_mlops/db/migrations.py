@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 
+from stream_mlops.db.prices import seed_bundled
 from stream_mlops.errors import SchemaError
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
@@ -85,6 +86,10 @@ def migrate(conn: Conn) -> list[str]:
                     (m.version, m.name, m.checksum),
                 )
             names.append(m.name)
+        if names:
+            # Prices are data, not schema: the bundled snapshot is imported (idempotently)
+            # whenever the schema moves, so a fresh database prices the common models.
+            seed_bundled(conn)
         return names
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))

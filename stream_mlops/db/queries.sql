@@ -5,7 +5,7 @@ SELECT system_identifier::text FROM pg_control_system();
 
 -- name: get_checkpoint
 SELECT system_identifier, last_xid::text, last_id, events_total, quarantined_total,
-       date_part('epoch', updated_at), id_horizon
+       date_part('epoch', updated_at), id_horizon, state_version
 FROM mlops.consumer_checkpoints WHERE consumer = %(consumer)s;
 
 -- name: create_checkpoint
@@ -30,7 +30,8 @@ ORDER BY tenant_id, function_name, model, variant;
 -- name: fetch_batch
 WITH batch AS (
     SELECT xid, id, tenant_id, function_name, model, variant, created_at, latency_ms,
-           prompt_tokens, completion_tokens, cached_tokens, cost_usd, confidence, status
+           prompt_tokens, completion_tokens, cached_tokens, cost_usd, confidence, status,
+           cache_write_tokens, cost_source
     FROM mlops.model_performance
     WHERE (xid, id) > (%(xid)s::text::xid8, %(id)s::bigint)
       AND xid < pg_snapshot_xmin(pg_current_snapshot())
@@ -48,7 +49,9 @@ SELECT count(*),
        array_agg(cached_tokens::bigint),
        array_agg(coalesce((cost_usd * 1000000000000)::bigint, -1)),
        array_agg(coalesce(confidence, -1)),
-       array_agg(status = 'error')
+       array_agg(status = 'error'),
+       array_agg(cache_write_tokens::bigint),
+       array_agg(cost_source = 'caller')
 FROM batch;
 
 -- The oldest committed row the consumer has not taken yet (held back by the horizon or
@@ -81,7 +84,7 @@ WITH checkpoint AS (
         quarantined_total = quarantined_total + %(quarantined)s,
         updated_at = now()
     WHERE consumer = %(consumer)s AND last_xid = %(old_xid)s::text::xid8
-      AND last_id = %(old_id)s
+      AND last_id = %(old_id)s AND state_version = %(version)s
     RETURNING date_part('epoch', updated_at) AS at
 ), series AS (
     INSERT INTO mlops.series_totals AS s (
@@ -262,17 +265,16 @@ WHERE id = %(id)s AND state <> 'resolved' RETURNING id;
 
 -- name: recent_hourly_costs
 SELECT tenant_id, function_name, model, (date_part('epoch', period_start) / 3600)::bigint,
-       (cost_usd * 1000000000000)::numeric(38, 0)
+       (cost_usd * 1000000000000)::numeric(38, 0), request_count
 FROM mlops.cost_tracking
 WHERE period = 'hour' AND period_start >= date_trunc('hour', now()) - interval '35 days';
 
 -- name: recent_minute_costs
 SELECT tenant_id || chr(31) || function_name || chr(31) || model || chr(31) || variant,
        floor(date_part('epoch', created_at) / 60)::bigint,
-       sum((cost_usd * 1000000000000)::bigint)
+       coalesce(sum((cost_usd * 1000000000000)::bigint), 0), count(*)
 FROM mlops.model_performance
 WHERE created_at >= date_trunc('minute', now()) - interval '60 minutes'
-  AND cost_usd IS NOT NULL
   AND (xid, id) <= (%(xid)s::text::xid8, %(id)s::bigint)
 GROUP BY 1, 2;
 

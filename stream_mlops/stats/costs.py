@@ -186,3 +186,122 @@ def read_budget(period: str, spent_usd: float, budget_usd: float, now: float,
     if rate > 0:
         reached = start + budget_usd / rate if spent_usd < budget_usd else now
     return BudgetReading(period, start, end, budget_usd, spent_usd, forecast, reached)
+
+
+@dataclass(frozen=True)
+class SpikeRule:
+    """When recent spend (or cost per request) is far above its usual level.
+
+    ``factor`` applies to the spend rate of the last ``recent_minutes`` against the
+    seasonal baseline; ``min_usd_per_hour`` gates both rules, so $0.001 -> $0.01 never
+    pages; ``cpr_factor`` applies to the cost per request against its 7-day median.
+    """
+
+    factor: float = 5.0
+    min_usd_per_hour: float = 0.25
+    recent_minutes: int = 15
+    cpr_factor: float = 2.0
+    cpr_min_requests: int = 30
+    min_history_days: int = 3
+
+
+@dataclass(frozen=True)
+class SpendLevels:
+    """Per row (a function): recent spend rate, its baseline, and cost per request."""
+
+    rate_usd_per_hour: F64
+    baseline_usd_per_hour: F64  # NaN: not enough history to judge
+    baseline_days: I64  # how many same-time-of-day samples the baseline has (0: fallback)
+    recent_requests: I64
+    recent_cpr_usd: F64  # NaN when too few recent requests
+    baseline_cpr_usd: F64  # NaN without enough history
+
+
+def _live_sum(ids: I64, sums: I64, first: int, last: int) -> I64:
+    live = (ids >= first) & (ids <= last)
+    out: I64 = sums[:, live].sum(axis=1).astype(np.int64)
+    return out
+
+
+def spend_levels(cost: CostWindows, requests: CostWindows, now: float,
+                 rule: SpikeRule = SpikeRule()) -> SpendLevels:
+    """Spend rate of the last ``rule.recent_minutes`` per group, against a seasonal,
+    robust baseline: the median over the previous 7 days of the highest hourly spend in
+    the three hours around the same time of day (days before the group's first request
+    are left out; with fewer than ``min_history_days`` it falls back to the median hour
+    of the previous 24, and with less than 6 hours of history it is NaN). Cost per
+    request compares the recent window (the last hour when the short one has too few
+    requests) with the median of the hourly costs per request of the last 7 days.
+
+    Examples
+    --------
+    >>> c, n = CostWindows(), CostWindows()
+    >>> hours = np.arange(24 * 8, dtype=np.float64) * 3600  # 8 days, $1 per hour
+    >>> c.add(np.zeros(len(hours), np.int64), hours, np.full(len(hours), 10**12))
+    >>> n.add(np.zeros(len(hours), np.int64), hours, np.full(len(hours), 100))
+    >>> now = hours[-1] + 3599.0
+    >>> c.add(np.array([0]), np.array([now]), np.array([9 * 10**12]))  # $9 just now
+    >>> lv = spend_levels(c, n, now)
+    >>> lv.rate_usd_per_hour.tolist(), lv.baseline_usd_per_hour.tolist(), int(lv.baseline_days[0])
+    ([36.0], [1.0], 7)
+    """
+    g = cost.groups
+    minute, hour = math.floor(now / 60), math.floor(now / 3600)
+    m = rule.recent_minutes
+    recent_cost = _live_sum(cost.minute_id, cost.minute_sums[:g], minute - m + 1, minute)
+    recent_n = _live_sum(requests.minute_id, requests.minute_sums[:g], minute - m + 1, minute)
+    hour_n = _live_sum(requests.minute_id, requests.minute_sums[:g], minute - 59, minute)
+    hour_cost = _live_sum(cost.minute_id, cost.minute_sums[:g], minute - 59, minute)
+    rate = recent_cost / 1e12 * (60 / m)
+
+    # Hour-ring views aligned by absolute hour: column of hour u is u % HOURS.
+    width = CostWindows.HOURS
+    valid_cols = cost.hour_id >= 0
+    req_hours = requests.hour_sums[:g] if requests.groups >= g else np.zeros((g, width), np.int64)
+    active = (req_hours > 0) & valid_cols[None, :]
+    first_hour = np.where(active.any(axis=1),
+                          np.where(active, cost.hour_id[None, :], np.iinfo(np.int64).max
+                                   ).min(axis=1), np.iinfo(np.int64).max)
+
+    def hour_values(u: int) -> F64:
+        col = u % width
+        if cost.hour_id[col] != u:
+            return np.zeros(g)
+        out: F64 = cost.hour_sums[:g, col] / 1e12
+        return out
+
+    samples = []
+    usable = []
+    for d in range(1, 8):
+        centre = math.floor((now - d * 86400) / 3600)
+        samples.append(np.max([hour_values(centre + k) for k in (-1, 0, 1)], axis=0)
+                       if g else np.zeros(0))
+        usable.append(first_hour <= centre - 1)
+    s = np.array(samples).reshape(7, g)
+    ok = np.array(usable).reshape(7, g)
+    days = ok.sum(axis=0).astype(np.int64)
+    seasonal = np.array([np.median(s[ok[:, i], i]) if days[i] else np.nan for i in range(g)])
+    # Fallback: the median complete hour of the previous 24.
+    prev = np.array([hour_values(hour - k) for k in range(1, 25)]).reshape(24, g)
+    enough = first_hour <= hour - 6
+    fallback = np.where(enough, np.median(prev, axis=0), np.nan)
+    baseline = np.where(days >= rule.min_history_days, seasonal, fallback)
+    days = np.where(days >= rule.min_history_days, days, 0)
+
+    use_hour = recent_n < rule.cpr_min_requests
+    n_now = np.where(use_hour, hour_n, recent_n)
+    c_now = np.where(use_hour, hour_cost, recent_cost)
+    recent_cpr = np.where(n_now >= rule.cpr_min_requests, c_now / np.maximum(n_now, 1) / 1e12,
+                          np.nan)
+    base_cpr = np.full(g, np.nan)
+    lo = hour - 168
+    cols = (cost.hour_id >= lo) & (cost.hour_id < hour) & (requests.hour_id == cost.hour_id)
+    if g and cols.any():
+        hc = cost.hour_sums[:g][:, cols] / 1e12
+        hn = req_hours[:, cols]
+        for i in range(g):
+            busy = hn[i] >= 10
+            if busy.sum() >= 12:
+                base_cpr[i] = float(np.median(hc[i, busy] / hn[i, busy]))
+    return SpendLevels(rate, baseline.astype(np.float64), days, n_now.astype(np.int64),
+                       recent_cpr.astype(np.float64), base_cpr)

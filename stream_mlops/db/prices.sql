@@ -1,0 +1,75 @@
+-- Price versions and re-costing (see stream_mlops/db/prices.py).
+
+-- name: price_versions
+SELECT model, provider, tenant_id, input_usd_per_mtok, output_usd_per_mtok,
+       cached_input_usd_per_mtok, cache_write_usd_per_mtok,
+       date_part('epoch', effective_from), source
+FROM mlops.model_prices
+ORDER BY model, tenant_id NULLS FIRST, effective_from;
+
+-- A version with the same (model, tenant, effective_from) is a correction: it is replaced.
+-- name: upsert_price
+INSERT INTO mlops.model_prices AS p (
+    model, provider, tenant_id, input_usd_per_mtok, output_usd_per_mtok,
+    cached_input_usd_per_mtok, cache_write_usd_per_mtok, effective_from, source)
+VALUES (%(model)s, %(provider)s, %(tenant_id)s, %(input)s, %(output)s, %(cached_input)s,
+        %(cache_write)s, to_timestamp(%(effective_from)s), %(source)s)
+ON CONFLICT (model, coalesce(tenant_id, ''), effective_from) DO UPDATE SET
+    provider = EXCLUDED.provider,
+    input_usd_per_mtok = EXCLUDED.input_usd_per_mtok,
+    output_usd_per_mtok = EXCLUDED.output_usd_per_mtok,
+    cached_input_usd_per_mtok = EXCLUDED.cached_input_usd_per_mtok,
+    cache_write_usd_per_mtok = EXCLUDED.cache_write_usd_per_mtok,
+    source = EXCLUDED.source;
+
+-- Every cursor is locked first: a processor's per-batch statement waits, and then fails its
+-- compare-and-set on state_version and reloads the totals changed here.
+-- name: lock_checkpoints
+SELECT consumer, last_xid::text, last_id
+FROM mlops.consumer_checkpoints ORDER BY consumer FOR UPDATE;
+
+-- Re-cost rows priced by the table (or unpriced) since a time; callers' own costs stay.
+-- Returns, per series and hour, the change for rows consumed by the given cursor.
+-- name: recompute_costs
+WITH fresh AS (
+    SELECT m.id, m.cost_usd AS old_cost,
+           mlops.request_cost(m.model, m.tenant_id, m.created_at, m.prompt_tokens,
+                              m.completion_tokens, m.cached_tokens,
+                              m.cache_write_tokens) AS new_cost
+    FROM mlops.model_performance m
+    WHERE m.created_at >= %(since)s AND m.cost_source IN ('price_table', 'unpriced')
+), changed AS (
+    UPDATE mlops.model_performance m
+    SET cost_usd = f.new_cost,
+        cost_source = CASE WHEN f.new_cost IS NULL THEN 'unpriced' ELSE 'price_table' END
+    FROM fresh f
+    WHERE m.id = f.id AND f.new_cost IS DISTINCT FROM f.old_cost
+    RETURNING m.xid, m.id, m.tenant_id, m.function_name, m.model, m.variant, m.created_at,
+              f.old_cost, f.new_cost
+)
+SELECT tenant_id, function_name, model, variant,
+       floor(date_part('epoch', created_at) / 3600)::bigint AS hour,
+       (xid, id) <= (%(xid)s::text::xid8, %(id)s::bigint) AS consumed,
+       count(*) AS rows_changed,
+       sum(coalesce(new_cost, 0) - coalesce(old_cost, 0)) AS cost_delta,
+       count(*) FILTER (WHERE old_cost IS NULL) - count(*) FILTER (WHERE new_cost IS NULL)
+           AS newly_priced
+FROM changed
+GROUP BY 1, 2, 3, 4, 5, 6;
+
+-- name: shift_hourly_cost
+UPDATE mlops.cost_tracking
+SET cost_usd = cost_usd + %(delta)s, updated_at = now()
+WHERE tenant_id = %(tenant)s AND function_name = %(function)s AND model = %(model)s
+  AND period = 'hour' AND period_start = to_timestamp(%(hour)s * 3600);
+
+-- name: shift_series_cost
+UPDATE mlops.series_totals
+SET cost_pico_usd = cost_pico_usd + %(delta)s * 1000000000000,
+    unpriced_count = unpriced_count - %(newly_priced)s, updated_at = now()
+WHERE consumer = %(consumer)s AND tenant_id = %(tenant)s AND function_name = %(function)s
+  AND model = %(model)s AND variant = %(variant)s;
+
+-- name: bump_state_version
+UPDATE mlops.consumer_checkpoints SET state_version = state_version + 1
+WHERE consumer = %(consumer)s;
