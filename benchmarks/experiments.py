@@ -102,13 +102,11 @@ class TTable:
 def evidence(kind: Kind, m: tuple[F64, ...], min_effect: float | None,
              centred_tau: float | None = None) -> F64:
     nc, mc, qc, nt, mt, qt = m
-    with np.errstate(divide="ignore", invalid="ignore"):
-        var, unit = null_variance(kind, n_c=nc, mean_c=mc, m2_c=qc, n_t=nt, mean_t=mt, m2_t=qt)
-    var = np.nan_to_num(var, nan=0.0, posinf=0.0)
+    var, unit = null_variance(kind, n_c=nc, mean_c=mc, m2_c=qc, n_t=nt, mean_t=mt, m2_t=qt)
     if centred_tau is not None:  # Johari et al.'s N(0, τ²) mixture, for comparison
         return log_evidence(mt - mc, var, 0.0, centred_tau**2)
-    delta, tau2 = mixture_scale(np.nan_to_num(unit), min_effect, 0.25, 10_000)
-    return log_evidence(mt - mc, var, delta, tau2)
+    delta, tau2, wide2 = mixture_scale(unit, min_effect, 0.25, 10_000)
+    return log_evidence(mt - mc, var, delta, tau2, wide2)
 
 
 def welch_rejects(m: tuple[F64, ...], table: TTable) -> B:
