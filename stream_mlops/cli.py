@@ -14,16 +14,18 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from stream_mlops import logs, simulate
-from stream_mlops.cost_report import analyze, render
+from stream_mlops.cost_report import analyze, recommend, render, render_report
 from stream_mlops.db.connect import connect, first_line
 from stream_mlops.db.consumer import reset_after_restore
 from stream_mlops.db.migrations import ensure_current, migrate
+from stream_mlops.db.prices import import_prices, load_price_map, price_versions, recompute
 from stream_mlops.db.queries import q
 from stream_mlops.demo import DEMO_DIR, run_demo
 from stream_mlops.errors import DatabaseUnavailable, MlopsError
@@ -210,9 +212,61 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 def cmd_costs(args: argparse.Namespace) -> int:
     s = _settings(args)
+    days = args.days or (7 if args.recommend else 1)
     with _database(s) as conn:
-        print(render(analyze(conn, args.days), args.format))
+        costs = analyze(conn, days)
+        print(render_report(costs, recommend(conn, days), args.format) if args.recommend
+              else render(costs, args.format))
     return 0
+
+
+def _utc(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def cmd_prices(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    with _database(s) as conn:
+        if args.action == "list":
+            rows = price_versions(conn)
+            if args.model:
+                rows = [p for p in rows if p.model == args.model]
+            print(f"{'model':28s} {'tenant':10s} {'from (UTC)':16s} {'input':>9s} "
+                  f"{'cached':>9s} {'write':>9s} {'output':>9s}  USD per 1M tokens")
+            for p in rows:
+                print(f"{p.model:28s} {p.tenant_id or '*':10s} {_utc(p.effective_from):16s} "
+                      f"{p.input:>9} {p.cached_input if p.cached_input is not None else '-':>9} "
+                      f"{p.cache_write if p.cache_write is not None else '-':>9} {p.output:>9}")
+            return 0
+        if args.action == "import":
+            if not args.file:
+                raise MlopsError("prices import needs a FILE (our format or LiteLLM's map)")
+            at = (_parse_time(args.effective_from) if args.effective_from else time.time())
+            new = import_prices(conn, load_price_map(Path(args.file), effective_from=at))
+            print(f"{len(new)} price version(s) added or corrected"
+                  + (": " + ", ".join(sorted({p.model for p in new})) if new else
+                     " (every price already in force)"))
+            if new:
+                print("rows already priced keep their cost; run `stream-mlops prices recompute "
+                      "--since DATE` to re-cost them")
+            return 0
+        if not args.since:
+            raise MlopsError("prices recompute needs --since (e.g. --since 2026-11-01)")
+        r = recompute(conn, datetime.fromtimestamp(_parse_time(args.since), UTC),
+                      s.consumer_name)
+        print(f"{r.rows} row(s) re-costed ({r.newly_priced:+d} priced), cost changed by "
+              f"${r.delta_usd:,.6f}; {r.consumed_rows} already consumed: their hourly "
+              "roll-ups and totals moved with them")
+    return 0
+
+
+def _parse_time(text: str) -> float:
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise MlopsError(f"expected an ISO date or time such as 2026-11-01, got {text!r}"
+                         ) from None
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,9 +319,22 @@ def build_parser() -> argparse.ArgumentParser:
     al.set_defaults(fn=cmd_alerts)
 
     costs = add("costs", "cost, requests, cost per request and trend per function")
-    costs.add_argument("--days", type=int, default=1, help="period length in days (1)")
+    costs.add_argument("--days", type=int,
+                       help="period length in days (1; 7 with --recommend)")
+    costs.add_argument("--recommend", action="store_true",
+                       help="add recommendations with estimated monthly savings")
     costs.add_argument("--format", choices=["table", "json", "csv"], default="table")
     costs.set_defaults(fn=cmd_costs)
+
+    prices = add("prices", "list price versions, import a JSON price map, re-cost rows")
+    prices.add_argument("action", choices=["list", "import", "recompute"])
+    prices.add_argument("file", nargs="?", help="price map to import (JSON)")
+    prices.add_argument("--model", help="list: only this model")
+    prices.add_argument("--effective-from",
+                        help="import: when the imported prices apply from (default: now, "
+                             "or the map's as_of)")
+    prices.add_argument("--since", help="recompute: re-cost rows created since this time")
+    prices.set_defaults(fn=cmd_prices)
 
     sim = add("simulate", "write realistic synthetic AI traffic to DATABASE_URL")
     sim.add_argument("--rate", type=float, default=50.0, help="requests per second (50)")

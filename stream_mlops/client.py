@@ -44,13 +44,13 @@ R = TypeVar("R")
 COLUMNS = ("tenant_id", "function_name", "model", "model_version", "variant", "experiment_id",
            "deployment_slot", "request_id", "created_at", "latency_ms", "prompt_tokens",
            "completion_tokens", "cached_tokens", "cost_usd", "confidence", "query_length",
-           "status", "error_type", "metadata")
+           "status", "error_type", "metadata", "cache_write_tokens")
 # One INSERT per batch, its rows sent as one JSON array of arrays: json.dumps and the
 # server's JSON parser are C, where adapting column lists costs ~14 us of Python per row
 # (on the caller's GIL). COPY FROM would be faster still, but row level security refuses
 # it to every role but the superuser, and this must work for the writer role.
 _CASTS = ("", "", "", "", "", "::uuid", "", "", "", "::float8", "::int4", "::int4", "::int4",
-          "::numeric", "::float8", "::int4", "", "", "")
+          "::numeric", "::float8", "::int4", "", "", "", "::int4")
 _INSERT = (
     f"INSERT INTO mlops.model_performance ({', '.join(COLUMNS)}) SELECT "
     + ", ".join(
@@ -121,18 +121,24 @@ def request_row(
     tenant_id: str = "default",
     metadata: dict[str, Any] | None = None,
     created_at: datetime | None = None,
+    cache_write_tokens: int = 0,
 ) -> tuple[Any, ...]:
     """Validate one request and return it in :data:`COLUMNS` order, JSON-ready
     (``created_at`` as unix seconds, ``cost_usd`` as a decimal string).
 
     Raises ValueError naming the field, with the same rules as the table and
-    ``mlops.log_request``. ``prompt_tokens`` include ``cached_tokens``.
+    ``mlops.log_request``. ``prompt_tokens`` include ``cached_tokens`` (cache reads) and
+    ``cache_write_tokens`` (cache creation), as OpenAI counts them.
     """
     prompt = _count("prompt_tokens", prompt_tokens)
     cached = _count("cached_tokens", cached_tokens)
+    written = _count("cache_write_tokens", cache_write_tokens)
     if cached > prompt:
         raise ValueError(f"cached_tokens ({cached}) cannot exceed prompt_tokens ({prompt}): "
                          "prompt_tokens include the cached ones")
+    if cached + written > prompt:
+        raise ValueError(f"cached_tokens + cache_write_tokens ({cached + written}) cannot "
+                         f"exceed prompt_tokens ({prompt}): prompt_tokens include both")
     if status not in ("success", "error"):
         raise ValueError(f"status must be 'success' or 'error', got {status!r}")
     if error_type is not None and status != "error":
@@ -169,6 +175,7 @@ def request_row(
         status,
         _text("error_type", error_type),
         metadata,
+        written,
     )
 
 
@@ -274,6 +281,7 @@ class RequestLogger:
             fields.setdefault("prompt_tokens", usage.prompt_tokens)
             fields.setdefault("completion_tokens", usage.completion_tokens)
             fields.setdefault("cached_tokens", usage.cached_tokens)
+            fields.setdefault("cache_write_tokens", usage.cache_write_tokens)
         if error is not None:
             fields["status"] = "error"
             fields.setdefault("error_type", type(error).__name__)

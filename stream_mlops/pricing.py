@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from stream_mlops.errors import MlopsError
+
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 
@@ -120,7 +122,7 @@ class PriceBook:
 
 
 # -- import ------------------------------------------------------------------------------
-class PriceMapError(ValueError):
+class PriceMapError(MlopsError, ValueError):
     """A price map that cannot be imported; the message says where and why."""
 
 

@@ -19,6 +19,7 @@ from stream_mlops.cost_tracking import CostTracker
 from stream_mlops.perf_alerts import AlertChange, PerformanceAlerts
 from stream_mlops.settings import CONFIDENCE_BUCKETS, DURATION_BUCKETS_SECONDS, TOKEN_BUCKETS
 from stream_mlops.stats.alerts import AlertThresholds
+from stream_mlops.stats.costs import SpikeRule
 from stream_mlops.stats.totals import (
     F64,
     I64,
@@ -165,6 +166,8 @@ class Processor:
         alert_cooldown_seconds: float = 3600.0,
         cost_budgets: dict[str, float] | None = None,
         cost_timezone: str = "UTC",
+        cost_spike: SpikeRule | None = None,
+        cost_mismatch_tolerance: float = 0.01,
     ) -> None:
         self.totals = SeriesTotals(
             len(LATENCY_BOUNDS) + 1, len(TOKEN_BOUNDS) + 1, len(CONFIDENCE_BOUNDS) + 1
@@ -178,12 +181,13 @@ class Processor:
                               alert_cooldown_seconds)
         self.alerts = self._new_alerts()
         self._cost_config = (cost_budgets or {"day": 1.0, "week": 5.0, "month": 20.0},
-                             cost_timezone)
+                             cost_timezone, cost_spike or SpikeRule(), cost_mismatch_tolerance)
         self.costs = self._new_costs()
 
     def _new_costs(self) -> CostTracker:
-        budgets, tz = self._cost_config
-        return CostTracker(budgets=dict(budgets), timezone=tz)
+        budgets, tz, spike, tolerance = self._cost_config
+        return CostTracker(budgets=dict(budgets), timezone=tz, spike=spike,
+                           mismatch_tolerance=tolerance)
 
     def _new_alerts(self) -> PerformanceAlerts:
         th, window, cooldown = self._alert_config

@@ -24,6 +24,7 @@ from stream_mlops.settings import Settings, email_enabled
 from stream_mlops.sinks.http import MetricsServer
 from stream_mlops.sinks.prometheus import build_registry
 from stream_mlops.stats.alerts import AlertThresholds
+from stream_mlops.stats.costs import SpikeRule
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,10 @@ class Service:
                           "week": settings.weekly_cost_threshold,
                           "month": settings.monthly_cost_threshold},
             cost_timezone=settings.cost_timezone,
+            cost_spike=SpikeRule(factor=settings.cost_spike_factor,
+                                 min_usd_per_hour=settings.cost_spike_min_usd_per_hour,
+                                 cpr_factor=settings.cost_per_request_factor),
+            cost_mismatch_tolerance=settings.cost_mismatch_tolerance,
         )
         self.consumer = Consumer(
             settings.database_url, self.processor, self.status,

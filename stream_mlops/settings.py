@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     weekly_cost_threshold: float = Field(default=5.0, ge=0)
     monthly_cost_threshold: float = Field(default=20.0, ge=0)
     cost_timezone: str = "UTC"
+    # Spend spikes: the last 15 minutes' rate against the same time of day on the last
+    # days, paged only above a minimum spend; cost per request against its 7-day median.
+    cost_spike_factor: float = Field(default=5.0, gt=1)
+    cost_spike_min_usd_per_hour: float = Field(default=0.25, ge=0)
+    cost_per_request_factor: float = Field(default=2.0, gt=1)
+    # Caller-sent costs further than this (relative) from the price table are reported.
+    cost_mismatch_tolerance: float = Field(default=0.01, gt=0, lt=1)
     # E-mail (the guide's names); alerts are e-mailed when SMTP_HOST and ALERT_EMAIL are set.
     smtp_host: str | None = None
     smtp_port: int = Field(default=587, ge=1, le=65535)

@@ -1,8 +1,9 @@
 """Token usage from the response objects of LLM SDKs, in one convention.
 
-The table stores ``prompt_tokens`` *including* cached (cache-read) tokens, as OpenAI
-reports them. Anthropic reports ``input_tokens`` *excluding* cache reads and cache writes,
-so those are added back. Works on SDK objects and on plain dicts alike.
+The table stores ``prompt_tokens`` *including* cached (cache-read) and cache-write tokens,
+as OpenAI reports them. Anthropic reports ``input_tokens`` *excluding* cache reads and
+cache writes, so those are added back, and the writes are kept apart because they cost
+more than plain input. Works on SDK objects and on plain dicts alike.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -40,10 +42,10 @@ def usage_from(response: Any) -> Usage | None:
     --------
     >>> usage_from({"usage": {"prompt_tokens": 120, "completion_tokens": 30,
     ...             "prompt_tokens_details": {"cached_tokens": 100}}})
-    Usage(prompt_tokens=120, completion_tokens=30, cached_tokens=100)
+    Usage(prompt_tokens=120, completion_tokens=30, cached_tokens=100, cache_write_tokens=0)
     >>> usage_from({"usage": {"input_tokens": 20, "output_tokens": 30,
-    ...             "cache_read_input_tokens": 100, "cache_creation_input_tokens": 0}})
-    Usage(prompt_tokens=120, completion_tokens=30, cached_tokens=100)
+    ...             "cache_read_input_tokens": 100, "cache_creation_input_tokens": 50}})
+    Usage(prompt_tokens=170, completion_tokens=30, cached_tokens=100, cache_write_tokens=50)
     """
     usage = _get(response, "usage")
     if usage is None:
@@ -60,5 +62,5 @@ def usage_from(response: Any) -> Usage | None:
         read = _int(_get(usage, "cache_read_input_tokens"))
         written = _int(_get(usage, "cache_creation_input_tokens"))
         return Usage(_int(_get(usage, "input_tokens")) + read + written,
-                     _int(_get(usage, "output_tokens")), read)
+                     _int(_get(usage, "output_tokens")), read, written)
     return None

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 
 from stream_mlops.db.queries import q
-from stream_mlops.pricing import Price, PriceBook, changed, parse_price_map
+from stream_mlops.pricing import Price, PriceBook, PriceMapError, changed, parse_price_map
 
 Conn = psycopg.Connection[Any]
 
@@ -49,11 +49,14 @@ def load_price_map(path: Path | None, *, effective_from: float) -> list[Price]:
         text = resources.files("stream_mlops").joinpath("data/prices.json").read_text()
         source = "bundled snapshot"
     else:
-        text, source = path.read_text(), path.name
+        try:
+            text, source = path.read_text(), path.name
+        except OSError as exc:
+            raise PriceMapError(f"cannot read {path}: {exc.strerror}") from None
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PriceMapError(f"{source}: not valid JSON ({exc})") from None
     return parse_price_map(data, effective_from=effective_from, source=source)
 
 

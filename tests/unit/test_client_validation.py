@@ -79,7 +79,7 @@ def test_anthropic_usage_adds_cache_reads_and_writes() -> None:
     resp = SimpleNamespace(usage=SimpleNamespace(
         input_tokens=25, output_tokens=70, cache_read_input_tokens=1000,
         cache_creation_input_tokens=200))
-    assert usage_from(resp) == Usage(1225, 70, 1000)
+    assert usage_from(resp) == Usage(1225, 70, 1000, 200)
 
 
 def test_missing_or_odd_usage() -> None:
