@@ -1,6 +1,6 @@
 """Always-valid A/B tests under continuous monitoring (issue: experiments). Prints JSON.
 
-    .venv/bin/python benchmarks/experiments.py [--quick] [--sims 2000] [--seed 1]
+    .venv/bin/python benchmarks/experiments.py [--quick] [--sims 4000] [--seed 1]
 
 Every simulated experiment is looked at after *every* event: the statistic of
 ``stream_mlops.stats.sequential`` is evaluated at each n from cumulative sums, vectorised
@@ -262,7 +262,7 @@ def per_update_cost(rng: np.random.Generator, n: int) -> dict[str, float]:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer runs, shorter horizon")
-    ap.add_argument("--sims", type=int, default=2000)
+    ap.add_argument("--sims", type=int, default=4000)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     sims = 400 if args.quick else args.sims

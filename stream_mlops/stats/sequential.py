@@ -430,6 +430,40 @@ class SequentialTest:
         self._n[i], self._mean[i], self._m2[i] = n0 + x.size, float(mean[-1]), float(m2[-1])
         return self
 
+    # -- persistence ---------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to resume, as JSON-ready data (see :meth:`from_state`).
+
+        The running maximum of the evidence cannot be rebuilt from per-arm aggregates, so a
+        processor that restarts should keep this rather than recount.
+        """
+        return {"kind": self.kind, "alpha": self.alpha,
+                "higher_is_better": self.higher_is_better, "min_effect": self.min_effect,
+                "spread": self.spread, "min_samples": self.min_samples,
+                "expected_n": self.expected_n, "n": list(self._n), "mean": list(self._mean),
+                "m2": list(self._m2), "max_log_evidence": self._max_log,
+                "decision": self._decision, "decided_at": self._decided_at}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> SequentialTest:
+        """The test that :meth:`state` described."""
+        t = cls(state["kind"], state["alpha"], state["higher_is_better"],
+                min_effect=state["min_effect"], spread=state["spread"],
+                min_samples=state["min_samples"], expected_n=state["expected_n"])
+        n, mean, m2 = ([int(v) for v in state["n"]], [float(v) for v in state["mean"]],
+                       [float(v) for v in state["m2"]])
+        if len(n) != 2 or len(mean) != 2 or len(m2) != 2 or min(n) < 0 or min(m2) < 0:
+            raise ValueError("malformed state")
+        decision = state["decision"]
+        if decision not in ("continue", "treatment_better", "treatment_worse"):
+            raise ValueError(f"unknown decision {decision!r}")
+        t._n, t._mean, t._m2 = n, mean, m2
+        t._max_log = max(float(state["max_log_evidence"]), 0.0)
+        t._decision = decision
+        t._decided_at = None if state["decided_at"] is None else int(state["decided_at"])
+        return t
+
     # -- reading -------------------------------------------------------------------------
 
     @property
@@ -784,6 +818,21 @@ class SRMTest:
         self._log_bf = float(log_bf[-1])
         self._max_log_bf = max(self._max_log_bf, float(log_bf.max()))
         return self
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to resume, as JSON-ready data (see :meth:`from_state`)."""
+        return {"arms": list(self.arms), "shares": list(self.shares), "alpha": self.alpha,
+                "concentration": self.concentration, "counts": self.counts,
+                "max_log_bayes_factor": self._max_log_bf}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> SRMTest:
+        """The test that :meth:`state` described."""
+        t = cls(dict(zip(state["arms"], state["shares"], strict=True)), state["alpha"],
+                state["concentration"])
+        t.update_counts([int(v) for v in state["counts"]])
+        t._max_log_bf = max(t._max_log_bf, float(state["max_log_bayes_factor"]))
+        return t
 
     @property
     def counts(self) -> list[int]:

@@ -347,3 +347,21 @@ def test_srm_validation() -> None:
     with pytest.raises(ValueError, match="non-negative"):
         srm.update_counts([1, -1])
     assert srm.n == 0 and srm.p_value == 1.0
+
+
+def test_state_round_trip_resumes_exactly() -> None:
+    rng = np.random.default_rng(22)
+    control, treatment = lognormal(rng, 3000, 1.0, 0.5), lognormal(rng, 3000, 1.1, 0.5)
+    half = make_test("mean", min_effect=0.1, min_samples=20)
+    half.update_many("control", control[:1500]).update_many("treatment", treatment[:1500])
+    resumed = SequentialTest.from_state(json.loads(json.dumps(half.state())))
+    resumed.update_many("control", control[1500:]).update_many("treatment", treatment[1500:])
+    half.update_many("control", control[1500:]).update_many("treatment", treatment[1500:])
+    assert resumed.state() == half.state()
+    assert resumed.summary() == half.summary()
+    with pytest.raises(ValueError, match="decision"):
+        SequentialTest.from_state({**half.state(), "decision": "ship it"})
+    srm = SRMTest({"a": 1, "b": 3}).update_many(["a", "b", "b", "a"] * 50)
+    back = SRMTest.from_state(json.loads(json.dumps(srm.state())))
+    assert back.state() == srm.state()
+    assert back.update("a").p_value == srm.update("a").p_value
