@@ -108,15 +108,18 @@ _GOLDEN = 0x9E3779B97F4A7C15
 # ---------------------------------------------------------------------------------------
 
 
-def _run_length(theta: F64, drift: F64, sd: F64, h: float) -> F64:
+def _run_length(theta: F64, drift: F64, sd: F64, overshoot: F64, h: float) -> F64:
     """Siegmund's approximation of the in-control average run length of a CUSUM.
 
     For increments with mean ``drift`` < 0 and ``E exp(theta * X) = 1`` the run length
     from zero to ``h`` is about ``(exp(theta H) - theta H - 1) / (theta |drift|)`` with
-    ``H = h + 1.166 sd`` (the 1.166 corrects for overshoot [5]_). Where a reference makes
-    the drift non-negative the CUSUM climbs: ``H**2 / (var + H drift)``.
+    ``H = h + overshoot``: the walk crosses each boundary by about ``E[Y**2] / (2 E[Y])``
+    with ``Y`` the increment's part in that direction (``1.25 sd`` in all for Gaussian
+    increments, close to Siegmund's 1.166 [5]_; half of each jump for Bernoulli ones).
+    Where a reference makes the drift non-negative the CUSUM climbs:
+    ``H**2 / (var + H drift)``.
     """
-    big_h = h + 1.166 * sd
+    big_h = h + overshoot
     climbs = (drift >= 0) | (theta <= 0)
     th = np.where(climbs, 1.0, theta)
     a = np.minimum(th * big_h, 700.0)
@@ -166,9 +169,14 @@ def _solve_threshold(values: F64, probs: F64, weights: F64, rate: float) -> floa
     theta = _theta_star(values, probs)
     drift = (values * probs).sum(axis=1)
     sd = np.sqrt(np.maximum((values**2 * probs).sum(axis=1) - drift**2, 1e-300))
+    overshoot = np.zeros(len(values))
+    for part in (np.maximum(values, 0.0), np.maximum(-values, 0.0)):
+        m1 = (part * probs).sum(axis=1)
+        m2 = (part**2 * probs).sum(axis=1)
+        overshoot += np.where(m1 > 0, m2 / (2 * np.where(m1 > 0, m1, 1.0)), 0.0)
 
     def alarm_rate(h: float) -> float:
-        return float((weights / _run_length(theta, drift, sd, h)).sum())
+        return float((weights / _run_length(theta, drift, sd, overshoot, h)).sum())
 
     lo, hi = 0.0, 1.0
     while alarm_rate(hi) > rate:
@@ -267,7 +275,8 @@ class DetectorState:
 
     ``statistics`` maps each CUSUM's name to its level as a fraction of its threshold
     (0 = nothing unusual, above 1 = alarm); ``last_drift_index`` is the 0-based stream index
-    of the last detection.
+    of the last detection and ``last_drift_cusums`` names the CUSUMs that crossed there
+    (e.g. ``("spread_up",)``: the spread grew).
     """
 
     kind: Kind
@@ -278,6 +287,7 @@ class DetectorState:
     pinned: bool
     n_drifts: int
     last_drift_index: int | None
+    last_drift_cusums: tuple[str, ...]
     statistics: Mapping[str, float]
 
     @property
@@ -460,6 +470,7 @@ class _Detector(ABC):
         self._n_seen = 0
         self._n_drifts = 0
         self._last_drift: int | None = None
+        self._fired: tuple[str, ...] = ()
         self._drift = False
         self._ring = np.empty(window, self._dtype)
         self._n_ring = 0
@@ -563,7 +574,7 @@ class _Detector(ABC):
         return DetectorState(self.kind, self._n_seen, self.reference_size,
                              self._n_warm if self.warming_up else len(self._ref),
                              self.warming_up, self._pinned, self._n_drifts, self._last_drift,
-                             stats_)
+                             self._fired, stats_)
 
     def _on_drift(self, index: int) -> None:
         self._n_drifts += 1
@@ -590,14 +601,15 @@ class _Detector(ABC):
                 self._set_reference(self._warm.copy())
             return self
         row: list[int] = self._table[:, self._code(arr[0], index)].tolist()
-        alarm = False
         levels = self._levels
-        for j, (lv, inc, th) in enumerate(zip(levels, row, self._thresholds, strict=True)):
+        for j, (lv, inc) in enumerate(zip(levels, row, strict=True)):
             s = lv + inc
             levels[j] = s if s > 0 else 0
-            alarm = alarm or s > th
-        if alarm:
+        fired = tuple(n for n, lv, th in zip(self._names, levels, self._thresholds, strict=True)
+                      if lv > th)
+        if fired:
             self._drift = True
+            self._fired = fired
             self._on_drift(index)
         return self
 
@@ -642,7 +654,11 @@ class _Detector(ABC):
         level = c - low
         over = (level > np.asarray(self._thresholds, np.int64)[:, None]).any(axis=0)
         if over.any():
-            return int(np.argmax(over))
+            j = int(np.argmax(over))
+            self._fired = tuple(n for n, lv, th in zip(self._names, level[:, j].tolist(),
+                                                       self._thresholds, strict=True)
+                                if lv > th)
+            return j
         self._levels = level[:, -1].tolist()
         return -1
 
@@ -687,11 +703,11 @@ class NumericDriftDetector(_Detector):
     >>> latency_ms[3000:] *= 1.5                       # a slower model from event 3000
     >>> det = NumericDriftDetector(seed=1)
     >>> det.update_many(latency_ms).tolist()
-    [3052]
+    [3051]
     >>> NumericDriftDetector(seed=1).update_many(latency_ms / 1000).tolist()  # seconds
-    [3052]
-    >>> det.state().n_drifts, det.state().warming_up
-    (1, False)
+    [3051]
+    >>> det.state().last_drift_cusums, det.state().n_drifts, det.state().warming_up
+    (('location_up',), 1, False)
     """
 
     kind: Kind = "numeric"
@@ -806,7 +822,7 @@ class BinaryDriftDetector(_Detector):
     >>> rng = np.random.default_rng(1)
     >>> errors = rng.random(8000) < np.where(np.arange(8000) < 4000, 0.02, 0.06)
     >>> BinaryDriftDetector().update_many(errors).tolist()   # 2 % -> 6 % at 4000
-    [4196]
+    [4189]
     """
 
     kind: Kind = "binary"
@@ -854,7 +870,8 @@ class CategoricalDriftDetector(_Detector):
     max_categories : int, default 20
         The most frequent reference categories get their own CUSUMs; rarer ones and
         categories never seen in the reference share one "unseen" bucket, watched for an
-        increase.
+        increase (tuned for a 20-fold rise: a new category at 2 % of traffic is found
+        within a few hundred events).
     window : int, default 500
         Recent values kept for ``recent_sample``.
     reference : array_like, optional
@@ -913,7 +930,10 @@ class CategoricalDriftDetector(_Detector):
         budget = self.false_alarm_rate / (2 * k + 1)
         for code, count in enumerate(cells):
             p0 = (count + 0.5) / (n + 0.5 * (k + 1))
-            up, down = _bernoulli_rows(p0, self.odds_ratio)
+            # A category absent from the reference is a large relative change even at a
+            # small share, so the unseen bucket is tuned for a 20-fold rise.
+            ratio = max(self.odds_ratio, 20.0) if code == k else self.odds_ratio
+            up, down = _bernoulli_rows(p0, ratio)
             label = "unseen" if code == k else str(top[code][0])
             for direction, (hit, miss) in (("up", up), ("down", down)):
                 if code == k and direction == "down":
