@@ -289,9 +289,11 @@ class CostTracker:
             if ratio >= rule.factor or (key in self.open and ratio >= rule.factor / 2):
                 wanted.add(key)
                 if key not in self.open:
-                    usual = ("at this time of day (median of the same hours on the last "
-                             f"{int(lv.baseline_days[f])} days)" if lv.baseline_days[f]
-                             else "(median hour of the last day)")
+                    span = int(lv.baseline_days[f])
+                    usual = (f"at this hour of the week (median of the last {span // 7} weeks)"
+                             if span >= 14 else
+                             f"at this time of day (median of the last {span} days)" if span
+                             else "(its busiest hour of the last day)")
                     out.append(_change(
                         key, "fire", "firing", severity="critical", rule="cost_spike",
                         title=f"Cost spike in {function}: {ratio:.1f}x usual (tenant {tenant})",

@@ -211,7 +211,9 @@ class SpendLevels:
 
     rate_usd_per_hour: F64
     baseline_usd_per_hour: F64  # NaN: not enough history to judge
-    baseline_days: I64  # how many same-time-of-day samples the baseline has (0: fallback)
+    # Days the baseline looks back: 7 x weeks for the weekly one, days for the daily one,
+    # 0 for the busiest-hour fallback.
+    baseline_days: I64
     recent_requests: I64
     recent_cpr_usd: F64  # NaN when too few recent requests
     baseline_cpr_usd: F64  # NaN without enough history
@@ -226,17 +228,17 @@ def _live_sum(ids: I64, sums: I64, first: int, last: int) -> I64:
 def spend_levels(cost: CostWindows, requests: CostWindows, now: float,
                  rule: SpikeRule = SpikeRule()) -> SpendLevels:
     """Spend rate of the last ``rule.recent_minutes`` per group, against a seasonal,
-    robust baseline: the median over the previous 7 days of the highest hourly spend in
-    the three hours around the same time of day (days before the group's first request
-    are left out; with fewer than ``min_history_days`` it falls back to the median hour
-    of the previous 24, and with less than 6 hours of history it is NaN). Cost per
+    robust baseline: the median of the hourly spend at the same hour of the week over the
+    last 4 weeks (with at least 2 weeks of history), else at the same hour of the day over
+    the last 7 days (with at least ``min_history_days``), else the busiest hour of the last
+    day (NaN with less than a day: no spike is judged without history). Cost per
     request compares the recent window (the last hour when the short one has too few
     requests) with the median of the hourly costs per request of the last 7 days.
 
     Examples
     --------
     >>> c, n = CostWindows(), CostWindows()
-    >>> hours = np.arange(24 * 8, dtype=np.float64) * 3600  # 8 days, $1 per hour
+    >>> hours = np.arange(24 * 8, dtype=np.float64) * 3600  # 8 days at $1 per hour
     >>> c.add(np.zeros(len(hours), np.int64), hours, np.full(len(hours), 10**12))
     >>> n.add(np.zeros(len(hours), np.int64), hours, np.full(len(hours), 100))
     >>> now = hours[-1] + 3599.0
@@ -270,23 +272,30 @@ def spend_levels(cost: CostWindows, requests: CostWindows, now: float,
         out: F64 = cost.hour_sums[:g, col] / 1e12
         return out
 
-    samples = []
-    usable = []
-    for d in range(1, 8):
-        centre = math.floor((now - d * 86400) / 3600)
-        samples.append(np.max([hour_values(centre + k) for k in (-1, 0, 1)], axis=0)
-                       if g else np.zeros(0))
-        usable.append(first_hour <= centre - 1)
-    s = np.array(samples).reshape(7, g)
-    ok = np.array(usable).reshape(7, g)
-    days = ok.sum(axis=0).astype(np.int64)
-    seasonal = np.array([np.median(s[ok[:, i], i]) if days[i] else np.nan for i in range(g)])
-    # Fallback: the median complete hour of the previous 24.
+    def same_time(period: int, count: int) -> tuple[F64, I64]:
+        """Median over the last ``count`` periods of the spend at this time then (the
+        busier of the hour containing it and the hour before, as the window can straddle
+        them), over the periods after the group's first request."""
+        samples, usable = [], []
+        for d in range(1, count + 1):
+            h = math.floor((now - d * period) / 3600)
+            samples.append(np.maximum(hour_values(h), hour_values(h - 1)))
+            usable.append(first_hour <= h - 1)
+        s, ok = np.array(samples).reshape(count, g), np.array(usable).reshape(count, g)
+        n = ok.sum(axis=0).astype(np.int64)
+        med = np.array([np.median(s[ok[:, i], i]) if n[i] else np.nan for i in range(g)])
+        return med, n
+
+    weekly, weeks = same_time(7 * 86400, 4)
+    daily, days = same_time(86400, 7)
+    # Without enough history for either: the busiest hour of the last day, so a diurnal
+    # peak never looks like a spike of the trough before it.
     prev = np.array([hour_values(hour - k) for k in range(1, 25)]).reshape(24, g)
-    enough = first_hour <= hour - 6
-    fallback = np.where(enough, np.median(prev, axis=0), np.nan)
-    baseline = np.where(days >= rule.min_history_days, seasonal, fallback)
-    days = np.where(days >= rule.min_history_days, days, 0)
+    fallback = np.where(first_hour <= hour - 24, prev.max(axis=0, initial=0.0), np.nan)
+    use_week = weeks >= 2
+    use_day = ~use_week & (days >= rule.min_history_days)
+    baseline = np.where(use_week, weekly, np.where(use_day, daily, fallback))
+    days = np.where(use_week, 7 * weeks, np.where(use_day, days, 0))
 
     use_hour = recent_n < rule.cpr_min_requests
     n_now = np.where(use_hour, hour_n, recent_n)
