@@ -321,6 +321,16 @@ class CostTracker:
                             value=jump, threshold=rule.cpr_factor, function=function))
         return out
 
+    def spend_gauges(self) -> list[tuple[str, str, float, float, float, float]]:
+        """Per (tenant, function) at the last evaluation: spend rate, its baseline, cost per
+        request and its baseline (NaN where unknown)."""
+        lv = self.levels
+        if lv is None:
+            return []
+        return [(t, f, float(lv.rate_usd_per_hour[i]), float(lv.baseline_usd_per_hour[i]),
+                 float(lv.recent_cpr_usd[i]), float(lv.baseline_cpr_usd[i]))
+                for i, (t, f) in enumerate(self.function_keys[: len(lv.rate_usd_per_hour)])]
+
     def _mix_shift(self, tenant: str, function: str, now: float) -> str:
         """Which model's share of the function's spend grew most: a switch to a pricier
         model reads differently from longer prompts on the same one."""

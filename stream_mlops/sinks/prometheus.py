@@ -6,6 +6,7 @@ and this collector turns them into metric families when Prometheus asks.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -59,8 +60,11 @@ class ProcessorCollector(Collector):
             now = time.time()
             cost_keys, windows = self.processor.costs.window_usd(now)
             budgets = self.processor.costs.readings(now)
+            spend = self.processor.costs.spend_gauges()
+            mismatch = [(k, v[0], v[1]) for k, v in self.processor.costs.mismatch.items()]
         yield from self._series_metrics(keys, snap, cost)
         yield from self._cost_metrics(cost_keys, windows, budgets)
+        yield from self._spend_metrics(spend, mismatch)
         yield from self._pipeline_metrics(folded, len(keys))
         yield self._alert_metric(firing)
 
@@ -88,6 +92,39 @@ class ProcessorCollector(Collector):
             used.add_metric(lv, r.utilization)
             forecast.add_metric(lv, r.forecast_usd)
         yield from (win, budget, used, forecast)
+
+    @staticmethod
+    def _spend_metrics(spend: Sequence[tuple[str, str, float, float, float, float]],
+                       mismatch: Sequence[tuple[tuple[str, str], float, float]],
+                       ) -> Iterator[Metric]:
+        labels = ["tenant", "function"]
+        rate = GaugeMetricFamily("mlops_cost_rate_usd_per_hour",
+                                 "Spend rate over the last 15 minutes.", labels=labels)
+        base = GaugeMetricFamily("mlops_cost_baseline_usd_per_hour",
+                                 "Seasonal baseline of the spike rule (absent without history).",
+                                 labels=labels)
+        cpr = GaugeMetricFamily("mlops_cost_per_request_usd",
+                                "Recent cost per request (absent with too few requests).",
+                                labels=labels)
+        cpr_base = GaugeMetricFamily("mlops_cost_per_request_baseline_usd",
+                                     "7-day median of the hourly cost per request.",
+                                     labels=labels)
+        for tenant, function, r, b, c, cb in spend:
+            rate.add_metric([tenant, function], r)
+            for family, v in ((base, b), (cpr, c), (cpr_base, cb)):
+                if math.isfinite(v):
+                    family.add_metric([tenant, function], v)
+        off = CounterMetricFamily(
+            "mlops_cost_mismatch_requests",
+            "Caller-sent costs further than COST_MISMATCH_TOLERANCE from the price table.",
+            labels=["tenant", "model"])
+        checked = CounterMetricFamily(
+            "mlops_cost_checked_requests",
+            "Caller-sent costs checked against the price table.", labels=["tenant", "model"])
+        for (tenant, model), n_off, n in mismatch:
+            off.add_metric([tenant, model], n_off)
+            checked.add_metric([tenant, model], n)
+        yield from (rate, base, cpr, cpr_base, off, checked)
 
     @staticmethod
     def _alert_metric(firing: list[tuple[str, str]]) -> GaugeMetricFamily:
