@@ -448,14 +448,17 @@ class _Detector(ABC):
     kind: Kind
     _dtype: npt.DTypeLike = np.float64
 
-    def __init__(self, reference_size: int, false_alarm_rate: float, window: int,
+    def __init__(self, reference_size: int, false_alarm_rate: float, window: int, seed: int,
                  reference: Sequence[Any] | npt.NDArray[Any] | None) -> None:
+        if not isinstance(seed, int) or seed < 0:
+            raise ValueError("seed must be a non-negative integer")
         if not isinstance(reference_size, int) or reference_size < 50:
             raise ValueError("reference_size must be an integer >= 50")
         if not 0.0 < false_alarm_rate < 0.1:
             raise ValueError("false_alarm_rate (alarms per event) must be in (0, 0.1)")
         if not isinstance(window, int) or window < 1:
             raise ValueError("window must be a positive integer")
+        self.seed = seed
         self.reference_size = reference_size
         self.false_alarm_rate = false_alarm_rate
         self.window = window
@@ -720,13 +723,10 @@ class NumericDriftDetector(_Detector):
             raise ValueError("shift must be in [0.05, 5] standard deviations")
         if not 1.05 <= spread_ratio <= 10.0:
             raise ValueError("spread_ratio must be in [1.05, 10]")
-        if not isinstance(seed, int) or seed < 0:
-            raise ValueError("seed must be a non-negative integer")
         self.shift = shift
         self.spread_ratio = spread_ratio
-        self.seed = seed
         self._key = _mix64(seed & _MASK)
-        super().__init__(reference_size, false_alarm_rate, window, reference)
+        super().__init__(reference_size, false_alarm_rate, window, seed, reference)
 
     def _coerce(self, xs: Sequence[Any] | npt.NDArray[Any]) -> F64:
         arr = np.asarray(xs, np.float64).reshape(-1)
@@ -809,6 +809,8 @@ class BinaryDriftDetector(_Detector):
         The change in the odds each CUSUM is tuned for (2 % -> 5.8 % at 3).
     window : int, default 500
         Recent values kept for ``recent_sample``.
+    seed : int, default 0
+        Accepted for a uniform API with ``NumericDriftDetector``; nothing here is random.
     reference : array_like, optional
         A pinned reference (see ``pin``).
 
@@ -829,12 +831,12 @@ class BinaryDriftDetector(_Detector):
     _dtype = np.int8
 
     def __init__(self, reference_size: int = 2000, false_alarm_rate: float = 1e-4, *,
-                 odds_ratio: float = 3.0, window: int = 500,
+                 odds_ratio: float = 3.0, window: int = 500, seed: int = 0,
                  reference: Sequence[Any] | npt.NDArray[Any] | None = None) -> None:
         if not 1.1 <= odds_ratio <= 100.0:
             raise ValueError("odds_ratio must be in [1.1, 100]")
         self.odds_ratio = odds_ratio
-        super().__init__(reference_size, false_alarm_rate, window, reference)
+        super().__init__(reference_size, false_alarm_rate, window, seed, reference)
 
     def _coerce(self, xs: Sequence[Any] | npt.NDArray[Any]) -> npt.NDArray[np.int8]:
         return _binary_array(np.asarray(xs).reshape(-1))
@@ -874,6 +876,8 @@ class CategoricalDriftDetector(_Detector):
         within a few hundred events).
     window : int, default 500
         Recent values kept for ``recent_sample``.
+    seed : int, default 0
+        Accepted for a uniform API with ``NumericDriftDetector``; nothing here is random.
     reference : array_like, optional
         A pinned reference (see ``pin``).
 
@@ -899,6 +903,7 @@ class CategoricalDriftDetector(_Detector):
 
     def __init__(self, reference_size: int = 2000, false_alarm_rate: float = 1e-4, *,
                  odds_ratio: float = 2.0, max_categories: int = 20, window: int = 500,
+                 seed: int = 0,
                  reference: Sequence[Any] | npt.NDArray[Any] | None = None) -> None:
         if not 1.1 <= odds_ratio <= 100.0:
             raise ValueError("odds_ratio must be in [1.1, 100]")
@@ -907,7 +912,7 @@ class CategoricalDriftDetector(_Detector):
         self.odds_ratio = odds_ratio
         self.max_categories = max_categories
         self._index: dict[Hashable, int] = {}
-        super().__init__(reference_size, false_alarm_rate, window, reference)
+        super().__init__(reference_size, false_alarm_rate, window, seed, reference)
 
     def _coerce(self, xs: Sequence[Any] | npt.NDArray[Any]) -> npt.NDArray[Any]:
         out = np.empty(len(xs), object)
@@ -969,7 +974,7 @@ def make_detector(kind: Kind, **params: Any) -> Detector:
         for labels such as status codes or model names.
     **params
         Passed to the detector's constructor (e.g. ``reference_size``,
-        ``false_alarm_rate``, ``seed`` for numeric).
+        ``false_alarm_rate``, ``seed``; every kind accepts those three).
 
     Returns
     -------

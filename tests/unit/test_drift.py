@@ -160,6 +160,7 @@ def test_scale_invariance(family: str) -> None:
     (lambda: NumericDriftDetector(window=0), "window"),
     (lambda: NumericDriftDetector(reference=[1.0, 2.0]), "at least 50"),
     (lambda: BinaryDriftDetector(odds_ratio=1.0), "odds_ratio"),
+    (lambda: make_detector("binary", seed=-2), "seed"),
     (lambda: BinaryDriftDetector(reference=[0, 1, 2] * 30), "0/1"),
     (lambda: CategoricalDriftDetector(max_categories=0), "max_categories"),
     (lambda: CategoricalDriftDetector(odds_ratio=500.0), "odds_ratio"),
