@@ -22,6 +22,7 @@ import psycopg
 
 from stream_mlops import logs, simulate
 from stream_mlops.cost_report import analyze, recommend, render, render_report
+from stream_mlops.db import experiments
 from stream_mlops.db.connect import connect, first_line
 from stream_mlops.db.consumer import reset_after_restore
 from stream_mlops.db.migrations import ensure_current, migrate
@@ -29,6 +30,8 @@ from stream_mlops.db.prices import import_prices, load_price_map, price_versions
 from stream_mlops.db.queries import q
 from stream_mlops.demo import DEMO_DIR, run_demo
 from stream_mlops.errors import DatabaseUnavailable, MlopsError
+from stream_mlops.experiment_config import ExperimentSpec, parse_variants
+from stream_mlops.experiment_report import render_experiment
 from stream_mlops.service import Service
 from stream_mlops.settings import Settings, load_settings
 from stream_mlops.simulate import SCENARIOS, Scenario
@@ -169,9 +172,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     print(f"simulating {args.rate:g} requests/s, scenario {scenario.name!r} "
           f"({SCENARIOS[scenario.name]}) after {scenario.change_after:g} s; Ctrl-C stops",
           flush=True)
+    arms = None
+    if args.experiment:
+        with _database(s) as conn:
+            e = experiments.get(conn, args.experiment, args.tenant)
+        arms = simulate.ExperimentArms(e.id, e.tenant_id, e.function_name, e.seed,
+                                       tuple((v.name, v.weight) for v in e.variants))
+        print(f"{e.function_name} traffic goes through experiment {e.name} ({e.status})")
     try:
         sent = simulate.run(s.database_url, args.rate, stop, seed=args.seed,
-                            scenario=scenario, duration=args.duration)
+                            scenario=scenario, duration=args.duration, experiment=arms)
     except KeyboardInterrupt:
         stop.set()
         raise
@@ -218,6 +228,56 @@ def cmd_costs(args: argparse.Namespace) -> int:
         print(render_report(costs, recommend(conn, days), args.format) if args.recommend
               else render(costs, args.format))
     return 0
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    with _database(s, autocommit=True) as conn:
+        if args.action == "create":
+            if not args.name or not args.function:
+                raise MlopsError("experiment create needs NAME and --function")
+            spec = ExperimentSpec(
+                args.name, args.function,
+                **({"variants": parse_variants(args.variants)} if args.variants else {}),
+                primary_metric=args.primary, guardrails=tuple(args.guardrail or ()),
+                alpha=args.alpha, min_effect=args.min_effect, min_samples=args.min_samples,
+                auto_stop=args.auto_stop, tenant_id=args.tenant, description=args.description)
+            eid = experiments.create(conn, spec)
+            print(f"experiment {spec.name} created as draft ({eid}); "
+                  f"`stream-mlops experiment start {spec.name}` starts it")
+            return 0
+        if args.action == "list":
+            rows = experiments.list_all(conn)
+            if args.json:
+                print(json.dumps([_experiment_json(e) for e in rows], default=str))
+                return 0
+            if not rows:
+                print("no experiments")
+            for e in rows:
+                print(f"{e.name:24s} {e.tenant_id:10s} {e.function_name:20s} {e.status:10s} "
+                      f"{e.primary_metric:16s} {e.decision}")
+            return 0
+        if not args.name:
+            raise MlopsError(f"experiment {args.action} needs the experiment's NAME")
+        if args.action in ("start", "stop"):
+            status = ("running" if args.action == "start"
+                      else "concluded" if args.conclude else "stopped")
+            print(f"experiment {args.name}: "
+                  f"{experiments.set_status(conn, args.name, status, args.tenant)}")
+            return 0
+        e = experiments.get(conn, args.name, args.tenant)
+        if args.json:
+            print(json.dumps(_experiment_json(e), default=str))
+        else:
+            print(render_experiment(e))
+    return 0
+
+
+def _experiment_json(e: experiments.Experiment) -> dict[str, Any]:
+    out = {k: v for k, v in e.__dict__.items() if k != "results"}
+    out["variants"] = [v.as_json() for v in e.variants]
+    out["results"] = {k: v for k, v in e.results.items() if k != "state"}
+    return out
 
 
 def _utc(t: float) -> str:
@@ -326,6 +386,32 @@ def build_parser() -> argparse.ArgumentParser:
     costs.add_argument("--format", choices=["table", "json", "csv"], default="table")
     costs.set_defaults(fn=cmd_costs)
 
+    exp = add("experiment", "create, start, stop and follow A/B experiments")
+    exp.add_argument("action", choices=["create", "start", "stop", "status", "list"])
+    exp.add_argument("name", nargs="?", help="experiment name")
+    exp.add_argument("--tenant", default="default", help="tenant (default)")
+    exp.add_argument("--function", help="create: the function under test")
+    exp.add_argument("--variants", help="create: 'control:0.5:gpt-4o-mini,treatment:0.5:gpt-4o'"
+                     " or a JSON list of {name, weight, model, prompt_version, params}; "
+                     "the first is the control (default control/treatment 50/50)")
+    exp.add_argument("--primary", default="error_rate",
+                     help="create: error_rate (default), latency, confidence, cost_per_request "
+                          "or cost_per_successful_request")
+    exp.add_argument("--guardrail", action="append",
+                     help="create: a metric that must not get worse (repeatable)")
+    exp.add_argument("--alpha", type=float, default=0.05, help="create: 0.05")
+    exp.add_argument("--min-effect", type=float,
+                     help="create: smallest difference of interest, in the primary metric's "
+                          "units (0.02 = 2 points of error rate, 100 = 100 ms)")
+    exp.add_argument("--min-samples", type=int, default=100,
+                     help="create: per arm before any decision (100)")
+    exp.add_argument("--auto-stop", action="store_true",
+                     help="create: conclude by itself once the primary metric is decided")
+    exp.add_argument("--description", help="create: free text")
+    exp.add_argument("--conclude", action="store_true", help="stop: as concluded (final)")
+    exp.add_argument("--json", action="store_true", help="status/list: JSON")
+    exp.set_defaults(fn=cmd_experiment)
+
     prices = add("prices", "list price versions, import a JSON price map, re-cost rows")
     prices.add_argument("action", choices=["list", "import", "recompute"])
     prices.add_argument("file", nargs="?", help="price map to import (JSON)")
@@ -346,6 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--end-after", type=float, help="seconds after which it stops again")
     sim.add_argument("--duration", type=float, help="stop after this many seconds")
     sim.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    sim.add_argument("--experiment", help="send the experiment's function through it "
+                     "(variants by its seed; scenarios treatment_better/worse act on them)")
+    sim.add_argument("--tenant", default="default", help="the experiment's tenant (default)")
     sim.set_defaults(fn=cmd_simulate)
 
     demo = add("demo", "private Postgres + processor + simulated traffic, live summary")

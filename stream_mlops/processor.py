@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stream_mlops.cost_tracking import CostTracker
+from stream_mlops.experiment_tracking import ArmRows, ExperimentTracker
 from stream_mlops.perf_alerts import AlertChange, PerformanceAlerts
 from stream_mlops.settings import CONFIDENCE_BUCKETS, DURATION_BUCKETS_SECONDS, TOKEN_BUCKETS
 from stream_mlops.stats.alerts import AlertThresholds
@@ -100,6 +101,7 @@ class RawBatch:
     # the price table) rather than computed by the database; absent in older callers.
     cache_write_tokens: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
     caller_cost: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
+    experiment_id: list[str | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = len(self.id)
@@ -108,14 +110,19 @@ class RawBatch:
             object.__setattr__(self, "cache_write_tokens", np.zeros(n, np.int64))
         if len(self.caller_cost) != n:
             object.__setattr__(self, "caller_cost", np.zeros(n, np.bool_))
+        if len(self.experiment_id) != n:
+            object.__setattr__(self, "experiment_id", [None] * n)
 
     def __len__(self) -> int:
         return len(self.id)
 
     def take(self, where: npt.NDArray[np.bool_] | npt.NDArray[np.int64]) -> RawBatch:
         picked = np.flatnonzero(where) if where.dtype == np.bool_ else where
-        cols: dict[str, Any] = {f: getattr(self, f)[picked] for f in _RAW_FIELDS if f != "key"}
-        return RawBatch(key=[self.key[i] for i in picked.tolist()], **cols)
+        rows = picked.tolist()
+        cols: dict[str, Any] = {f: getattr(self, f)[picked] for f in _RAW_FIELDS
+                                if f not in ("key", "experiment_id")}
+        return RawBatch(key=[self.key[i] for i in rows],
+                        experiment_id=[self.experiment_id[i] for i in rows], **cols)
 
     @classmethod
     def from_rows(cls, rows: Sequence[Sequence[Any]]) -> RawBatch:
@@ -183,6 +190,7 @@ class Processor:
         self._cost_config = (cost_budgets or {"day": 1.0, "week": 5.0, "month": 20.0},
                              cost_timezone, cost_spike or SpikeRule(), cost_mismatch_tolerance)
         self.costs = self._new_costs()
+        self.experiments = ExperimentTracker()
 
     def _new_costs(self) -> CostTracker:
         budgets, tz, spike, tolerance = self._cost_config
@@ -203,6 +211,7 @@ class Processor:
             self.folder.remember(k)
         self.alerts = self._new_alerts()
         self.costs = self._new_costs()
+        self.experiments = ExperimentTracker()
 
     def replay(self, batch: RawBatch) -> None:
         """Put already-consumed rows back into the alert windows (after a restart)."""
@@ -270,6 +279,18 @@ class Processor:
             cost_pico=cols.cost_pico, prompt=cols.prompt_tokens,
             completion=cols.completion_tokens, cached=cols.cached_tokens,
             cache_write=batch.cache_write_tokens, caller_cost=batch.caller_cost)
+        if self.experiments.live:
+            self.observe_experiments(batch)
+
+    def observe_experiments(self, batch: RawBatch) -> None:
+        """Rows of running experiments into their tests (variants from the raw labels:
+        folding must not merge arms)."""
+        rows = [i for i, e in enumerate(batch.experiment_id) if e is not None]
+        if rows:
+            part = batch.take(np.array(rows, np.int64))
+            self.experiments.observe(
+                part.experiment_id, [k.rsplit(KEY_SEPARATOR, 1)[-1] for k in part.key],
+                ArmRows(part.latency_ms, part.is_error, part.confidence, part.cost_pico))
 
     def _prepare_row_by_row(self, batch: RawBatch, effects: Effects) -> None:
         good = np.zeros(len(batch), np.bool_)

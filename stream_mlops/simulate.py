@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from stream_mlops.assignment import assign
 from stream_mlops.client import RequestLogger
 
 # (function, model, median latency ms, log-sd of latency)
@@ -54,19 +55,38 @@ class Scenario:
             self.end_after is None or elapsed < self.end_after)
 
 
+@dataclass(frozen=True)
+class ExperimentArms:
+    """Route one function's traffic through an experiment: each request comes from one of
+    ``users`` simulated users, assigned to a variant by the experiment's seed."""
+
+    experiment_id: str
+    tenant_id: str
+    function_name: str
+    seed: str
+    arms: tuple[tuple[str, float], ...]
+    users: int = 100_000
+
+
 class Traffic:
     """An endless, seeded stream of request fields (keyword arguments of ``log()``)."""
 
-    def __init__(self, seed: int = 0, scenario: Scenario | None = None, tenants: int = 3):
+    def __init__(self, seed: int = 0, scenario: Scenario | None = None, tenants: int = 3,
+                 experiment: ExperimentArms | None = None):
         self.rng = random.Random(seed)
         self.scenario = scenario or Scenario()
         self.tenants = tenants
+        self.experiment = experiment
 
     def request(self, elapsed: float) -> dict[str, Any]:
         r, on = self.rng, self.scenario.active(elapsed)
         name = self.scenario.name if on else "steady"
         function, model, median, sd = FUNCTIONS[r.randrange(len(FUNCTIONS))]
         variant = "treatment" if r.random() < 0.5 else "control"
+        exp = self.experiment
+        in_experiment = exp is not None and function == exp.function_name
+        if exp is not None and in_experiment:
+            variant = assign(exp.seed, f"user-{r.randrange(exp.users)}", exp.arms)
         slot = "green" if r.random() < 0.1 else "blue"
         error_rate, latency_factor, query_factor, prompt_factor = BASE_ERROR_RATE, 1.0, 1.0, 1
         if name == "latency_regression":
@@ -89,7 +109,10 @@ class Traffic:
         prompt = (query_length // 4 + r.randint(50, 400)) * prompt_factor
         error = r.random() < error_rate
         return {
-            "tenant_id": f"tenant-{r.randrange(self.tenants)}",
+            "tenant_id": exp.tenant_id if exp is not None and in_experiment
+            else f"tenant-{r.randrange(self.tenants)}",
+            **({"experiment_id": exp.experiment_id} if exp is not None and in_experiment
+               else {}),
             "function_name": function, "model": model, "variant": variant,
             "deployment_slot": slot,
             "latency_ms": round(median * latency_factor * r.lognormvariate(0, sd), 2),
@@ -110,10 +133,11 @@ class Traffic:
 
 def run(url: str, rate: float, stop: threading.Event, *, seed: int = 0,
         scenario: Scenario | None = None, duration: float | None = None,
-        counter: list[int] | None = None, tick_seconds: float = 0.1) -> int:
+        counter: list[int] | None = None, tick_seconds: float = 0.1,
+        experiment: ExperimentArms | None = None) -> int:
     """Send about ``rate`` requests per second through the client until ``stop`` is set
     (or ``duration`` passes); returns how many were sent."""
-    traffic = Traffic(seed, scenario)
+    traffic = Traffic(seed, scenario, experiment=experiment)
     logger = RequestLogger(url, flush_interval=tick_seconds)
     start, sent = time.monotonic(), 0
     try:

@@ -12,10 +12,12 @@ import psycopg
 
 from stream_mlops.db.alert_store import write_changes
 from stream_mlops.db.connect import connect
+from stream_mlops.db.experiments import write_results
 from stream_mlops.db.migrations import ensure_current
 from stream_mlops.db.prices import price_book
 from stream_mlops.db.queries import q
 from stream_mlops.errors import CursorConflict, SchemaError
+from stream_mlops.experiment_tracking import ArmRows
 from stream_mlops.models import PipelineStatus
 from stream_mlops.perf_alerts import AlertChange
 from stream_mlops.processor import (
@@ -76,6 +78,7 @@ class Consumer:
         self.state_version = 0  # bumped by re-costing: our totals are then stale
         self.notify = notify  # queue e-mails for alert changes
         self._thresholds_loaded_at = 0.0
+        self._experiments_synced_at = 0.0
 
     # -- lifecycle --------------------------------------------------------------------
     def open(self) -> bool:
@@ -147,6 +150,10 @@ class Consumer:
         self._thresholds_loaded_at = time.time()
         self._load_costs(conn)
         self.load_prices(conn)
+        self.processor.experiments.restore_open(
+            f"{r[0]}\x1f{r[1]}"
+            for r in conn.execute(q("open_alerts"), {"type": "experiment"}).fetchall())
+        self.sync_experiments(conn)
         if row is not None and row[0]:
             keys, created, latency, err, conf = row
             n = len(keys)
@@ -182,6 +189,35 @@ class Consumer:
                        np.array([r[1] for r in minutes], np.int64),
                        np.array([int(r[2]) for r in minutes], np.int64),
                        np.array([r[3] for r in minutes], np.int64), minutes=True)
+
+    EXPERIMENTS_EVERY_SECONDS = 5.0  # result writes and new experiments
+
+    def sync_experiments(self, conn: Conn) -> None:
+        """Follow the running experiments; a newly followed one resumes from its stored
+        state and replays its rows consumed since (exactly once, see experiment_tracking)."""
+        tracker = self.processor.experiments
+        new = tracker.sync(conn.execute(q("live_experiments")).fetchall())
+        xid, last_id = self.cursor
+        for e in new:
+            if (int(e.cursor[0]), e.cursor[1]) > (int(xid), last_id):
+                e.reset()  # a state from a later cursor (a restored database): rebuild
+            start = e.cursor
+            rows = conn.execute(q("experiment_rows"), {
+                "id": e.id, "from_xid": start[0], "from_id": start[1], "xid": xid,
+                "last_id": last_id}).fetchall()
+            if rows:
+                variant, latency, err, conf, cost = zip(*rows, strict=True)
+                e.observe(list(variant), ArmRows(
+                    np.array(latency, np.float64), np.array(err, np.bool_),
+                    np.array(conf, np.float64), np.array(cost, np.int64)))
+            log.info("experiment followed", extra={"experiment": e.name, "replayed": len(rows)})
+        self._experiments_synced_at = time.time()
+
+    def write_experiments(self, conn: Conn) -> None:
+        writes, changes = self.processor.experiments.evaluate(self.cursor)
+        for w in writes:
+            write_results(conn, w.id, w.results, w.decision, w.conclude)
+        self.write_alerts(changes)
 
     def load_prices(self, conn: Conn) -> None:
         """The price table, for checking the costs callers send."""
@@ -295,6 +331,10 @@ class Consumer:
         with self.status.lock:
             changes = self.processor.tick()
         self.write_alerts(changes)
+        if time.time() - self._experiments_synced_at >= self.EXPERIMENTS_EVERY_SECONDS:
+            with self.status.lock:
+                self.sync_experiments(conn)
+            self.write_experiments(conn)
 
 
 def reset_after_restore(conn: Conn, consumer: str) -> tuple[str, str] | None:
@@ -318,14 +358,15 @@ def reset_after_restore(conn: Conn, consumer: str) -> tuple[str, str] | None:
 
 def _raw_batch(row: tuple[Any, ...]) -> RawBatch:
     (_, xid, ids, key, created, latency, prompt, completion, cached, cost, conf, err,
-     written, caller) = row
+     written, caller, experiment) = row
     return RawBatch(
         xid=np.array(xid, np.int64), id=np.array(ids, np.int64), key=key,
         created_at=np.array(created, np.float64), latency_ms=np.array(latency, np.float64),
         prompt_tokens=np.array(prompt, np.int64), completion_tokens=np.array(completion, np.int64),
         cached_tokens=np.array(cached, np.int64), cost_pico=np.array(cost, np.int64),
         confidence=np.array(conf, np.float64), is_error=np.array(err, np.bool_),
-        cache_write_tokens=np.array(written, np.int64), caller_cost=np.array(caller, np.bool_))
+        cache_write_tokens=np.array(written, np.int64), caller_cost=np.array(caller, np.bool_),
+        experiment_id=list(experiment))
 
 
 def _array(values: np.ndarray[Any, Any] | list[int]) -> str:

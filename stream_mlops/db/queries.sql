@@ -31,7 +31,7 @@ ORDER BY tenant_id, function_name, model, variant;
 WITH batch AS (
     SELECT xid, id, tenant_id, function_name, model, variant, created_at, latency_ms,
            prompt_tokens, completion_tokens, cached_tokens, cost_usd, confidence, status,
-           cache_write_tokens, cost_source
+           cache_write_tokens, cost_source, experiment_id
     FROM mlops.model_performance
     WHERE (xid, id) > (%(xid)s::text::xid8, %(id)s::bigint)
       AND xid < pg_snapshot_xmin(pg_current_snapshot())
@@ -51,7 +51,8 @@ SELECT count(*),
        array_agg(coalesce(confidence, -1)),
        array_agg(status = 'error'),
        array_agg(cache_write_tokens::bigint),
-       array_agg(cost_source = 'caller')
+       array_agg(cost_source = 'caller'),
+       array_agg(experiment_id::text)
 FROM batch;
 
 -- The oldest committed row the consumer has not taken yet (held back by the horizon or
