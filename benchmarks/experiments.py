@@ -13,7 +13,8 @@ across experiments (the same functions the test object calls in ``update_many``)
 2. Stopping time against the fixed-horizon sample size for 80 % power, two-sided 5 %:
    ``N_fix = 2 (z_0.975 + z_0.8)² (var_C + var_T) / δ²`` events in total (per arm: half),
    with ``var = p(1-p)`` for rates. Runs that have not stopped by the cap (5 N_fix) count
-   at the cap.
+   at the cap. Also with ``min_effect`` at half and twice the true effect, and next to
+   the factory's defaults and a centred ``N(0, min_effect²)`` mixture (Johari et al.).
 3. Sample-ratio mismatch: false alarms over 50,000 events at a true 50/50 split, and the
    time to flag a true 52/48 split.
 4. Cost per update of the test objects.
@@ -305,6 +306,15 @@ def main() -> int:
                  control=lat(1.0, 1.3), treatment=lat(1.1, 1.3), shift=1.0,
                  n_fix=n_fix(1.3**2, 1.43**2, 0.1), min_effect=0.1, want=+1, sims=sims, rng=rng),
     ]
+    # min_effect set wrong: the same 5 % vs 3 % runs with min_effect at half and at twice
+    # the true 2 points (N_fix stays the one of the true effect).
+    misspecified = [
+        stopping(f"error_rate_5pct_vs_3pct_min_effect_{me:g}", kind="proportion",
+                 control=rate(0.05), treatment=rate(0.03), shift=0.0,
+                 n_fix=n_fix(0.05 * 0.95, 0.03 * 0.97, 0.02), min_effect=me, want=-1,
+                 sims=sims // 2, rng=rng)
+        for me in (0.01, 0.04)
+    ]
     print(f"stopping times: {time.perf_counter() - started:.0f} s", file=sys.stderr)
     srm_res = srm(srm_sims, 50_000, rng)
     print(f"SRM: {time.perf_counter() - started:.0f} s", file=sys.stderr)
@@ -338,7 +348,8 @@ def main() -> int:
                          "in total (two-sided alpha 0.05, power 0.8; var = p(1-p) for rates)",
         "aa_min_effect_config": "min_effect = 20 % of the rate for error rates, 5 % of the "
                                 "mean for latency; 'default' = no min_effect",
-        "aa_type_one": aa, "stopping_time": st, "srm": srm_res, "cost": cost,
+        "aa_type_one": aa, "stopping_time": st, "stopping_time_misspecified": misspecified,
+        "srm": srm_res, "cost": cost,
         "targets": targets, "seconds": round(time.perf_counter() - started, 1),
     }
     report("experiments", result)

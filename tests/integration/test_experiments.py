@@ -41,7 +41,7 @@ def _refresh(c: Consumer) -> None:
 
 def _variant_counts(url: str, eid: str) -> dict[str, int]:
     with psycopg.connect(url) as conn:
-        return dict(conn.execute(  # type: ignore[arg-type]
+        return dict(conn.execute(
             "SELECT variant, count(*) FROM mlops.model_performance"
             " WHERE experiment_id = %s GROUP BY 1", (eid,)).fetchall())
 
