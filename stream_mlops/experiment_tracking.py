@@ -276,6 +276,21 @@ class ExperimentTracker:
             f"{c.tenant_id}\x1f{c.fingerprint}" for c in changes if c.action == "fire"}
         return writes, changes
 
+    def gauges(self) -> list[dict[str, Any]]:
+        """What /metrics exports, per followed experiment."""
+        out = []
+        for e in self.live.values():
+            tests = []
+            for metric, by_arm in e.tests.items():
+                for arm, t in by_arm.items():
+                    lift = t.lift
+                    tests.append((metric, arm, t.p_value, DECISION_VALUE[t.decision],
+                                  math.nan if lift is None else lift))
+            out.append({"tenant": e.tenant_id, "experiment": e.name, "samples": e.samples(),
+                        "tests": tests,
+                        "srm": None if e.srm is None else (e.srm.mismatch, e.srm.p_value)})
+        return out
+
     def restore_open(self, keys: Iterable[str]) -> None:
         self.open = set(keys)
 

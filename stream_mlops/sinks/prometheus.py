@@ -62,9 +62,11 @@ class ProcessorCollector(Collector):
             budgets = self.processor.costs.readings(now)
             spend = self.processor.costs.spend_gauges()
             mismatch = [(k, v[0], v[1]) for k, v in self.processor.costs.mismatch.items()]
+            experiments = self.processor.experiments.gauges()
         yield from self._series_metrics(keys, snap, cost)
         yield from self._cost_metrics(cost_keys, windows, budgets)
         yield from self._spend_metrics(spend, mismatch)
+        yield from self._experiment_metrics(experiments)
         yield from self._pipeline_metrics(folded, len(keys))
         yield self._alert_metric(firing)
 
@@ -125,6 +127,41 @@ class ProcessorCollector(Collector):
             off.add_metric([tenant, model], n_off)
             checked.add_metric([tenant, model], n)
         yield from (rate, base, cpr, cpr_base, off, checked)
+
+    @staticmethod
+    def _experiment_metrics(experiments: Sequence[dict[str, Any]]) -> Iterator[Metric]:
+        samples = GaugeMetricFamily("mlops_experiment_samples",
+                                    "Requests counted per arm of a running experiment.",
+                                    labels=["tenant", "experiment", "variant"])
+        labels = ["tenant", "experiment", "metric", "variant"]
+        p_value = GaugeMetricFamily(
+            "mlops_experiment_p_value", "Always-valid p-value of variant vs control "
+            "(valid whenever read).", labels=labels)
+        lift = GaugeMetricFamily("mlops_experiment_lift",
+                                 "Relative difference variant / control - 1.", labels=labels)
+        decision = GaugeMetricFamily(
+            "mlops_experiment_decision",
+            "1 variant better, -1 worse, 0 undecided (direction-aware per metric).",
+            labels=labels)
+        srm = GaugeMetricFamily("mlops_experiment_srm",
+                                "1 once the traffic split is shown not to match the weights.",
+                                labels=["tenant", "experiment"])
+        srm_p = GaugeMetricFamily("mlops_experiment_srm_p_value",
+                                  "Always-valid p-value of the sample-ratio check.",
+                                  labels=["tenant", "experiment"])
+        for e in experiments:
+            t, name = e["tenant"], e["experiment"]
+            for arm, n in e["samples"].items():
+                samples.add_metric([t, name, arm], n)
+            for metric, arm, p, d, lf in e["tests"]:
+                p_value.add_metric([t, name, metric, arm], p)
+                decision.add_metric([t, name, metric, arm], d)
+                if math.isfinite(lf):
+                    lift.add_metric([t, name, metric, arm], lf)
+            if e["srm"] is not None:
+                srm.add_metric([t, name], float(e["srm"][0]))
+                srm_p.add_metric([t, name], e["srm"][1])
+        yield from (samples, p_value, lift, decision, srm, srm_p)
 
     @staticmethod
     def _alert_metric(firing: list[tuple[str, str]]) -> GaugeMetricFamily:

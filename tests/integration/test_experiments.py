@@ -13,6 +13,7 @@ from stream_mlops.db import experiments
 from stream_mlops.db.consumer import Consumer
 from stream_mlops.experiment_config import ExperimentError, ExperimentSpec, Variant
 from stream_mlops.simulate import ExperimentArms, Scenario, Traffic
+from tests.helpers import ProcessorProcess, metric_sum, scrape, wait_for
 from tests.integration.test_cli import assert_one_line_error, cli
 from tests.integration.test_consumer import drain, make_consumer
 
@@ -175,3 +176,28 @@ def test_lifecycle_rules_and_clear_errors(db_url: str) -> None:
     listed = json.loads(cli("experiment", "list", "--json", env=env).stdout)
     assert [x["name"] for x in listed] == ["multi"]
     assert listed[0]["variants"][2] == {"name": "c", "weight": 0.25, "model": "gpt-4o"}
+
+
+def test_running_processor_exports_experiment_metrics(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        experiments.create(conn, ExperimentSpec("exported", "summarize"))
+        experiments.set_status(conn, "exported", "running")
+    arms = _arms(db_url, "exported")
+    _send(db_url, Traffic(seed=1, scenario=Scenario("treatment_better", change_after=0),
+                          experiment=arms), 12_000)
+    want = sum(_variant_counts(db_url, arms.experiment_id).values())
+    proc = ProcessorProcess(db_url).start()
+    try:
+        proc.wait_ready()
+        wait_for(lambda: metric_sum(scrape(proc.port), "mlops_experiment_samples") == want,
+                 30, "experiment samples exported")
+        samples = scrape(proc.port)
+        decisions = {(lb["metric"], lb["variant"]): v
+                     for lb, v in samples["mlops_experiment_decision"]}
+        assert decisions == {("error_rate", "treatment"): 1.0}
+        (srm,) = samples["mlops_experiment_srm"]
+        assert srm == ({"tenant": "default", "experiment": "exported"}, 0.0)
+        (lift,) = samples["mlops_experiment_lift"]
+        assert lift[1] < -0.3  # 1 % vs 3 % errors
+    finally:
+        proc.stop()
