@@ -118,6 +118,11 @@ class CostTracker:
                      for k in series_keys[len(self._series_group):]]
             self._series_group = np.append(self._series_group, np.array(extra, np.int64))
 
+    def function_of(self, series: I64) -> I64:
+        """The (tenant, function) index of each row's series."""
+        out: I64 = self._group_fn[self._series_group[series]]
+        return out
+
     def series_group(self, series: I64) -> I64:
         out: I64 = self._series_group[series]
         return out

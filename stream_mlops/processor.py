@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stream_mlops.cost_tracking import CostTracker
+from stream_mlops.drift_monitoring import DriftMonitor, DriftRows, Evidence
 from stream_mlops.experiment_tracking import ArmRows, ExperimentTracker
 from stream_mlops.perf_alerts import AlertChange, PerformanceAlerts
 from stream_mlops.settings import CONFIDENCE_BUCKETS, DURATION_BUCKETS_SECONDS, TOKEN_BUCKETS
@@ -102,6 +103,8 @@ class RawBatch:
     cache_write_tokens: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
     caller_cost: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
     experiment_id: list[str | None] = field(default_factory=list)
+    query_length: F64 = field(default_factory=lambda: np.zeros(0, np.float64))  # -1: none
+    error_type: list[str | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = len(self.id)
@@ -112,6 +115,10 @@ class RawBatch:
             object.__setattr__(self, "caller_cost", np.zeros(n, np.bool_))
         if len(self.experiment_id) != n:
             object.__setattr__(self, "experiment_id", [None] * n)
+        if len(self.query_length) != n:
+            object.__setattr__(self, "query_length", np.full(n, -1.0))
+        if len(self.error_type) != n:
+            object.__setattr__(self, "error_type", [None] * n)
 
     def __len__(self) -> int:
         return len(self.id)
@@ -119,10 +126,11 @@ class RawBatch:
     def take(self, where: npt.NDArray[np.bool_] | npt.NDArray[np.int64]) -> RawBatch:
         picked = np.flatnonzero(where) if where.dtype == np.bool_ else where
         rows = picked.tolist()
+        lists = ("key", "experiment_id", "error_type")
         cols: dict[str, Any] = {f: getattr(self, f)[picked] for f in _RAW_FIELDS
-                                if f not in ("key", "experiment_id")}
-        return RawBatch(key=[self.key[i] for i in rows],
-                        experiment_id=[self.experiment_id[i] for i in rows], **cols)
+                                if f not in lists}
+        cols |= {f: [getattr(self, f)[i] for i in rows] for f in lists}
+        return RawBatch(**cols)
 
     @classmethod
     def from_rows(cls, rows: Sequence[Sequence[Any]]) -> RawBatch:
@@ -191,6 +199,8 @@ class Processor:
                              cost_timezone, cost_spike or SpikeRule(), cost_mismatch_tolerance)
         self.costs = self._new_costs()
         self.experiments = ExperimentTracker()
+        self.drift = DriftMonitor()
+        self._model_names = np.zeros(0, dtype=object)
 
     def _new_costs(self) -> CostTracker:
         budgets, tz, spike, tolerance = self._cost_config
@@ -212,6 +222,7 @@ class Processor:
         self.alerts = self._new_alerts()
         self.costs = self._new_costs()
         self.experiments = ExperimentTracker()
+        self.drift = DriftMonitor()
 
     def replay(self, batch: RawBatch) -> None:
         """Put already-consumed rows back into the alert windows (after a restart)."""
@@ -220,6 +231,16 @@ class Processor:
             self.alerts.observe(self.totals.keys, cols.series, created_at=cols.created_at,
                                 latency_ms=cols.latency_ms, is_error=cols.is_error,
                                 confidence=cols.confidence)
+
+    def replay_drift(self, batch: RawBatch) -> None:
+        """Already-consumed rows into the drift detectors (their references, at start-up)."""
+        good, _ = self._validate(batch)
+        batch = batch.take(good)
+        if len(batch):
+            cols = self._columns(batch)
+            self.costs.observe_keys(self.totals.keys)
+            self.observe_drift(batch, cols)
+            self.drift.flush(self.costs.function_keys)
 
     def tick(self, now: float | None = None) -> list[AlertChange]:
         """Re-read every alert rule and budget at ``now`` (silence resolves alerts too)."""
@@ -281,6 +302,27 @@ class Processor:
             cache_write=batch.cache_write_tokens, caller_cost=batch.caller_cost)
         if self.experiments.live:
             self.observe_experiments(batch)
+        self.observe_drift(batch, cols)
+
+    # Past this many buffered rows the detectors run at once (catching up, no ticks).
+    DRIFT_BUFFER_ROWS = 50_000
+
+    def observe_drift(self, batch: RawBatch, cols: Columns) -> None:
+        keys = self.totals.keys
+        if len(self._model_names) < len(keys):
+            self._model_names = np.array([k[2] for k in keys], dtype=object)
+        self.drift.observe(DriftRows(
+            self.costs.function_of(cols.series), cols.created_at, cols.latency_ms,
+            batch.query_length, cols.confidence, cols.cost_pico, cols.is_error,
+            batch.error_type, list(self._model_names[cols.series])))
+        if self.drift.pending_rows >= self.DRIFT_BUFFER_ROWS:
+            self.drift.flush(self.costs.function_keys)
+
+    def drift_tick(self, now: float | None = None) -> tuple[list[Evidence], list[AlertChange]]:
+        """Run the detectors on the buffered rows and test their candidates."""
+        at = self.clock() if now is None else now
+        self.drift.flush(self.costs.function_keys, self.costs.fn_requests, at)
+        return self.drift.evaluate(at)
 
     def observe_experiments(self, batch: RawBatch) -> None:
         """Rows of running experiments into their tests (variants from the raw labels:

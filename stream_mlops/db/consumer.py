@@ -12,6 +12,7 @@ import psycopg
 
 from stream_mlops.db.alert_store import write_changes
 from stream_mlops.db.connect import connect
+from stream_mlops.db.drift_store import write_evidence
 from stream_mlops.db.experiments import write_results
 from stream_mlops.db.migrations import ensure_current
 from stream_mlops.db.prices import price_book
@@ -150,6 +151,11 @@ class Consumer:
         self._thresholds_loaded_at = time.time()
         self._load_costs(conn)
         self.load_prices(conn)
+        self.processor.drift.restore_open(
+            [f"{r[0]}\x1f{r[1]}"
+             for r in conn.execute(q("open_alerts"), {"type": "drift"}).fetchall()],
+            time.time())
+        self._warm_drift(conn)
         self.processor.experiments.restore_open(
             f"{r[0]}\x1f{r[1]}"
             for r in conn.execute(q("open_alerts"), {"type": "experiment"}).fetchall())
@@ -189,6 +195,18 @@ class Consumer:
                        np.array([r[1] for r in minutes], np.int64),
                        np.array([int(r[2]) for r in minutes], np.int64),
                        np.array([r[3] for r in minutes], np.int64), minutes=True)
+
+    DRIFT_WARM_ROWS = 20_000
+
+    def _warm_drift(self, conn: Conn) -> None:
+        """The drift detectors learn their references from the last consumed rows, so a
+        restart does not leave them blind until a thousand new requests per function."""
+        xid, last_id = self.cursor
+        row = conn.execute(q("fetch_recent_consumed"), {
+            "xid": xid, "id": last_id, "limit": self.DRIFT_WARM_ROWS}, binary=True).fetchone()
+        if row is None or row[0] == 0:
+            return
+        self.processor.replay_drift(_raw_batch(row))
 
     EXPERIMENTS_EVERY_SECONDS = 5.0  # result writes and new experiments
 
@@ -330,7 +348,10 @@ class Consumer:
             self._thresholds_loaded_at = time.time()
         with self.status.lock:
             changes = self.processor.tick()
-        self.write_alerts(changes)
+            evidence, drift_changes = self.processor.drift_tick()
+        if evidence:
+            write_evidence(conn, evidence)
+        self.write_alerts(changes + drift_changes)
         if time.time() - self._experiments_synced_at >= self.EXPERIMENTS_EVERY_SECONDS:
             with self.status.lock:
                 self.sync_experiments(conn)
@@ -358,7 +379,7 @@ def reset_after_restore(conn: Conn, consumer: str) -> tuple[str, str] | None:
 
 def _raw_batch(row: tuple[Any, ...]) -> RawBatch:
     (_, xid, ids, key, created, latency, prompt, completion, cached, cost, conf, err,
-     written, caller, experiment) = row
+     written, caller, experiment, query_length, error_type) = row
     return RawBatch(
         xid=np.array(xid, np.int64), id=np.array(ids, np.int64), key=key,
         created_at=np.array(created, np.float64), latency_ms=np.array(latency, np.float64),
@@ -366,7 +387,8 @@ def _raw_batch(row: tuple[Any, ...]) -> RawBatch:
         cached_tokens=np.array(cached, np.int64), cost_pico=np.array(cost, np.int64),
         confidence=np.array(conf, np.float64), is_error=np.array(err, np.bool_),
         cache_write_tokens=np.array(written, np.int64), caller_cost=np.array(caller, np.bool_),
-        experiment_id=list(experiment))
+        experiment_id=list(experiment), query_length=np.array(query_length, np.float64),
+        error_type=list(error_type))
 
 
 def _array(values: np.ndarray[Any, Any] | list[int]) -> str:

@@ -63,10 +63,12 @@ class ProcessorCollector(Collector):
             spend = self.processor.costs.spend_gauges()
             mismatch = [(k, v[0], v[1]) for k, v in self.processor.costs.mismatch.items()]
             experiments = self.processor.experiments.gauges()
+            drift = self.processor.drift.gauges()
         yield from self._series_metrics(keys, snap, cost)
         yield from self._cost_metrics(cost_keys, windows, budgets)
         yield from self._spend_metrics(spend, mismatch)
         yield from self._experiment_metrics(experiments)
+        yield from self._drift_metrics(drift)
         yield from self._pipeline_metrics(folded, len(keys))
         yield self._alert_metric(firing)
 
@@ -127,6 +129,31 @@ class ProcessorCollector(Collector):
             off.add_metric([tenant, model], n_off)
             checked.add_metric([tenant, model], n)
         yield from (rate, base, cpr, cpr_base, off, checked)
+
+    @staticmethod
+    def _drift_metrics(drift: Sequence[tuple[str, str, str, bool, float, int, dict[str, float]]]
+                       ) -> Iterator[Metric]:
+        labels = ["tenant", "function", "metric"]
+        detected = GaugeMetricFamily("mlops_drift_detected",
+                                     "1 while a confirmed drift's alert is open.", labels=labels)
+        statistic = GaugeMetricFamily(
+            "mlops_drift_statistic", "Highest CUSUM level of the metric's detector relative "
+            "to its alarm threshold (1 = alarm).", labels=labels)
+        p_value = GaugeMetricFamily("mlops_drift_p_value",
+                                    "Latest two-sample test of recent values vs the reference.",
+                                    labels=[*labels, "test"])
+        events = CounterMetricFamily("mlops_drift_events",
+                                     "Drifts confirmed by the detector and the tests.",
+                                     labels=labels)
+        for tenant, function, metric, is_open, level, drifts, p in drift:
+            lv = [tenant, function, metric]
+            detected.add_metric(lv, float(is_open))
+            statistic.add_metric(lv, level)
+            events.add_metric(lv, drifts)
+            for test, v in p.items():
+                if math.isfinite(v):
+                    p_value.add_metric([*lv, test], v)
+        yield from (detected, statistic, p_value, events)
 
     @staticmethod
     def _experiment_metrics(experiments: Sequence[dict[str, Any]]) -> Iterator[Metric]:

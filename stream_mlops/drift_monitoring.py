@@ -1,0 +1,321 @@
+"""Drift of every function's inputs and outputs, live (pure: values in, alarms out).
+
+Per (tenant, function): latency, query length, confidence, cost per request (numeric),
+the error flag (binary), the mix of error types and of models (categorical), and the
+request volume per minute relative to the same hour on the previous days (numeric, once a
+day of history exists, so a quiet night is not drift). Rows are buffered per batch and
+fed to the detectors once a second, vectorised (the per-event cost is measured in
+``benchmarks/drift.py``).
+
+A detector's alarm is a *candidate*. It becomes a drift only when the guide's two-sample
+tests of the recent window against the reference (KS, Mann-Whitney U, Anderson-Darling
+or chi-square) find a significant difference *and* its effect size is meaningful; then the
+alert fires and the detector re-learns its reference from the new data. A candidate the
+tests do not confirm leaves the reference in place (the detector's CUSUMs restart).
+Evidence is also recorded periodically for every watched metric.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from stream_mlops.perf_alerts import AlertChange
+from stream_mlops.stats.costs import CostWindows
+from stream_mlops.stats.drift import Detector, TestResult, compare_windows, make_detector
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+KINDS = {"latency": "numeric", "query_length": "numeric", "confidence": "numeric",
+         "cost_per_request": "numeric", "error_rate": "binary", "error_type": "categorical",
+         "model": "categorical", "volume": "numeric"}
+METRICS = tuple(KINDS)
+
+
+@dataclass
+class DriftRows:
+    """One batch's columns for drift (one entry per row)."""
+
+    function: I64  # (tenant, function) index
+    created_at: F64
+    latency_ms: F64
+    query_length: F64  # -1: none
+    confidence: F64  # -1: none
+    cost_pico: I64  # -1: unpriced
+    is_error: npt.NDArray[np.bool_]
+    error_type: list[str | None]
+    model: list[str]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One stored test: a row of mlops.drift_detection."""
+
+    tenant_id: str
+    function_name: str
+    metric_name: str
+    result: TestResult
+    reference: dict[str, Any]
+    current: dict[str, Any]
+    alarm: bool  # taken because a detector alarmed (else periodic)
+
+
+@dataclass
+class _Series:
+    detectors: dict[str, Detector] = field(default_factory=dict)
+    pinned: set[str] = field(default_factory=set)
+    candidates: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    last_minute: int = -1  # last minute fed to the volume detector
+    last_periodic: float = 0.0
+    confirmed: dict[str, float] = field(default_factory=dict)  # metric -> when
+    p_values: dict[tuple[str, str], float] = field(default_factory=dict)
+    drifts: dict[str, int] = field(default_factory=dict)
+
+
+class DriftMonitor:
+    """Detectors per (tenant, function) and metric, with the evidence that confirms them."""
+
+    QUIET_SECONDS = 3600.0  # a drift alert resolves after an hour without a new one
+
+    def __init__(self, *, false_alarm_rate: float = 1e-4, reference_size: int = 1000,
+                 periodic_seconds: float = 900.0, alpha: float = 0.01,
+                 min_effect: float | None = None) -> None:
+        self.false_alarm_rate = false_alarm_rate
+        self.reference_size = reference_size
+        self.periodic_seconds = periodic_seconds
+        self.alpha = alpha
+        self.min_effect = min_effect
+        self.series: dict[int, _Series] = {}
+        self.keys: list[tuple[str, str]] = []
+        self._pending: list[DriftRows] = []
+        self.open: set[str] = set()
+        self.updates = 0  # metric-updates fed, for the cost per update
+        self._restored: dict[str, float] = {}
+
+    def _detector(self, s: _Series, metric: str) -> Detector:
+        d = s.detectors.get(metric)
+        if d is None:
+            size = 200 if metric == "error_type" else (
+                100 if metric == "volume" else self.reference_size)
+            d = s.detectors[metric] = make_detector(
+                KINDS[metric], reference_size=size,  # type: ignore[arg-type]
+                false_alarm_rate=self.false_alarm_rate, seed=len(s.detectors))
+        return d
+
+    @property
+    def pending_rows(self) -> int:
+        return sum(len(p.function) for p in self._pending)
+
+    def restore_open(self, keys: Sequence[str], now: float) -> None:
+        """Open drift alerts from mlops.alerts: they resolve after a quiet hour from now."""
+        self.open = set(keys)
+        self._restored = {k: now for k in keys}
+
+    def observe(self, rows: DriftRows) -> None:
+        """Buffer a batch (cheap: the detectors run in :meth:`flush`)."""
+        if len(rows.function):
+            self._pending.append(rows)
+
+    def flush(self, keys: Sequence[tuple[str, str]], volume: CostWindows | None = None,
+              now: float | None = None) -> None:
+        """Feed the buffered rows to the detectors, per function, in arrival order."""
+        self.keys = list(keys)
+        pending, self._pending = self._pending, []
+        if pending:
+            r = _concat(pending)
+            order = np.argsort(r.function, kind="stable")
+            bounds = np.flatnonzero(np.diff(r.function[order])) + 1
+            for idx in np.split(order, bounds):
+                self._feed(int(r.function[idx[0]]), r, idx)
+        if volume is not None and now is not None:
+            self._feed_volume(volume, now)
+
+    def _feed(self, f: int, r: DriftRows, idx: I64) -> None:
+        s = self.series.setdefault(f, _Series())
+        err = r.is_error[idx]
+        values: dict[str, Any] = {
+            "latency": r.latency_ms[idx],
+            "query_length": r.query_length[idx][r.query_length[idx] >= 0],
+            "confidence": r.confidence[idx][r.confidence[idx] >= 0],
+            "cost_per_request": r.cost_pico[idx][r.cost_pico[idx] >= 0] / 1e12,
+            "error_rate": err.astype(np.int8),
+            "error_type": [r.error_type[i] or "unknown" for i in idx[err].tolist()],
+            "model": [r.model[i] for i in idx.tolist()],
+        }
+        for metric, xs in values.items():
+            if len(xs):
+                self._update(s, metric, xs)
+
+    def _update(self, s: _Series, metric: str, xs: Any) -> None:
+        d = self._detector(s, metric)
+        found = d.update_many(xs)
+        self.updates += len(xs)
+        if len(found):
+            s.candidates[metric] = d.state().last_drift_cusums
+        if metric not in s.pinned and not d.warming_up:
+            # Pinned, so an alarm keeps the reference for the evidence; the monitor
+            # refreshes it only when the evidence confirms the drift.
+            d.pin()
+            s.pinned.add(metric)
+
+    def _feed_volume(self, volume: CostWindows, now: float) -> None:
+        """Requests per minute over the same hour's average on the last days (>= 1)."""
+        minute = math.floor(now / 60) - 1  # the last complete minute
+        for f in range(min(volume.groups, len(self.keys))):
+            s = self.series.setdefault(f, _Series())
+            first = max(s.last_minute + 1, minute - 59)
+            ratios = []
+            for m in range(first, minute + 1):
+                col = m % CostWindows.MINUTES
+                if volume.minute_id[col] != m:
+                    continue
+                expected = _same_hour_rate(volume, f, m * 60.0)
+                if expected is None:
+                    continue
+                ratios.append((volume.minute_sums[f, col] + 0.5) / (expected + 0.5))
+            s.last_minute = minute
+            if ratios:
+                self._update(s, "volume", np.array(ratios))
+
+    def evaluate(self, now: float) -> tuple[list[Evidence], list[AlertChange]]:
+        """Test every candidate (and, periodically, every metric); alert on confirmed
+        drifts; resolve alerts quiet for an hour."""
+        evidence: list[Evidence] = []
+        changes: list[AlertChange] = []
+        wanted: set[str] = set()
+        for f, s in self.series.items():
+            if f >= len(self.keys):
+                continue
+            tenant, function = self.keys[f]
+            periodic = now - s.last_periodic >= self.periodic_seconds
+            for metric, d in s.detectors.items():
+                alarm = metric in s.candidates
+                if not (alarm or (periodic and not d.warming_up)):
+                    continue
+                ref, cur = d.reference_sample(), d.recent_sample()
+                if len(ref) < 20 or len(cur) < 20:
+                    continue
+                results = compare_windows(ref, cur, KINDS[metric],  # type: ignore[arg-type]
+                                          alpha=self.alpha, min_effect=self.min_effect)
+                for res in results:
+                    s.p_values[(metric, res.test_name)] = res.p_value
+                    evidence.append(Evidence(tenant, function, metric, res, _window(ref),
+                                             _window(cur), alarm))
+                if alarm:
+                    cusums = s.candidates.pop(metric)
+                    confirmed = [res for res in results if res.drift_detected]
+                    if confirmed:
+                        s.confirmed[metric] = now
+                        s.drifts[metric] = s.drifts.get(metric, 0) + 1
+                        d.refresh()  # learn the new normal
+                        s.pinned.discard(metric)
+                        key = f"{tenant}\x1fdrift:{function}:{metric}"
+                        if key not in self.open:
+                            changes.append(self._alert(key, function, metric, cusums=cusums,
+                                                       confirmed=confirmed, ref=ref, cur=cur))
+            if periodic:
+                s.last_periodic = now
+            for metric, at in s.confirmed.items():
+                if now - at < self.QUIET_SECONDS:
+                    wanted.add(f"{tenant}\x1fdrift:{function}:{metric}")
+        wanted |= {k for k, at in self._restored.items() if now - at < self.QUIET_SECONDS}
+        for key in sorted(self.open - wanted):
+            tenant, fp = key.split("\x1f", 1)
+            changes.append(_change(tenant, fp.split(":")[1], fp, "resolve", "resolved", "info",
+                                   "", "No new drift for an hour: the new level is the "
+                                   "reference now.", 0.0, 0.0))
+        self.open = (self.open & wanted) | {f"{c.tenant_id}\x1f{c.fingerprint}"
+                                            for c in changes if c.action == "fire"}
+        return evidence, changes
+
+    def _alert(self, key: str, function: str, metric: str, *, cusums: tuple[str, ...],
+               confirmed: list[TestResult], ref: Any, cur: Any) -> AlertChange:
+        tenant, fp = key.split("\x1f", 1)
+        best = min(confirmed, key=lambda r: r.p_value)
+        what = ", ".join(c.replace("_", " ") for c in cusums) or "a change"
+        message = (f"{metric} of {function} drifted ({what}): {_describe(metric, ref, cur)}; "
+                   f"{best.test_name} p = {best.p_value:.2g} (threshold {best.threshold:g}), "
+                   f"effect size {best.effect_size:.3g}, {best.n_reference} reference vs "
+                   f"{best.n_current} recent values. The detector now learns the new level.")
+        return _change(tenant, function, fp, "fire", "firing", "warning",
+                       f"Drift in {metric} of {function} (tenant {tenant})", message,
+                       best.effect_size, best.threshold)
+
+    def gauges(self) -> list[tuple[str, str, str, bool, float, int, dict[str, float]]]:
+        """(tenant, function, metric, drift open, detector level / threshold, confirmed
+        drifts, {test: latest p-value}) for /metrics."""
+        out = []
+        for f, s in self.series.items():
+            if f >= len(self.keys):
+                continue
+            tenant, function = self.keys[f]
+            for metric, d in s.detectors.items():
+                level = 0.0 if d.warming_up else d.state().level
+                p = {t: v for (m, t), v in s.p_values.items() if m == metric}
+                out.append((tenant, function, metric,
+                            f"{tenant}\x1fdrift:{function}:{metric}" in self.open, level,
+                            s.drifts.get(metric, 0), p))
+        return out
+
+
+def _same_hour_rate(volume: CostWindows, f: int, t: float) -> float | None:
+    """Average requests per minute in the same hour on up to 7 previous days."""
+    rates = []
+    for d in range(1, 8):
+        h = math.floor((t - d * 86400) / 3600)
+        col = h % CostWindows.HOURS
+        if volume.hour_id[col] == h:
+            rates.append(volume.hour_sums[f, col] / 60)
+    return float(np.median(rates)) if rates else None
+
+
+def _window(xs: Any) -> dict[str, Any]:
+    arr = np.asarray(xs)
+    if arr.dtype.kind in "fiub" and len(arr):
+        a = arr.astype(np.float64)
+        q = np.quantile(a, [0.5, 0.95])
+        return {"n": len(a), "mean": float(a.mean()), "p50": float(q[0]), "p95": float(q[1])}
+    labels, counts = np.unique(arr.astype(str), return_counts=True)
+    top = np.argsort(-counts)[:10]
+    return {"n": len(arr), "shares": {str(labels[i]): round(counts[i] / len(arr), 4)
+                                      for i in top.tolist()}}
+
+
+def _describe(metric: str, ref: Any, cur: Any) -> str:
+    a, b = _window(ref), _window(cur)
+    if "mean" in a:
+        if metric == "error_rate":
+            return f"rate {a['mean']:.2%} -> {b['mean']:.2%}"
+        return (f"median {a['p50']:.4g} -> {b['p50']:.4g}, p95 {a['p95']:.4g} -> "
+                f"{b['p95']:.4g}")
+    moved = sorted(set(a["shares"]) | set(b["shares"]),
+                   key=lambda k: -abs(b["shares"].get(k, 0) - a["shares"].get(k, 0)))[:2]
+    return ", ".join(f"{k} {a['shares'].get(k, 0):.0%} -> {b['shares'].get(k, 0):.0%}"
+                     for k in moved)
+
+
+def _concat(parts: list[DriftRows]) -> DriftRows:
+    if len(parts) == 1:
+        return parts[0]
+    return DriftRows(
+        np.concatenate([p.function for p in parts]),
+        np.concatenate([p.created_at for p in parts]),
+        np.concatenate([p.latency_ms for p in parts]),
+        np.concatenate([p.query_length for p in parts]),
+        np.concatenate([p.confidence for p in parts]),
+        np.concatenate([p.cost_pico for p in parts]),
+        np.concatenate([p.is_error for p in parts]),
+        [e for p in parts for e in p.error_type], [m for p in parts for m in p.model])
+
+
+def _change(tenant: str, function: str, fingerprint: str, action: str,  # noqa: PLR0917
+            notify: str, severity: str, title: str, message: str, value: float,
+            threshold: float) -> AlertChange:
+    return AlertChange(action, notify, tenant, function, fingerprint, "drift", severity,
+                       title, message, value, threshold, details="{}", alert_type="drift")

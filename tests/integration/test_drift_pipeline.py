@@ -1,0 +1,98 @@
+"""Drift detection in the processor against a real PostgreSQL: the simulator's input drift
+is found, confirmed by the guide's tests, stored as evidence, alerted and exported; a
+steady stream is not; the on-demand report agrees."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from stream_mlops.client import RequestLogger
+from stream_mlops.db.consumer import Consumer
+from stream_mlops.drift_report import DataDriftDetector
+from stream_mlops.simulate import Scenario, Traffic
+from tests.integration.test_consumer import drain, make_consumer
+
+
+def _send(url: str, traffic: Traffic, n: int, elapsed: float,
+          created_at: datetime | None = None) -> None:
+    logger = RequestLogger(url, flush_interval=0.05, max_buffer=n + 1)
+    for fields in traffic.requests(n, elapsed=elapsed):
+        logger.log(**fields, **({"created_at": created_at} if created_at else {}))
+    logger.close(timeout=60)
+
+
+def _tick(c: Consumer) -> None:
+    assert c.conn is not None
+    c.measure()
+
+
+def test_input_drift_is_confirmed_stored_and_alerted(db_url: str) -> None:
+    traffic = Traffic(seed=4, scenario=Scenario("input_drift", change_after=100), tenants=1)
+    c = make_consumer(db_url)
+    _send(db_url, traffic, 6_000, elapsed=0)  # ~1,500 per function: references learnt
+    drain(c)
+    _tick(c)
+    _send(db_url, traffic, 4_000, elapsed=200)  # query length (and prompts) x3
+    drain(c)
+    _tick(c)
+    with psycopg.connect(db_url) as conn:
+        alerts = conn.execute("SELECT function_name, title, message FROM mlops.alerts"
+                              " WHERE alert_type = 'drift' AND state <> 'resolved'"
+                              " ORDER BY 1, 2").fetchall()
+        evidence = conn.execute(
+            "SELECT DISTINCT function_name, test_name FROM mlops.drift_detection"
+            " WHERE metric_name = 'query_length' AND drift_detected").fetchall()
+    functions = {"summarize", "classify-ticket", "generate-insight", "extract-entities"}
+    drifted = {(f, t.split(" in ")[1].split(" of ")[0]) for f, t, _ in alerts}
+    assert {(f, "query_length") for f in functions} <= drifted
+    # Latency, errors and models did not change: no alert names them.
+    assert not {m for _, m in drifted} & {"latency", "error_rate", "model", "confidence"}
+    message = next(m for f, t, m in alerts if f == "summarize" and "query_length" in t)
+    # The numbers behind it: the shift in the distribution, the test, p and effect size.
+    assert message.startswith("query_length of summarize drifted (")
+    assert "median " in message and " -> " in message and "ks p = " in message
+    assert "effect size" in message
+    assert {t for _, t in evidence} == {"ks", "mann_whitney", "anderson_darling"}
+    gauges = {(g[1], g[2]): g for g in c.processor.drift.gauges()}
+    assert gauges[("summarize", "query_length")][3] is True  # mlops_drift_detected
+    assert gauges[("summarize", "query_length")][5] == 1  # one confirmed drift
+    c.close()
+
+
+def test_steady_traffic_raises_no_drift_alert_and_restart_keeps_references(
+        db_url: str) -> None:
+    traffic = Traffic(seed=8, tenants=1)
+    c = make_consumer(db_url)
+    for _ in range(4):
+        _send(db_url, traffic, 4_000, elapsed=0)
+        drain(c)
+        _tick(c)
+    c.close()
+    c = make_consumer(db_url)  # references re-learnt from the last consumed rows
+    states = {(g[1], g[2]) for g in c.processor.drift.gauges()}
+    assert ("summarize", "latency") in states
+    det = c.processor.drift.series[0].detectors["latency"]
+    assert not det.warming_up
+    _send(db_url, traffic, 4_000, elapsed=0)
+    drain(c)
+    _tick(c)
+    with psycopg.connect(db_url) as conn:
+        alerts = conn.execute("SELECT count(*) FROM mlops.alerts WHERE alert_type = 'drift'"
+                              ).fetchone()
+    assert alerts == (0,)
+    c.close()
+
+
+def test_on_demand_report_as_in_the_guide(db_url: str) -> None:
+    traffic = Traffic(seed=2, scenario=Scenario("latency_regression", change_after=100),
+                      tenants=1)
+    now = datetime.now(UTC)
+    _send(db_url, traffic, 4_000, elapsed=0, created_at=now - timedelta(days=2))
+    _send(db_url, traffic, 2_000, elapsed=200, created_at=now - timedelta(minutes=10))
+    results = DataDriftDetector(db_url).detect_all_drift_sync()
+    by = {(r.function_name, r.metric_name, r.test_name): r for r in results}
+    ks = by[("summarize", "latency", "ks")]
+    assert ks.drift_detected and ks.p_value < ks.threshold and ks.n_current > 400
+    assert not by[("summarize", "query_length", "ks")].drift_detected
