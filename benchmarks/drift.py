@@ -39,6 +39,7 @@ from benchmarks.common import report
 from stream_mlops.stats.drift import Detector, Kind, make_detector
 
 Array = npt.NDArray[Any]
+I64 = npt.NDArray[np.int64]
 Gen = Callable[[np.random.Generator, int], Array]
 CATS = np.array(["ok", "timeout", "rate_limit", "filtered", "server_error"])
 CAT_P = np.array([0.5, 0.2, 0.15, 0.1, 0.05])
@@ -253,42 +254,51 @@ def stream(fam: Family, change: str, rep: int, change_at: int, horizon: int) -> 
     return np.concatenate([fam.gen(g, change_at), changed(fam, change, g, horizon)])
 
 
-def summarise(delays: list[float], pre: int, reps: int, horizon: int) -> dict[str, Any]:
-    d = np.asarray(delays)
-    # A miss sorts after every delay; a median or p90 that lands on one is reported None.
-    finite = np.where(np.isinf(d), horizon + 1.0, d)
-    med, p90 = float(np.median(finite)), float(np.quantile(finite, 0.9))
-    return {"replications": reps,
-            "median_delay": None if med > horizon else med,
-            "p90_delay": None if p90 > horizon else p90,
+def _median(d: Array, horizon: int, q: float = 0.5) -> float | None:
+    # A miss sorts after every delay; a quantile that lands on one is reported None.
+    if len(d) == 0:
+        return None
+    v = float(np.quantile(np.where(np.isinf(d), horizon + 1.0, d), q))
+    return None if v > horizon else v
+
+
+def summarise(runs: list[tuple[float, int]], horizon: int) -> dict[str, Any]:
+    """``runs``: (delay, alarms before the change) per replication."""
+    d = np.array([r[0] for r in runs])
+    clean = np.array([r[0] for r in runs if r[1] == 0])
+    return {"replications": len(runs),
+            "median_delay": _median(d, horizon),
+            "p90_delay": _median(d, horizon, 0.9),
             "missed_within_horizon": int(np.isinf(d).sum()), "horizon": horizon,
-            "false_alarms_before_change": pre}
+            "false_alarms_before_change": sum(r[1] for r in runs),
+            # The textbook conditional delay: only runs with no alarm before the change.
+            "median_delay_no_prior_alarm": _median(clean, horizon),
+            "replications_no_prior_alarm": len(clean)}
+
+
+def _run(idx: I64, change_at: int) -> tuple[float, int]:
+    post = idx[idx >= change_at]
+    return (float(post[0] - change_at) if len(post) else math.inf,
+            int((idx < change_at).sum()))
 
 
 def delays(fam: Family, change: str, *, reps: int, base_reps: int, kswin_reps: int,
            change_at: int) -> dict[str, Any]:
     horizon = HORIZON.get(change, 3000 if fam.kind != "numeric" else 2000)
     out: dict[str, Any] = {}
-    ds, pre = [], 0
-    for r in range(reps):
-        x = stream(fam, change, r, change_at, horizon)
-        idx = ours(fam.kind, r).update_many(x)
-        pre += int((idx < change_at).sum())
-        post = idx[idx >= change_at]
-        ds.append(float(post[0] - change_at) if len(post) else math.inf)
-    out["ours"] = summarise(ds, pre, reps, horizon)
+    runs = [_run(ours(fam.kind, r).update_many(stream(fam, change, r, change_at, horizon)),
+                 change_at) for r in range(reps)]
+    out["ours"] = summarise(runs, horizon)
     for name in [n for n, _, _ in RIVER] + ["ks_every_500"]:
         n_reps = kswin_reps if name == "river_KSWIN" else base_reps
-        ds, pre = [], 0
+        runs = []
         for r in range(n_reps):
             x = stream(fam, change, r, change_at, horizon)
             det = next(b for b in baselines(fam.kind, 2000, r) if b.name == name)
             start = 0 if det.lead is None else change_at - det.lead
             idx = np.asarray(det.run(x[start:], change_at - start), np.int64) + start
-            pre += int((idx < change_at).sum())
-            post = idx[idx >= change_at]
-            ds.append(float(post[0] - change_at) if len(post) else math.inf)
-        out[name] = summarise(ds, pre, n_reps, horizon)
+            runs.append(_run(idx, change_at))
+        out[name] = summarise(runs, horizon)
         lead = dict((n, lead) for n, _, lead in RIVER).get(name)
         if lead is not None:
             out[name]["fed_from"] = f"{lead} events before the change"
@@ -417,6 +427,23 @@ def main() -> int:
                                                      for k, v in TARGETS.items()},
                     "update_many_us_per_value": 5.0},
         "summary": met,
+        "notes": {
+            "delay": "first detection at or after the change minus change_at, over all "
+                     "replications (a run whose detector was re-warming after an earlier "
+                     "false alarm is included); median_delay_no_prior_alarm is the textbook "
+                     "conditional delay. Targets are judged on median_delay.",
+            "ramp": "no detector can meet 400 at this false-alarm rate: see ramp_limit (by "
+                    "event 400 the shift is 0.1 sd and even the most powerful test that "
+                    "knows the ramp detects it with probability below 0.5)",
+            "poisson_mean": "a Poisson rate 20 -> 22.2 moves the normal scores by 0.49 sd, "
+                            "not 0.5 (ties, and a variance that grows with the mean): a few "
+                            "percent more delay than the Gaussian case",
+            "baselines": "river detectors and the repeated KS test page far more often on "
+                         "stationary data (false_alarms_per_10k), which also shortens their "
+                         "apparent delays; KSWIN is fed from 1,000 events before the change "
+                         "and has fewer replications (it costs ~200 us per value)",
+            "cost": "measured on a 2-core machine shared with other work",
+        },
         "false_alarms_per_10k": fa,
         "delays": dl,
         "ramp_limit": ramp_bound(1e-4),

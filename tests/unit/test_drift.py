@@ -37,8 +37,8 @@ def numeric_stream(change: str, seed: int = 0) -> np.ndarray[Any, Any]:
 
 
 @pytest.mark.parametrize(("change", "index", "cusums"), [
-    ("mean", 3023, ("location_up",)),
-    ("spread", 3021, ("spread_up",)),
+    ("mean", 3022, ("location_up",)),
+    ("spread", 3022, ("spread_up",)),
 ])
 def test_numeric_detections_are_pinned(change: str, index: int, cusums: tuple[str]) -> None:
     det = NumericDriftDetector(seed=7)
@@ -198,12 +198,12 @@ def test_warm_up_state_and_samples() -> None:
 def test_reference_is_rebuilt_after_a_drift() -> None:
     x = numeric_stream("mean")
     det = NumericDriftDetector(seed=7)
-    det.update_many(x[:3024])  # the drift is at 3023
+    det.update_many(x[:3023])  # the drift is at 3022
     assert det.warming_up and det.state().n_reference == 0 and not det.state().pinned
-    det.update_many(x[3024:])
+    det.update_many(x[3023:])
     assert det.state().n_reference == 2000
     # The new reference is the 2,000 values after the drift: the new normal.
-    assert sorted(det.reference_sample().tolist()) == sorted(x[3024:5024].tolist())
+    assert sorted(det.reference_sample().tolist()) == sorted(x[3023:5023].tolist())
 
 
 def test_pinned_reference_is_kept_and_a_persistent_drift_is_reported_again() -> None:
