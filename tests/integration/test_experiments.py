@@ -57,6 +57,8 @@ def test_simulated_treatment_reaches_the_right_decision_exactly_once(
               "--primary", "error_rate", "--guardrail", "latency",
               *(["--auto-stop"] if auto_stop else []), env={"DATABASE_URL": db_url})
     assert out.returncode == 0, out.stderr
+    with psycopg.connect(db_url) as conn:  # a fixed seed: the same users, the same arms
+        conn.execute("UPDATE mlops.experiments SET seed = 'seed-1' WHERE name = 'prompt-v2'")
     arms = _arms(db_url, "prompt-v2")
     traffic = Traffic(seed=3, scenario=Scenario(scenario, change_after=0), experiment=arms)
     c = make_consumer(db_url)
