@@ -178,8 +178,9 @@ class LiveExperiment:
     def results(self, cursor: tuple[str, int]) -> dict[str, Any]:
         decision, arm = self.decision()
         out: dict[str, Any] = {
+            # "treatment": the arm the decision is about (what cost recommendations read).
             "control": self.control, "primary_metric": self.primary, "decision": decision,
-            "decided_arm": arm,
+            "treatment": arm,
             "metrics": {m: {a: t.summary().to_dict() for a, t in by_arm.items()}
                         for m, by_arm in self.tests.items()},
             "srm": None if self.srm is None else _jsonable(self.srm.summary().__dict__),

@@ -20,6 +20,7 @@ class PipelineStatus:
     quarantined_total: int = 0
     batches_total: int = 0
     reconnects_total: int = 0
+    monitor_errors_total: int = 0  # drift / experiment evaluations that failed (logged)
     last_checkpoint_at: float = 0.0
     lag_seconds: float = 0.0
     horizon_age_seconds: float = 0.0

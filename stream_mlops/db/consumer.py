@@ -348,14 +348,31 @@ class Consumer:
             self._thresholds_loaded_at = time.time()
         with self.status.lock:
             changes = self.processor.tick()
-            evidence, drift_changes = self.processor.drift_tick()
-        if evidence:
-            write_evidence(conn, evidence)
-        self.write_alerts(changes + drift_changes)
-        if time.time() - self._experiments_synced_at >= self.EXPERIMENTS_EVERY_SECONDS:
+        self.write_alerts(changes)
+        # Drift and experiments are monitors on top of the pipeline: a bug in one of them
+        # is logged (and counted) but must never stop requests from being consumed.
+        try:
             with self.status.lock:
-                self.sync_experiments(conn)
-            self.write_experiments(conn)
+                evidence, drift_changes = self.processor.drift_tick()
+            if evidence:
+                write_evidence(conn, evidence)
+            self.write_alerts(drift_changes)
+        except psycopg.Error:
+            raise
+        except Exception:
+            self.status.monitor_errors_total += 1
+            log.exception("drift evaluation failed; consuming goes on")
+        if time.time() - self._experiments_synced_at >= self.EXPERIMENTS_EVERY_SECONDS:
+            try:
+                with self.status.lock:
+                    self.sync_experiments(conn)
+                self.write_experiments(conn)
+            except psycopg.Error:
+                raise
+            except Exception:
+                self._experiments_synced_at = time.time()
+                self.status.monitor_errors_total += 1
+                log.exception("experiment evaluation failed; consuming goes on")
 
 
 def reset_after_restore(conn: Conn, consumer: str) -> tuple[str, str] | None:

@@ -285,6 +285,9 @@ class ProcessorCollector(Collector):
                       st.batches_total)
         yield counter("mlops_processor_reconnects", "Database reconnections by this process.",
                       st.reconnects_total)
+        yield counter("mlops_processor_monitor_errors",
+                      "Drift or experiment evaluations that failed (see the log); consuming "
+                      "goes on.", st.monitor_errors_total)
         yield gauge("mlops_processor_lag_seconds",
                     "Age of the oldest committed row not yet processed.", st.lag_seconds)
         yield gauge("mlops_processor_horizon_age_seconds",

@@ -145,7 +145,10 @@ def _theta_star(values: F64, probs: F64) -> F64:
         # log-sum-exp, shifted by the largest value so nothing overflows.
         m = theta[:, None] * values
         top = m.max(axis=1)
-        out: F64 = np.log((probs * np.exp(m - top[:, None])).sum(axis=1)) + top
+        # A degenerate reference (one value) leaves rows of zero probability: log(0) is
+        # -inf there, which is the right "below 1" answer, not an error.
+        with np.errstate(divide="ignore"):
+            out: F64 = np.log((probs * np.exp(m - top[:, None])).sum(axis=1)) + top
         return out
 
     ok = (mean < 0) & (vmax > 0)
@@ -391,6 +394,11 @@ def compare_windows(reference: Sequence[Any] | npt.NDArray[Any],
 def _compare_numeric(ref: F64, cur: F64, alpha: float, min_effect: float) -> list[TestResult]:
     if not (np.isfinite(ref).all() and np.isfinite(cur).all()):
         raise ValueError("numeric samples must be finite")
+    if np.unique(np.concatenate([ref, cur])).size < 2:
+        # One value throughout (e.g. a constant latency): nothing differs, and the rank
+        # tests are undefined; say "no difference" rather than fail.
+        return [TestResult(name, 0.0, 1.0, alpha, 0.0, False, len(ref), len(cur))
+                for name in ("ks", "mann_whitney", "anderson_darling")]
     q75, q25 = np.percentile(ref, [75, 25])
     spread = (q75 - q25) / 1.349 or float(np.std(ref))
     dist = stats.wasserstein_distance(ref, cur)

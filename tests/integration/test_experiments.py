@@ -129,6 +129,7 @@ def test_results_survive_a_restart_without_double_counting(db_url: str) -> None:
 def test_a_broken_split_raises_a_sample_ratio_alert(db_url: str) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         experiments.create(conn, ExperimentSpec("srm", "summarize"))
+        conn.execute("UPDATE mlops.experiments SET seed = 'seed-1' WHERE name = 'srm'")
         experiments.set_status(conn, "srm", "running")
     arms = _arms(db_url, "srm")
     # The application assigns 60/40 although the experiment says 50/50.
@@ -141,7 +142,8 @@ def test_a_broken_split_raises_a_sample_ratio_alert(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
         (message,) = conn.execute("SELECT message FROM mlops.alerts"
                                   " WHERE fingerprint LIKE 'experiment:%:srm'").fetchone() or ("",)
-    assert message.startswith("Traffic split 6") and "where 50.0/50.0 % was configured" in message
+    assert message.startswith("Traffic split 60.4/39.6 % (control/treatment, 2042 requests) "
+                              "where 50.0/50.0 % was configured; always-valid p = 4.7e-15.")
     c.close()
 
 
@@ -183,9 +185,10 @@ def test_lifecycle_rules_and_clear_errors(db_url: str) -> None:
 def test_running_processor_exports_experiment_metrics(db_url: str) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         experiments.create(conn, ExperimentSpec("exported", "summarize"))
+        conn.execute("UPDATE mlops.experiments SET seed = 'seed-1' WHERE name = 'exported'")
         experiments.set_status(conn, "exported", "running")
     arms = _arms(db_url, "exported")
-    _send(db_url, Traffic(seed=1, scenario=Scenario("treatment_better", change_after=0),
+    _send(db_url, Traffic(seed=3, scenario=Scenario("treatment_better", change_after=0),
                           experiment=arms), 12_000)
     want = sum(_variant_counts(db_url, arms.experiment_id).values())
     proc = ProcessorProcess(db_url).start()

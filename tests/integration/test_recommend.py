@@ -39,11 +39,14 @@ TWO_MODELS = (
     "      (VALUES ('gpt-4o', 0.006, 0.0), ('gpt-4o-mini', 0.0004, 0.01)) AS m(model, cost, dconf)"
 )
 WORSE_MINI = (
-    "INSERT INTO mlops.experiments (name, function_name, status, variants, results)"
-    " VALUES ('mini-on-classify', 'classify', 'concluded',"
+    # Experiments start as drafts; this one ran and concluded that gpt-4o-mini is worse.
+    "INSERT INTO mlops.experiments (name, function_name, variants, results)"
+    " VALUES ('mini-on-classify', 'classify',"
     " '[{\"name\": \"control\", \"weight\": 0.5, \"model\": \"gpt-4o\"},"
     "   {\"name\": \"treatment\", \"weight\": 0.5, \"model\": \"gpt-4o-mini\"}]',"
-    " '{\"decision\": \"treatment_worse\"}')"
+    " '{\"decision\": \"treatment_worse\"}');"
+    " UPDATE mlops.experiments SET status = 'running' WHERE name = 'mini-on-classify';"
+    " UPDATE mlops.experiments SET status = 'concluded' WHERE name = 'mini-on-classify'"
 )
 ROWS = [
     # Outside the 7-day window: would make gpt-4o-mini fail everywhere if it were counted.
