@@ -4,20 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from stream_mlops.experiment_tracking import format_value
+
 if TYPE_CHECKING:
     from stream_mlops.db.experiments import Experiment
-
-
-def _num(v: Any, metric: str) -> str:
-    if v is None:
-        return "-"
-    if metric == "error_rate":
-        return f"{v:.2%}"
-    if metric == "latency":
-        return f"{v:,.0f} ms"
-    if metric.startswith("cost"):
-        return f"${v:.6f}"
-    return f"{v:.3f}"
 
 
 def _pct(v: Any) -> str:
@@ -44,12 +34,12 @@ def render_experiment(e: Experiment) -> str:
             ci = s.get("difference_ci")
             lift_ci = s.get("lift_ci")
             lines.append(
-                f"  {role} {metric}: {arm} {_num(s['treatment']['mean'], metric)} "
+                f"  {role} {metric}: {arm} {format_value(s['treatment']['mean'], metric)} "
                 f"(n={s['treatment']['n']}) vs {e.variants[0].name} "
-                f"{_num(s['control']['mean'], metric)} (n={s['control']['n']}); lift "
+                f"{format_value(s['control']['mean'], metric)} (n={s['control']['n']}); lift "
                 f"{_pct(s.get('lift'))}"
                 + (f" [{_pct(lift_ci[0])}, {_pct(lift_ci[1])}]" if lift_ci else "")
-                + (f", difference CI [{_num(ci[0], metric)}, {_num(ci[1], metric)}]"
+                + (f", difference CI [{format_value(ci[0], metric)}, {format_value(ci[1], metric)}]"
                    if ci and metric != "error_rate" else
                    f", difference CI [{ci[0]:+.2%}, {ci[1]:+.2%}]" if ci else "")
                 + f"; p = {s['p_value']:.4f} (always valid) -> {s['decision']}")

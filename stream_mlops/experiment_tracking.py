@@ -31,8 +31,6 @@ B = npt.NDArray[np.bool_]
 
 KIND = {"error_rate": "proportion", "latency": "mean", "confidence": "mean",
         "cost_per_request": "mean", "cost_per_successful_request": "mean"}
-UNIT = {"error_rate": "", "latency": " ms", "confidence": "", "cost_per_request": " USD",
-        "cost_per_successful_request": " USD"}
 DECISION_VALUE = {"continue": 0, "treatment_better": 1, "treatment_worse": -1}
 
 
@@ -307,8 +305,9 @@ class ExperimentTracker:
             out.append((f"{e.tenant_id}\x1f{fp}", _change(
                 e.tenant_id, e.function_name, fp, "fire", "firing", "info",
                 f"Experiment {e.name}: {arm} is {word} than {e.control} on {e.primary}",
-                f"{arm} vs {e.control} on {e.primary}: {_fmt(s.treatment.mean, e.primary)} vs "
-                f"{_fmt(s.control.mean, e.primary)} ({_lift(s.lift, s.lift_ci)}), "
+                f"{arm} vs {e.control} on {e.primary}: "
+                f"{format_value(s.treatment.mean, e.primary)} vs "
+                f"{format_value(s.control.mean, e.primary)} ({_lift(s.lift, s.lift_ci)}), "
                 f"always-valid p = {s.p_value:.4f} after {s.control.n + s.treatment.n} "
                 f"requests (alpha {t.alpha:g})."
                 + (" The experiment concludes itself (auto_stop)." if e.auto_stop else ""),
@@ -320,10 +319,11 @@ class ExperimentTracker:
             out.append((f"{e.tenant_id}\x1f{fp}", _change(
                 e.tenant_id, e.function_name, fp, "fire", "firing", "warning",
                 f"Experiment {e.name}: {harmed} harms the {metric} guardrail",
-                f"{harmed} vs {e.control} on {metric}: {_fmt(s.treatment.mean, metric)} vs "
-                f"{_fmt(s.control.mean, metric)} ({_lift(s.lift, s.lift_ci)}), always-valid "
-                f"p = {s.p_value:.4f}. Consider stopping it: `stream-mlops experiment stop "
-                f"{e.name}`.", -1.0, t.alpha)))
+                f"{harmed} vs {e.control} on {metric}: "
+                f"{format_value(s.treatment.mean, metric)} vs "
+                f"{format_value(s.control.mean, metric)} ({_lift(s.lift, s.lift_ci)}), "
+                f"always-valid p = {s.p_value:.4f}. Consider stopping it: "
+                f"`stream-mlops experiment stop {e.name}`.", -1.0, t.alpha)))
         if e.srm is not None and e.srm.mismatch:
             srm = e.srm.summary()
             fp = f"{base}:srm"
@@ -340,8 +340,9 @@ class ExperimentTracker:
         return out
 
 
-def _fmt(v: float, metric: str) -> str:
-    if not math.isfinite(v):
+def format_value(v: float | None, metric: str) -> str:
+    """A metric's value as people read it: 2.10%, 812 ms, $0.000412, 0.873."""
+    if v is None or not math.isfinite(v):
         return "-"
     if metric == "error_rate":
         return f"{v:.2%}"
@@ -349,7 +350,7 @@ def _fmt(v: float, metric: str) -> str:
         return f"{v:,.0f} ms"
     if metric.startswith("cost"):
         return f"${v:.6f}"
-    return f"{v:.3f}{UNIT[metric]}"
+    return f"{v:.3f}"
 
 
 def _lift(lift: float | None, ci: tuple[float, float] | None) -> str:
