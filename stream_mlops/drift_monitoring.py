@@ -18,6 +18,7 @@ Evidence is also recorded periodically for every watched metric.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,6 +88,9 @@ class DriftMonitor:
     # flush covers 50,000 rows): a systematic sample of a stream drifts when the stream
     # does, and the detectors' cost stays bounded per second instead of per row.
     MAX_ROWS_PER_FLUSH = 1000
+    # Periodic evidence runs the scipy tests (a few ms per metric): at most this many
+    # functions per evaluation, round robin, so a tick stays cheap however many there are.
+    MAX_PERIODIC_PER_EVALUATION = 2
 
     def __init__(self, *, false_alarm_rate: float = 1e-4, reference_size: int = 1000,
                  periodic_seconds: float = 900.0, alpha: float = 0.01,
@@ -102,6 +106,12 @@ class DriftMonitor:
         self.open: set[str] = set()
         self.updates = 0  # metric-updates fed, for the cost per update
         self._restored: dict[str, float] = {}
+        # observe() runs on the consumer's thread, flush() and evaluate() may run on a
+        # worker thread: the buffer is handed over under this lock, and /metrics reads
+        # the snapshot taken at the end of each evaluation, never the detectors.
+        self._pending_lock = threading.Lock()
+        self.snapshot: list[tuple[str, str, str, bool, float, int, dict[str, float]]] = []
+        self._periodic_cursor = 0
 
     def _detector(self, s: _Series, metric: str) -> Detector:
         d = s.detectors.get(metric)
@@ -115,7 +125,8 @@ class DriftMonitor:
 
     @property
     def pending_rows(self) -> int:
-        return sum(len(p.function) for p in self._pending)
+        with self._pending_lock:
+            return sum(len(p.function) for p in self._pending)
 
     def restore_open(self, keys: Sequence[str], now: float) -> None:
         """Open drift alerts from mlops.alerts: they resolve after a quiet hour from now."""
@@ -125,13 +136,15 @@ class DriftMonitor:
     def observe(self, rows: DriftRows) -> None:
         """Buffer a batch (cheap: the detectors run in :meth:`flush`)."""
         if len(rows.function):
-            self._pending.append(rows)
+            with self._pending_lock:
+                self._pending.append(rows)
 
     def flush(self, keys: Sequence[tuple[str, str]], volume: CostWindows | None = None,
               now: float | None = None) -> None:
         """Feed the buffered rows to the detectors, per function, in arrival order."""
         self.keys = list(keys)
-        pending, self._pending = self._pending, []
+        with self._pending_lock:
+            pending, self._pending = self._pending, []
         if pending:
             r = _concat(pending)
             order = np.argsort(r.function, kind="stable")
@@ -143,8 +156,14 @@ class DriftMonitor:
         if volume is not None and now is not None:
             self._feed_volume(volume, now)
 
+    def _series(self, f: int) -> _Series:
+        s = self.series.get(f)
+        if s is None:
+            s = self.series[f] = _Series()
+        return s
+
     def _feed(self, f: int, r: DriftRows, idx: I64) -> None:
-        s = self.series.setdefault(f, _Series())
+        s = self._series(f)
         err = r.is_error[idx]
         values: dict[str, Any] = {
             "latency": r.latency_ms[idx],
@@ -175,7 +194,7 @@ class DriftMonitor:
         """Requests per minute over the same hour's average on the last days (>= 1)."""
         minute = math.floor(now / 60) - 1  # the last complete minute
         for f in range(min(volume.groups, len(self.keys))):
-            s = self.series.setdefault(f, _Series())
+            s = self._series(f)
             first = max(s.last_minute + 1, minute - 59)
             ratios = []
             for m in range(first, minute + 1):
@@ -196,11 +215,12 @@ class DriftMonitor:
         evidence: list[Evidence] = []
         changes: list[AlertChange] = []
         wanted: set[str] = set()
+        due = self._periodic_due(now)
         for f, s in self.series.items():
             if f >= len(self.keys):
                 continue
             tenant, function = self.keys[f]
-            periodic = now - s.last_periodic >= self.periodic_seconds
+            periodic = f in due
             for metric, d in s.detectors.items():
                 alarm = metric in s.candidates
                 if not (alarm or (periodic and not d.warming_up)):
@@ -239,7 +259,24 @@ class DriftMonitor:
                                    "reference now.", 0.0, 0.0))
         self.open = (self.open & wanted) | {f"{c.tenant_id}\x1f{c.fingerprint}"
                                             for c in changes if c.action == "fire"}
+        self.snapshot = self.gauges()
         return evidence, changes
+
+    def _periodic_due(self, now: float) -> set[int]:
+        """Series whose periodic evidence is due, a few per evaluation, round robin."""
+        order = sorted(self.series)
+        due: set[int] = set()
+        for k in range(len(order)):
+            f = order[(self._periodic_cursor + k) % len(order)]
+            s = self.series[f]
+            if s.last_periodic == 0.0:
+                s.last_periodic = now  # first evidence one period after the series appears
+            elif now - s.last_periodic >= self.periodic_seconds:
+                due.add(f)
+                if len(due) >= self.MAX_PERIODIC_PER_EVALUATION:
+                    self._periodic_cursor = (self._periodic_cursor + k + 1) % len(order)
+                    break
+        return due
 
     def _alert(self, key: str, function: str, metric: str, *, cusums: tuple[str, ...],
                confirmed: list[TestResult], ref: Any, cur: Any) -> AlertChange:

@@ -304,9 +304,6 @@ class Processor:
             self.observe_experiments(batch)
         self.observe_drift(batch, cols)
 
-    # Past this many buffered rows the detectors run at once (catching up, no ticks).
-    DRIFT_BUFFER_ROWS = 50_000
-
     def observe_drift(self, batch: RawBatch, cols: Columns) -> None:
         keys = self.totals.keys
         if len(self._model_names) < len(keys):
@@ -315,8 +312,6 @@ class Processor:
             self.costs.function_of(cols.series), cols.created_at, cols.latency_ms,
             batch.query_length, cols.confidence, cols.cost_pico, cols.is_error,
             batch.error_type, list(self._model_names[cols.series])))
-        if self.drift.pending_rows >= self.DRIFT_BUFFER_ROWS:
-            self.drift.flush(self.costs.function_keys)
 
     def drift_tick(self, now: float | None = None) -> tuple[list[Evidence], list[AlertChange]]:
         """Run the detectors on the buffered rows and test their candidates."""

@@ -61,8 +61,11 @@ class Service:
             connect_timeout=settings.connect_timeout_seconds,
             notify=email_enabled(settings),
         )
+        self.consumer.background_drift = True
         self.stop = threading.Event()
         self.wake = threading.Event()
+        self.drift_worker = threading.Thread(target=self._drift_loop, name="drift",
+                                             daemon=True)
         self.notifier = (Notifier(settings, self.stop, self.status)
                          if email_enabled(settings) else None)
         self.listener = Listener(settings.database_url, self.wake, self.stop, self.status,
@@ -93,6 +96,7 @@ class Service:
         """Process until :meth:`request_stop`; a batch in flight always finishes first."""
         self.server.start()
         self.listener.start()
+        self.drift_worker.start()
         if self.notifier is not None:
             self.notifier.start()
         try:
@@ -101,10 +105,22 @@ class Service:
             self.stop.set()
             self.consumer.close()
             self.listener.join(timeout=5)
+            self.drift_worker.join(timeout=5)
             if self.notifier is not None:
                 self.notifier.join(timeout=15)
             self.server.stop()
             log.info("stopped", extra={"events_total": self.status.events_total})
+
+    def _drift_loop(self) -> None:
+        """Drift detection once a second, off the consumer's path (see Consumer.run_drift)."""
+        while not self.stop.wait(1.0):
+            if not self.status.active:
+                continue
+            try:
+                self.consumer.drift_results.put(self.consumer.run_drift())
+            except Exception:
+                self.status.monitor_errors_total += 1
+                log.exception("drift evaluation failed; consuming goes on")
 
     def _loop(self) -> None:
         backoff = Backoff()

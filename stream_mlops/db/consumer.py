@@ -4,6 +4,8 @@ the processor, and writes derived state, quarantine and cursor in one statement.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from typing import Any
 
@@ -17,6 +19,7 @@ from stream_mlops.db.experiments import write_results
 from stream_mlops.db.migrations import ensure_current
 from stream_mlops.db.prices import price_book
 from stream_mlops.db.queries import q
+from stream_mlops.drift_monitoring import Evidence
 from stream_mlops.errors import CursorConflict, SchemaError
 from stream_mlops.experiment_tracking import ArmRows
 from stream_mlops.models import PipelineStatus
@@ -80,6 +83,13 @@ class Consumer:
         self.notify = notify  # queue e-mails for alert changes
         self._thresholds_loaded_at = 0.0
         self._experiments_synced_at = 0.0
+        # Drift detection runs on a worker thread in the service (run_drift), off the
+        # path from COMMIT to /metrics; its results come back here to be written. Without
+        # the worker (tests, tools) measure() runs it inline.
+        self.background_drift = False
+        self.drift_lock = threading.Lock()
+        self.drift_results: queue.SimpleQueue[tuple[list[Evidence], list[AlertChange]]] = (
+            queue.SimpleQueue())
 
     # -- lifecycle --------------------------------------------------------------------
     def open(self) -> bool:
@@ -132,7 +142,8 @@ class Consumer:
             self.state_version = int(cp[7])
             rows = conn.execute(q("load_series"), {"consumer": self.consumer}).fetchall()
         keys = [(r[0], r[1], r[2], r[3]) for r in rows]
-        with self.status.lock:  # /metrics must not read a half-loaded state
+        # /metrics must not read a half-loaded state, nor the drift worker use one.
+        with self.status.lock, self.drift_lock:
             self.processor.load(keys, _delta_from_rows(rows))
             self._load_alerts(conn)
         log.info("state loaded", extra={"consumer": self.consumer, "series": len(keys),
@@ -230,6 +241,11 @@ class Consumer:
                     np.array(conf, np.float64), np.array(cost, np.int64)))
             log.info("experiment followed", extra={"experiment": e.name, "replayed": len(rows)})
         self._experiments_synced_at = time.time()
+
+    def run_drift(self) -> tuple[list[Evidence], list[AlertChange]]:
+        """Feed the buffered rows to the drift detectors and test their candidates."""
+        with self.drift_lock:
+            return self.processor.drift_tick()
 
     def write_experiments(self, conn: Conn) -> None:
         writes, changes = self.processor.experiments.evaluate(self.cursor)
@@ -351,17 +367,20 @@ class Consumer:
         self.write_alerts(changes)
         # Drift and experiments are monitors on top of the pipeline: a bug in one of them
         # is logged (and counted) but must never stop requests from being consumed.
-        try:
-            with self.status.lock:
-                evidence, drift_changes = self.processor.drift_tick()
+        results = []
+        if self.background_drift:
+            while not self.drift_results.empty():
+                results.append(self.drift_results.get())
+        else:
+            try:
+                results.append(self.run_drift())
+            except Exception:
+                self.status.monitor_errors_total += 1
+                log.exception("drift evaluation failed; consuming goes on")
+        for evidence, drift_changes in results:
             if evidence:
                 write_evidence(conn, evidence)
             self.write_alerts(drift_changes)
-        except psycopg.Error:
-            raise
-        except Exception:
-            self.status.monitor_errors_total += 1
-            log.exception("drift evaluation failed; consuming goes on")
         if time.time() - self._experiments_synced_at >= self.EXPERIMENTS_EVERY_SECONDS:
             try:
                 with self.status.lock:

@@ -63,7 +63,7 @@ class ProcessorCollector(Collector):
             spend = self.processor.costs.spend_gauges()
             mismatch = [(k, v[0], v[1]) for k, v in self.processor.costs.mismatch.items()]
             experiments = self.processor.experiments.gauges()
-            drift = self.processor.drift.gauges()
+            drift = self.processor.drift.snapshot
         yield from self._series_metrics(keys, snap, cost)
         yield from self._cost_metrics(cost_keys, windows, budgets)
         yield from self._spend_metrics(spend, mismatch)
