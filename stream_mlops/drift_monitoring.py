@@ -4,8 +4,8 @@ Per (tenant, function): latency, query length, confidence, cost per request (num
 the error flag (binary), the mix of error types and of models (categorical), and the
 request volume per minute relative to the same hour on the previous days (numeric, once a
 day of history exists, so a quiet night is not drift). Rows are buffered per batch and
-fed to the detectors once a second, vectorised (the per-event cost is measured in
-``benchmarks/drift.py``).
+fed to the detectors every few seconds on a worker thread, vectorised (costs measured in
+``benchmarks/monitoring.py``).
 
 A detector's alarm is a *candidate*. It becomes a drift only when the guide's two-sample
 tests of the recent window against the reference (KS, Mann-Whitney U, Anderson-Darling
@@ -51,7 +51,7 @@ class DriftRows:
     cost_pico: I64  # -1: unpriced
     is_error: npt.NDArray[np.bool_]
     error_type: list[str | None]
-    model: list[str]
+    model: I64  # index into the model names given to flush()
 
 
 @dataclass(frozen=True)
@@ -83,11 +83,15 @@ class DriftMonitor:
     """Detectors per (tenant, function) and metric, with the evidence that confirms them."""
 
     QUIET_SECONDS = 3600.0  # a drift alert resolves after an hour without a new one
-    # Most rows per function per flush. Flushes run once a second, so this thins only
-    # functions above 1,000 requests/s, and a processor catching up on a backlog (where a
-    # flush covers 50,000 rows): a systematic sample of a stream drifts when the stream
-    # does, and the detectors' cost stays bounded per second instead of per row.
-    MAX_ROWS_PER_FLUSH = 1000
+    # Most rows per function per flush. The service flushes every 10 s, so this thins only
+    # functions above 500 requests/s, and a processor catching up on a backlog: a
+    # systematic sample of a stream drifts when the stream does, and the detectors' cost
+    # stays bounded per second instead of growing with the rate.
+    MAX_ROWS_PER_FLUSH = 5000
+    # A processor catching up on a large backlog buffers faster than the detectors need:
+    # past this many buffered rows, a batch is kept as a systematic 10 % sample, which
+    # bounds memory and the drift worker's share of the CPU.
+    MAX_PENDING_ROWS = 100_000
     # Periodic evidence runs the scipy tests (a few ms per metric): at most this many
     # functions per evaluation, round robin, so a tick stays cheap however many there are.
     MAX_PERIODIC_PER_EVALUATION = 2
@@ -110,6 +114,7 @@ class DriftMonitor:
         # worker thread: the buffer is handed over under this lock, and /metrics reads
         # the snapshot taken at the end of each evaluation, never the detectors.
         self._pending_lock = threading.Lock()
+        self._pending_rows = 0
         self.snapshot: list[tuple[str, str, str, bool, float, int, dict[str, float]]] = []
         self._periodic_cursor = 0
 
@@ -128,6 +133,8 @@ class DriftMonitor:
         with self._pending_lock:
             return sum(len(p.function) for p in self._pending)
 
+    model_names: Sequence[str] = ()  # what the model codes of DriftRows stand for
+
     def restore_open(self, keys: Sequence[str], now: float) -> None:
         """Open drift alerts from mlops.alerts: they resolve after a quiet hour from now."""
         self.open = set(keys)
@@ -137,6 +144,9 @@ class DriftMonitor:
         """Buffer a batch (cheap: the detectors run in :meth:`flush`)."""
         if len(rows.function):
             with self._pending_lock:
+                self._pending_rows += len(rows.function)
+                if self._pending_rows > self.MAX_PENDING_ROWS:
+                    rows = _take(rows, np.arange(0, len(rows.function), 10))
                 self._pending.append(rows)
 
     def flush(self, keys: Sequence[tuple[str, str]], volume: CostWindows | None = None,
@@ -144,7 +154,7 @@ class DriftMonitor:
         """Feed the buffered rows to the detectors, per function, in arrival order."""
         self.keys = list(keys)
         with self._pending_lock:
-            pending, self._pending = self._pending, []
+            pending, self._pending, self._pending_rows = self._pending, [], 0
         if pending:
             r = _concat(pending)
             order = np.argsort(r.function, kind="stable")
@@ -172,7 +182,7 @@ class DriftMonitor:
             "cost_per_request": r.cost_pico[idx][r.cost_pico[idx] >= 0] / 1e12,
             "error_rate": err.astype(np.int8),
             "error_type": [r.error_type[i] or "unknown" for i in idx[err].tolist()],
-            "model": [r.model[i] for i in idx.tolist()],
+            "model": r.model[idx],
         }
         for metric, xs in values.items():
             if len(xs):
@@ -226,6 +236,8 @@ class DriftMonitor:
                 if not (alarm or (periodic and not d.warming_up)):
                     continue
                 ref, cur = d.reference_sample(), d.recent_sample()
+                if metric == "model":  # codes -> names, for the evidence and the message
+                    ref, cur = self._names(ref), self._names(cur)
                 if len(ref) < 20 or len(cur) < 20:
                     continue
                 results = compare_windows(ref, cur, KINDS[metric],  # type: ignore[arg-type]
@@ -261,6 +273,11 @@ class DriftMonitor:
                                             for c in changes if c.action == "fire"}
         self.snapshot = self.gauges()
         return evidence, changes
+
+    def _names(self, codes: Any) -> npt.NDArray[Any]:
+        names = np.asarray(list(self.model_names) or ["?"], dtype=object)
+        out: npt.NDArray[Any] = names[np.clip(np.asarray(codes, np.int64), 0, len(names) - 1)]
+        return out
 
     def _periodic_due(self, now: float) -> set[int]:
         """Series whose periodic evidence is due, a few per evaluation, round robin."""
@@ -344,6 +361,13 @@ def _describe(metric: str, ref: Any, cur: Any) -> str:
                      for k in moved)
 
 
+def _take(r: DriftRows, idx: I64) -> DriftRows:
+    rows = idx.tolist()
+    return DriftRows(r.function[idx], r.created_at[idx], r.latency_ms[idx], r.query_length[idx],
+                     r.confidence[idx], r.cost_pico[idx], r.is_error[idx],
+                     [r.error_type[i] for i in rows], r.model[idx])
+
+
 def _concat(parts: list[DriftRows]) -> DriftRows:
     if len(parts) == 1:
         return parts[0]
@@ -355,7 +379,7 @@ def _concat(parts: list[DriftRows]) -> DriftRows:
         np.concatenate([p.confidence for p in parts]),
         np.concatenate([p.cost_pico for p in parts]),
         np.concatenate([p.is_error for p in parts]),
-        [e for p in parts for e in p.error_type], [m for p in parts for m in p.model])
+        [e for p in parts for e in p.error_type], np.concatenate([p.model for p in parts]))
 
 
 def _change(tenant: str, function: str, fingerprint: str, action: str,  # noqa: PLR0917

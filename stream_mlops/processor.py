@@ -200,7 +200,8 @@ class Processor:
         self.costs = self._new_costs()
         self.experiments = ExperimentTracker()
         self.drift = DriftMonitor()
-        self._model_names = np.zeros(0, dtype=object)
+        self._series_model = np.zeros(0, np.int64)  # series -> index in drift.model_names
+        self._model_index: dict[str, int] = {}
 
     def _new_costs(self) -> CostTracker:
         budgets, tz, spike, tolerance = self._cost_config
@@ -223,6 +224,8 @@ class Processor:
         self.costs = self._new_costs()
         self.experiments = ExperimentTracker()
         self.drift = DriftMonitor()
+        self._series_model = np.zeros(0, np.int64)  # series indices were renumbered
+        self._model_index = {}
 
     def replay(self, batch: RawBatch) -> None:
         """Put already-consumed rows back into the alert windows (after a restart)."""
@@ -306,12 +309,15 @@ class Processor:
 
     def observe_drift(self, batch: RawBatch, cols: Columns) -> None:
         keys = self.totals.keys
-        if len(self._model_names) < len(keys):
-            self._model_names = np.array([k[2] for k in keys], dtype=object)
+        if len(self._series_model) < len(keys):
+            for k in keys[len(self._series_model):]:
+                self._model_index.setdefault(k[2], len(self._model_index))
+            self._series_model = np.array([self._model_index[k[2]] for k in keys], np.int64)
+            self.drift.model_names = list(self._model_index)
         self.drift.observe(DriftRows(
             self.costs.function_of(cols.series), cols.created_at, cols.latency_ms,
             batch.query_length, cols.confidence, cols.cost_pico, cols.is_error,
-            batch.error_type, list(self._model_names[cols.series])))
+            batch.error_type, self._series_model[cols.series]))
 
     def drift_tick(self, now: float | None = None) -> tuple[list[Evidence], list[AlertChange]]:
         """Run the detectors on the buffered rows and test their candidates."""
