@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
 from types import FrameType
@@ -118,6 +119,10 @@ class Service:
 
     def _drift_loop(self) -> None:
         """Drift detection off the consumer's path (see Consumer.run_drift)."""
+        # While this thread computes, the consumer waits for the GIL up to the switch
+        # interval each time it needs it (5 ms by default): 1 ms keeps the COMMIT ->
+        # /metrics latency of the consumer close to what it is without the worker.
+        sys.setswitchinterval(0.001)
         while not self.stop.wait(self.DRIFT_EVERY_SECONDS):
             if not self.status.active:
                 continue
