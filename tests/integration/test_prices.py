@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import psycopg
 
 from stream_mlops.client import COLUMNS, request_row
@@ -58,8 +59,12 @@ def test_the_trigger_and_the_processor_price_alike(db_url: str) -> None:
             " completion_tokens, cached_tokens, cache_write_tokens,"
             " (cost_usd * 1e12)::bigint FROM mlops.model_performance ORDER BY id").fetchall()
         book = price_book(conn)
-    import numpy as np
-
+        # The trigger's inline arithmetic and mlops.request_cost (used to re-cost) agree.
+        differ = conn.execute(
+            "SELECT count(*) FROM mlops.model_performance WHERE cost_usd IS DISTINCT FROM"
+            " mlops.request_cost(model, tenant_id, created_at, prompt_tokens,"
+            " completion_tokens, cached_tokens, cache_write_tokens)").fetchone()
+    assert differ == (0,)
     cols = list(zip(*rows, strict=True))
     got = book.cost_pico(list(cols[0]), list(cols[1]), np.array(cols[2], float),
                          prompt=np.array(cols[3]), completion=np.array(cols[4]),
