@@ -17,6 +17,7 @@ starts at the UTC hour that contains local midnight.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -225,6 +226,17 @@ def _live_sum(ids: I64, sums: I64, first: int, last: int) -> I64:
     return out
 
 
+def _masked_median(values: F64, ok: npt.NDArray[np.bool_]) -> F64:
+    """Median of each column over the rows where ``ok`` (NaN for an empty column)."""
+    if not ok.any():
+        return np.full(values.shape[1], np.nan)
+    masked = np.where(ok, values, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN
+        out: F64 = np.nanmedian(masked, axis=0)
+    return out
+
+
 def spend_levels(cost: CostWindows, requests: CostWindows, now: float,
                  rule: SpikeRule = SpikeRule()) -> SpendLevels:
     """Spend rate of the last ``rule.recent_minutes`` per group, against a seasonal,
@@ -282,9 +294,7 @@ def spend_levels(cost: CostWindows, requests: CostWindows, now: float,
             samples.append(np.maximum(hour_values(h), hour_values(h - 1)))
             usable.append(first_hour <= h - 1)
         s, ok = np.array(samples).reshape(count, g), np.array(usable).reshape(count, g)
-        n = ok.sum(axis=0).astype(np.int64)
-        med = np.array([np.median(s[ok[:, i], i]) if n[i] else np.nan for i in range(g)])
-        return med, n
+        return _masked_median(s, ok), ok.sum(axis=0).astype(np.int64)
 
     weekly, weeks = same_time(7 * 86400, 4)
     daily, days = same_time(86400, 7)
@@ -308,9 +318,9 @@ def spend_levels(cost: CostWindows, requests: CostWindows, now: float,
     if g and cols.any():
         hc = cost.hour_sums[:g][:, cols] / 1e12
         hn = req_hours[:, cols]
-        for i in range(g):
-            busy = hn[i] >= 10
-            if busy.sum() >= 12:
-                base_cpr[i] = float(np.median(hc[i, busy] / hn[i, busy]))
+        busy = hn >= 10  # hours with enough requests for a meaningful average
+        per_request = hc / np.maximum(hn, 1)
+        base_cpr = np.where(busy.sum(axis=1) >= 12, _masked_median(per_request.T, busy.T),
+                            np.nan)
     return SpendLevels(rate, baseline.astype(np.float64), days, n_now.astype(np.int64),
                        recent_cpr.astype(np.float64), base_cpr)
