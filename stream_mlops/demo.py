@@ -15,8 +15,10 @@ import numpy as np
 import psycopg
 
 from stream_mlops import logs, simulate
+from stream_mlops.db import experiments
 from stream_mlops.db.migrations import migrate
 from stream_mlops.embedded import EmbeddedPostgres
+from stream_mlops.experiment_config import ExperimentError, ExperimentSpec
 from stream_mlops.service import Service
 from stream_mlops.settings import DURATION_BUCKETS_SECONDS, load_settings
 
@@ -56,6 +58,7 @@ def run_demo(*, database_url: str | None, rate: float, metrics_port: int,
     try:
         with psycopg.connect(database_url) as conn:
             migrate(conn)
+            arms = _demo_experiment(conn)
         settings = load_settings(database_url=database_url, metrics_port=metrics_port,
                                  poll_interval_seconds=0.5, log_level="WARNING",
                                  log_format="text")
@@ -63,7 +66,9 @@ def run_demo(*, database_url: str | None, rate: float, metrics_port: int,
         threads = [
             threading.Thread(target=service.run, name="processor", daemon=True),
             threading.Thread(target=simulate.run, args=(database_url, rate, stop),
-                             kwargs={"counter": sent}, name="simulator", daemon=True),
+                             kwargs={"counter": sent, "experiment": arms,
+                                     "scenario": simulate.Scenario("treatment_better", 0.0)},
+                             name="simulator", daemon=True),
         ]
         for t in threads:
             t.start()
@@ -80,6 +85,42 @@ def run_demo(*, database_url: str | None, rate: float, metrics_port: int,
             server.stop()
             print(f"PostgreSQL stopped; data kept in {data_dir} (--reset starts afresh)")
     return 0
+
+
+DEMO_EXPERIMENT = "demo-shorter-prompt"
+
+
+def _demo_experiment(conn: psycopg.Connection[Any]) -> simulate.ExperimentArms | None:
+    """A running A/B test on `summarize` (created on the first run), so the demo shows an
+    always-valid result forming; None if a previous run concluded it."""
+    try:
+        e = experiments.get(conn, DEMO_EXPERIMENT)
+    except ExperimentError:
+        experiments.create(conn, ExperimentSpec(
+            DEMO_EXPERIMENT, "summarize", primary_metric="error_rate",
+            guardrails=("latency",), min_effect=0.02,
+            description="the demo's simulated treatment has 1 % errors against 3 %"))
+        experiments.set_status(conn, DEMO_EXPERIMENT, "running")
+        e = experiments.get(conn, DEMO_EXPERIMENT)
+    conn.commit()
+    if e.status != "running":
+        return None
+    return simulate.ExperimentArms(e.id, e.tenant_id, e.function_name, e.seed,
+                                   tuple((v.name, v.weight) for v in e.variants))
+
+
+def _experiment_line(service: Service) -> str:
+    with service.status.lock:
+        live = [e for e in service.processor.experiments.live.values()
+                if e.name == DEMO_EXPERIMENT]
+        if not live:
+            return ""
+        e = live[0]
+        s = e.tests[e.primary]["treatment"].summary()
+    lift = "-" if s.lift is None else f"{s.lift:+.0%}"
+    return (f"          experiment {e.name}: {s.control.n} control / {s.treatment.n} "
+            f"treatment requests, errors {lift}, always-valid p {s.p_value:.3f} -> "
+            f"{s.decision}")
 
 
 def _summarise(service: Service, url: str, stop: threading.Event, duration: float | None,
@@ -104,5 +145,8 @@ def _summarise(service: Service, url: str, stop: threading.Event, duration: floa
                   f"errors {100 * errors / max(total, 1):4.1f}%  cost ${cost:9.4f}  "
                   f"processed {st.events_total}  lag {st.lag_seconds:4.1f} s  "
                   f"alerts firing {row[0] if row else 0}", flush=True)
+            experiment = _experiment_line(service)
+            if experiment:
+                print(experiment, flush=True)
             if duration is not None and now - started >= duration:
                 break
