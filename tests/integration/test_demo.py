@@ -50,6 +50,9 @@ def test_demo_on_an_embedded_postgres(demo_dir: Path) -> None:
     lines = out.splitlines()
     assert lines[0].startswith(f"started a private PostgreSQL in {demo_dir}")
     assert sum("req/s" in line and "p95" in line for line in lines) >= 2
+    # The demo's A/B test is followed live from the start.
+    assert any(line.strip().startswith("experiment demo-shorter-prompt: ") and
+               "always-valid p" in line for line in lines)
     assert "data kept in" in lines[-1]
     # The data directory survives for the next run; the server is stopped.
     assert (demo_dir / "PG_VERSION").exists()
