@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,22 +26,16 @@ import numpy as np
 from stream_mlops.db.connect import connect
 from stream_mlops.db.queries import q
 from stream_mlops.errors import ConfigError
-from stream_mlops.stats.drift import compare_windows
+from stream_mlops.stats.drift import TestResult, compare_windows
 
 
 @dataclass(frozen=True)
-class DriftResult:
-    tenant_id: str
-    function_name: str
-    metric_name: str
-    test_name: str
-    statistic: float
-    p_value: float
-    threshold: float
-    effect_size: float
-    drift_detected: bool
-    n_reference: int
-    n_current: int
+class DriftResult(TestResult):
+    """One test of one function's metric: the test's numbers and where they come from."""
+
+    tenant_id: str = ""
+    function_name: str = ""
+    metric_name: str = ""
 
 
 def _columns(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -94,10 +88,8 @@ class DataDriftDetector:
                         continue
                     for r in compare_windows(ref[metric], cur[metric], kind,  # type: ignore[arg-type]
                                              alpha=self.alpha, min_effect=self.min_effect):
-                        out.append(DriftResult(tenant, function, metric, r.test_name,
-                                               r.statistic, r.p_value, r.threshold,
-                                               r.effect_size, r.drift_detected,
-                                               r.n_reference, r.n_current))
+                        out.append(DriftResult(**asdict(r), tenant_id=tenant,
+                                               function_name=function, metric_name=metric))
         return out
 
     async def detect_all_drift(self, *, current_hours: float = 1.0,
