@@ -72,13 +72,20 @@ class CostTracker:
     UNPRICED_QUIET_SECONDS = 86400.0  # an unpriced-model alert resolves after a quiet day
 
     def restore_open(self, keys: Iterable[str], now: float) -> None:
-        """Open cost alerts from mlops.alerts; unpriced-model ones count as seen now."""
+        """Open cost alerts from mlops.alerts; unpriced-model and price-mismatch ones count
+        as seen now."""
         self.open = set(keys)
         for key in self.open:
             tenant, fingerprint = key.split("\x1f", 1)
             if fingerprint.startswith("cost:unpriced:"):
                 self.unpriced.setdefault((tenant, fingerprint[len("cost:unpriced:"):]),
                                          [0, now, now])
+            elif fingerprint.startswith("cost:mismatch:"):
+                # Counts restart from zero, but the episode stays open for a quiet day,
+                # as it would have without the restart.
+                n = self.MISMATCH_MIN_REQUESTS
+                self.mismatch.setdefault((tenant, fingerprint[len("cost:mismatch:"):]),
+                                         [n, n, 0.0, 0.0, now, now])
 
     def set_overrides(self, rows: Iterable[tuple[str, str | None, str, float]]) -> None:
         """Rows of mlops.thresholds (tenant, function or None, metric, value)."""

@@ -174,6 +174,13 @@ def test_caller_cost_off_the_price_table_is_counted_and_alerted(db_url: str) -> 
     assert "8 of 12 requests to gpt-4o" in message
     assert "$0.006500 per request sent against $0.003500" in message
     c.close()
+    c = make_consumer(db_url)  # a restart neither re-pages nor resolves the episode
+    c.measure()
+    with psycopg.connect(db_url) as conn:
+        states = conn.execute("SELECT state FROM mlops.alerts"
+                              " WHERE fingerprint = 'cost:mismatch:gpt-4o'").fetchall()
+    assert states == [("firing",)]
+    c.close()
 
 
 def test_cli_prices_import_list_recompute_and_bad_input(db_url: str, tmp_path: Path) -> None:
