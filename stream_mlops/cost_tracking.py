@@ -23,6 +23,7 @@ from stream_mlops.stats.costs import (
     CostWindows,
     SpendLevels,
     SpikeRule,
+    live_sum,
     read_budget,
     spend_levels,
 )
@@ -51,7 +52,6 @@ class CostTracker:
     def __post_init__(self) -> None:
         self.tz = ZoneInfo(self.timezone)
         self.windows = CostWindows()
-        self.requests = CostWindows()  # request counts per group, same rings
         # The same per (tenant, function), for spikes and cost per request.
         self.fn_cost = CostWindows()
         self.fn_requests = CostWindows()
@@ -114,8 +114,8 @@ class CostTracker:
     def load(self, group: I64, unit: I64, pico: I64, requests: I64, *, minutes: bool) -> None:
         """Restore sums and request counts (of one minute or one hour each)."""
         fn = self._group_fn[group]
-        for windows, g, values in ((self.windows, group, pico), (self.requests, group, requests),
-                                   (self.fn_cost, fn, pico), (self.fn_requests, fn, requests)):
+        for windows, g, values in ((self.windows, group, pico), (self.fn_cost, fn, pico),
+                                   (self.fn_requests, fn, requests)):
             windows.load(g, unit, values, minutes=minutes)
 
     def observe_keys(self, series_keys: Sequence[tuple[str, str, str, str]]) -> None:
@@ -146,7 +146,6 @@ class CostTracker:
         ones = np.ones(len(group), np.int64)
         self.windows.add(group[priced], created_at[priced], cost_pico[priced])
         self.fn_cost.add(fn[priced], created_at[priced], cost_pico[priced])
-        self.requests.add(group, created_at, ones)
         self.fn_requests.add(fn, created_at, ones)
         if caller_cost is not None and caller_cost.any() and len(self.prices):
             self._check_caller_costs(
@@ -353,9 +352,9 @@ class CostTracker:
             return ""
         w = self.windows
         rows = np.array(groups)
-        recent = _sum_cols(w.minute_id, w.minute_sums[rows], minute - self.spike.recent_minutes
-                           + 1, minute)
-        week = _sum_cols(w.hour_id, w.hour_sums[rows], hour - 168, hour - 1)
+        recent = live_sum(w.minute_id, w.minute_sums[rows],
+                          minute - self.spike.recent_minutes + 1, minute).astype(np.float64)
+        week = live_sum(w.hour_id, w.hour_sums[rows], hour - 168, hour - 1).astype(np.float64)
         if recent.sum() <= 0 or week.sum() <= 0:
             return ""
         share_now, share_week = recent / recent.sum(), week / week.sum()
@@ -437,12 +436,6 @@ class CostTracker:
 
 def c_key(c: AlertChange) -> str:
     return f"{c.tenant_id}\x1f{c.fingerprint}"
-
-
-def _sum_cols(ids: I64, sums: I64, first: int, last: int) -> F64:
-    live = (ids >= first) & (ids <= last)
-    out: F64 = sums[:, live].sum(axis=1).astype(np.float64)
-    return out
 
 
 def _change(key: str, action: str, notify: str, *, severity: str, title: str, message: str,

@@ -128,11 +128,6 @@ class DriftMonitor:
                 false_alarm_rate=self.false_alarm_rate, seed=len(s.detectors))
         return d
 
-    @property
-    def pending_rows(self) -> int:
-        with self._pending_lock:
-            return sum(len(p.function) for p in self._pending)
-
     model_names: Sequence[str] = ()  # what the model codes of DriftRows stand for
 
     def restore_open(self, keys: Sequence[str], now: float) -> None:

@@ -121,9 +121,7 @@ class CostWindows:
             np.add.at(sums, (group[ok], unit[ok] % len(ids)), cost_pico[ok])
 
     def _sum(self, ids: I64, sums: I64, first: int, last: int) -> I64:
-        live = (ids >= first) & (ids <= last)
-        out: I64 = sums[: self.groups][:, live].sum(axis=1).astype(np.int64)
-        return out
+        return live_sum(ids, sums[: self.groups], first, last)
 
     def window_sums(self, now: float, tz: ZoneInfo) -> dict[str, I64]:
         """Pico-dollars per group for every window in :data:`WINDOWS`."""
@@ -220,7 +218,8 @@ class SpendLevels:
     baseline_cpr_usd: F64  # NaN without enough history
 
 
-def _live_sum(ids: I64, sums: I64, first: int, last: int) -> I64:
+def live_sum(ids: I64, sums: I64, first: int, last: int) -> I64:
+    """Per row of ``sums``, the total of the ring columns holding units first..last."""
     live = (ids >= first) & (ids <= last)
     out: I64 = sums[:, live].sum(axis=1).astype(np.int64)
     return out
@@ -262,10 +261,10 @@ def spend_levels(cost: CostWindows, requests: CostWindows, now: float,
     g = cost.groups
     minute, hour = math.floor(now / 60), math.floor(now / 3600)
     m = rule.recent_minutes
-    recent_cost = _live_sum(cost.minute_id, cost.minute_sums[:g], minute - m + 1, minute)
-    recent_n = _live_sum(requests.minute_id, requests.minute_sums[:g], minute - m + 1, minute)
-    hour_n = _live_sum(requests.minute_id, requests.minute_sums[:g], minute - 59, minute)
-    hour_cost = _live_sum(cost.minute_id, cost.minute_sums[:g], minute - 59, minute)
+    recent_cost = live_sum(cost.minute_id, cost.minute_sums[:g], minute - m + 1, minute)
+    recent_n = live_sum(requests.minute_id, requests.minute_sums[:g], minute - m + 1, minute)
+    hour_n = live_sum(requests.minute_id, requests.minute_sums[:g], minute - 59, minute)
+    hour_cost = live_sum(cost.minute_id, cost.minute_sums[:g], minute - 59, minute)
     rate = recent_cost / 1e12 * (60 / m)
 
     # Hour-ring views aligned by absolute hour: column of hour u is u % HOURS.
