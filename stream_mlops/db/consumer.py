@@ -213,8 +213,12 @@ class Consumer:
         """The drift detectors learn their references from the last consumed rows, so a
         restart does not leave them blind until a thousand new requests per function."""
         xid, last_id = self.cursor
-        row = conn.execute(q("fetch_recent_consumed"), {
-            "xid": xid, "id": last_id, "limit": self.DRIFT_WARM_ROWS}, binary=True).fetchone()
+        start = conn.execute(q("recent_consumed_start"), {
+            "xid": xid, "id": last_id, "limit": self.DRIFT_WARM_ROWS}).fetchone()
+        if start is None or start[2] == 0:
+            return
+        row = conn.execute(q("fetch_batch"), {"xid": start[0], "id": start[1],
+                                              "limit": start[2]}, binary=True).fetchone()
         if row is None or row[0] == 0:
             return
         self.processor.replay_drift(_raw_batch(row))

@@ -57,38 +57,19 @@ SELECT count(*),
        array_agg(error_type)
 FROM batch;
 
--- The last consumed rows, oldest first, shaped like fetch_batch (drift detectors learn
--- their references from them at start-up).
--- name: fetch_recent_consumed
-WITH batch AS (
-    SELECT * FROM (
-        SELECT xid, id, tenant_id, function_name, model, variant, created_at, latency_ms,
-               prompt_tokens, completion_tokens, cached_tokens, cost_usd, confidence, status,
-               cache_write_tokens, cost_source, experiment_id, query_length, error_type
-        FROM mlops.model_performance
-        WHERE (xid, id) <= (%(xid)s::text::xid8, %(id)s::bigint)
-        ORDER BY xid DESC, id DESC
-        LIMIT %(limit)s
-    ) recent ORDER BY xid, id
+-- Where the last %(limit)s consumed rows begin: fetch_batch from this cursor with that many
+-- rows returns exactly them (drift detectors learn their references from them at start-up).
+-- name: recent_consumed_start
+WITH w AS (
+    SELECT xid, id FROM mlops.model_performance
+    WHERE (xid, id) <= (%(xid)s::text::xid8, %(id)s::bigint)
+    ORDER BY xid DESC, id DESC
+    LIMIT %(limit)s + 1
 )
-SELECT count(*),
-       array_agg(xid::text::bigint),
-       array_agg(id),
-       array_agg(tenant_id || chr(31) || function_name || chr(31) || model || chr(31) || variant),
-       array_agg(date_part('epoch', created_at)),
-       array_agg(latency_ms),
-       array_agg(prompt_tokens::bigint),
-       array_agg(completion_tokens::bigint),
-       array_agg(cached_tokens::bigint),
-       array_agg(coalesce((cost_usd * 1000000000000)::bigint, -1)),
-       array_agg(coalesce(confidence, -1)),
-       array_agg(status = 'error'),
-       array_agg(cache_write_tokens::bigint),
-       array_agg(cost_source = 'caller'),
-       array_agg(experiment_id::text),
-       array_agg(coalesce(query_length, -1)),
-       array_agg(error_type)
-FROM batch;
+SELECT CASE WHEN count(*) > %(limit)s THEN min(xid)::text ELSE '0' END,
+       CASE WHEN count(*) > %(limit)s THEN (array_agg(id ORDER BY xid, id))[1] ELSE 0 END,
+       least(count(*), %(limit)s)
+FROM w;
 
 -- The oldest committed row the consumer has not taken yet (held back by the horizon or
 -- simply not reached): its age is the processor's lag.
