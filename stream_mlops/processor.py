@@ -6,6 +6,7 @@ effects and the cursor in one transaction and only then calls :meth:`Processor.c
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -213,6 +214,20 @@ class Processor:
         return PerformanceAlerts(th, window_seconds=window, cooldown_seconds=cooldown)
 
     # -- state ------------------------------------------------------------------------
+    def loaded(self, keys: Sequence[SeriesKey], persisted: Delta) -> Processor:
+        """A processor with this one's settings holding the given state, built off to the
+        side: the rest of a restart's state is loaded into it and then taken over whole
+        with :meth:`adopt`, so no reader ever sees half of it."""
+        p = copy.copy(self)
+        p.totals = SeriesTotals(len(LATENCY_BOUNDS) + 1, len(TOKEN_BOUNDS) + 1,
+                                len(CONFIDENCE_BOUNDS) + 1)
+        p.load(keys, persisted)
+        return p
+
+    def adopt(self, other: Processor) -> None:
+        """Take over ``other``'s state (one step: call it under the lock readers hold)."""
+        self.__dict__.update(other.__dict__)
+
     def load(self, keys: Sequence[SeriesKey], persisted: Delta) -> None:
         self.totals.load(keys, persisted)
         self._index = {k: i for i, k in enumerate(keys)}

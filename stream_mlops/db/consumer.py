@@ -136,45 +136,48 @@ class Consumer:
                     "comparable across clusters; run `stream-mlops reset-cursor --after-restore`"
                 )
             self.cursor = (cp[1], int(cp[2]))
+            version = int(cp[7])
+            rows = conn.execute(q("load_series"), {"consumer": self.consumer}).fetchall()
+        keys = [(r[0], r[1], r[2], r[3]) for r in rows]
+        # Built off to the side and swapped in whole: a connection cut half-way through
+        # leaves /metrics and the drift worker on the previous state, not half of this one.
+        staged = self.processor.loaded(keys, _delta_from_rows(rows))
+        self._load_monitors(conn, staged)
+        with self.status.lock, self.drift_lock:
+            self.processor.adopt(staged)
+            self.state_version = version
             self.status.events_total = int(cp[3])
             self.status.quarantined_total = int(cp[4])
             self.status.last_checkpoint_at = float(cp[5])
-            self.state_version = int(cp[7])
-            rows = conn.execute(q("load_series"), {"consumer": self.consumer}).fetchall()
-        keys = [(r[0], r[1], r[2], r[3]) for r in rows]
-        # /metrics must not read a half-loaded state, nor the drift worker use one.
-        with self.status.lock, self.drift_lock:
-            self.processor.load(keys, _delta_from_rows(rows))
-            self._load_alerts(conn)
         log.info("state loaded", extra={"consumer": self.consumer, "series": len(keys),
                                         "events_total": self.status.events_total})
 
-    def _load_alerts(self, conn: Conn) -> None:
+    def _load_monitors(self, conn: Conn, p: Processor) -> None:
         """Alert windows from the rows consumed within the window, open episodes and
         thresholds from their tables: a restart neither forgets nor re-pages."""
-        alerts = self.processor.alerts
+        alerts = p.alerts
         xid, last_id = self.cursor
         row = conn.execute(q("recent_consumed"), {"seconds": alerts.window_seconds,
                                                  "xid": xid, "id": last_id}).fetchone()
         thresholds = conn.execute(q("alert_thresholds")).fetchall()
         alerts.set_overrides(thresholds)
-        self.processor.costs.set_overrides(thresholds)
+        p.costs.set_overrides(thresholds)
         self._thresholds_loaded_at = time.time()
-        self._load_costs(conn)
-        self.load_prices(conn)
-        self.processor.drift.restore_open(
+        self._load_costs(conn, p)
+        self.load_prices(conn, p)
+        p.drift.restore_open(
             [f"{r[0]}\x1f{r[1]}"
              for r in conn.execute(q("open_alerts"), {"type": "drift"}).fetchall()],
             time.time())
-        self._warm_drift(conn)
-        self.processor.experiments.restore_open(
+        self._warm_drift(conn, p)
+        p.experiments.restore_open(
             f"{r[0]}\x1f{r[1]}"
             for r in conn.execute(q("open_alerts"), {"type": "experiment"}).fetchall())
-        self.sync_experiments(conn)
+        self.sync_experiments(conn, p)
         if row is not None and row[0]:
             keys, created, latency, err, conf = row
             n = len(keys)
-            self.processor.replay(RawBatch(
+            p.replay(RawBatch(
                 xid=np.zeros(n, np.int64), id=np.zeros(n, np.int64), key=keys,
                 created_at=np.array(created, np.float64),
                 latency_ms=np.array(latency, np.float64),
@@ -182,14 +185,14 @@ class Consumer:
                 cached_tokens=np.zeros(n, np.int64), cost_pico=np.zeros(n, np.int64),
                 confidence=np.array(conf, np.float64), is_error=np.array(err, np.bool_)))
         alerts.load_open(conn.execute(q("open_alerts"), {"type": "performance"}).fetchall())
-        self.processor.costs.restore_open(
+        p.costs.restore_open(
             (f"{r[0]}\x1f{r[1]}"
              for r in conn.execute(q("open_alerts"), {"type": "cost"}).fetchall()),
             time.time())
 
-    def _load_costs(self, conn: Conn) -> None:
+    def _load_costs(self, conn: Conn, p: Processor) -> None:
         """Cost windows from the hourly roll-ups and the last hour's rows."""
-        costs = self.processor.costs
+        costs = p.costs
         # Hourly roll-ups are written with the cursor, so they are exactly what was consumed.
         hours = conn.execute(q("recent_hourly_costs")).fetchall()
         if hours:
@@ -200,8 +203,8 @@ class Consumer:
         xid, last_id = self.cursor
         minutes = conn.execute(q("recent_minute_costs"), {"xid": xid, "id": last_id}).fetchall()
         if minutes:
-            series = np.array([self.processor.series_index(r[0]) for r in minutes], np.int64)
-            costs.observe_keys(self.processor.totals.keys)
+            series = np.array([p.series_index(r[0]) for r in minutes], np.int64)
+            costs.observe_keys(p.totals.keys)
             costs.load(costs.series_group(series),
                        np.array([r[1] for r in minutes], np.int64),
                        np.array([int(r[2]) for r in minutes], np.int64),
@@ -209,7 +212,7 @@ class Consumer:
 
     DRIFT_WARM_ROWS = 20_000
 
-    def _warm_drift(self, conn: Conn) -> None:
+    def _warm_drift(self, conn: Conn, p: Processor) -> None:
         """The drift detectors learn their references from the last consumed rows, so a
         restart does not leave them blind until a thousand new requests per function."""
         xid, last_id = self.cursor
@@ -221,14 +224,14 @@ class Consumer:
                                               "limit": start[2]}, binary=True).fetchone()
         if row is None or row[0] == 0:
             return
-        self.processor.replay_drift(_raw_batch(row))
+        p.replay_drift(_raw_batch(row))
 
     EXPERIMENTS_EVERY_SECONDS = 5.0  # result writes and new experiments
 
-    def sync_experiments(self, conn: Conn) -> None:
+    def sync_experiments(self, conn: Conn, p: Processor) -> None:
         """Follow the running experiments; a newly followed one resumes from its stored
         state and replays its rows consumed since (exactly once, see experiment_tracking)."""
-        tracker = self.processor.experiments
+        tracker = p.experiments
         new = tracker.sync(conn.execute(q("live_experiments")).fetchall())
         xid, last_id = self.cursor
         for e in new:
@@ -257,9 +260,9 @@ class Consumer:
             write_results(conn, w.id, w.results, w.decision, w.conclude)
         self.write_alerts(changes)
 
-    def load_prices(self, conn: Conn) -> None:
+    def load_prices(self, conn: Conn, p: Processor) -> None:
         """The price table, for checking the costs callers send."""
-        self.processor.costs.prices = price_book(conn)
+        p.costs.prices = price_book(conn)
 
     def write_alerts(self, changes: list[AlertChange]) -> None:
         if changes and self.conn is not None:
@@ -364,7 +367,7 @@ class Consumer:
             thresholds = conn.execute(q("alert_thresholds")).fetchall()
             self.processor.alerts.set_overrides(thresholds)
             self.processor.costs.set_overrides(thresholds)
-            self.load_prices(conn)
+            self.load_prices(conn, self.processor)
             self._thresholds_loaded_at = time.time()
         with self.status.lock:
             changes = self.processor.tick()
@@ -388,7 +391,7 @@ class Consumer:
         if time.time() - self._experiments_synced_at >= self.EXPERIMENTS_EVERY_SECONDS:
             try:
                 with self.status.lock:
-                    self.sync_experiments(conn)
+                    self.sync_experiments(conn, self.processor)
                 self.write_experiments(conn)
             except psycopg.Error:
                 raise

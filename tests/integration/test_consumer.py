@@ -135,6 +135,35 @@ def test_connection_lost_around_commit_neither_loses_nor_double_counts(
     c2.close()
 
 
+def test_connection_lost_while_loading_leaves_the_previous_state_whole(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reconnect cut half-way through loading must not leave totals loaded and cost
+    windows empty (what /metrics showed until the next successful load)."""
+    insert_requests(db_url, 0, 400, per_tx=100)
+    c = make_consumer(db_url)
+    drain(c)
+    before = memory_totals(c)
+    windows = c.processor.costs.window_usd(time.time())[1]["7d"].sum()
+    assert windows > 0
+    c.close()
+
+    def cut(conn: psycopg.Connection[tuple[object, ...]], p: Processor) -> None:
+        conn.close()
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(c, "_load_costs", cut)  # after the totals are read
+    with pytest.raises(psycopg.OperationalError):
+        c.open()
+    assert memory_totals(c) == before
+    assert c.processor.costs.window_usd(time.time())[1]["7d"].sum() == windows
+    monkeypatch.undo()
+    c.close()
+    assert c.open()
+    assert memory_totals(c) == before == db_totals(db_url)
+    assert c.processor.costs.window_usd(time.time())[1]["7d"].sum() == windows
+    c.close()
+
+
 def test_cursor_moved_by_another_process_is_detected(db_url: str) -> None:
     insert_requests(db_url, 0, 100, per_tx=100)
     c = make_consumer(db_url, batch_size=50)

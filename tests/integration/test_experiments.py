@@ -36,7 +36,7 @@ def _arms(url: str, name: str) -> ExperimentArms:
 def _refresh(c: Consumer) -> None:
     """What measure() does every few seconds: follow experiments, write their results."""
     assert c.conn is not None
-    c.sync_experiments(c.conn)
+    c.sync_experiments(c.conn, c.processor)
     c.write_experiments(c.conn)
 
 
