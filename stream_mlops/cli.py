@@ -25,10 +25,12 @@ from stream_mlops.cost_report import analyze, recommend, render, render_report
 from stream_mlops.db import experiments
 from stream_mlops.db.connect import connect, first_line
 from stream_mlops.db.consumer import reset_after_restore
+from stream_mlops.db.drift_store import drift_status, set_reference
 from stream_mlops.db.migrations import ensure_current, migrate
 from stream_mlops.db.prices import import_prices, load_price_map, price_versions, recompute
 from stream_mlops.db.queries import q
 from stream_mlops.demo import DEMO_DIR, run_demo
+from stream_mlops.drift_monitoring import METRICS
 from stream_mlops.errors import DatabaseUnavailable, MlopsError
 from stream_mlops.experiment_config import ExperimentSpec, parse_variants
 from stream_mlops.experiment_report import render_experiment
@@ -273,6 +275,42 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drift(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    with _database(s, autocommit=True) as conn:
+        if args.action != "list":
+            if not args.function:
+                raise MlopsError(f"drift {args.action} needs the FUNCTION")
+            at = set_reference(conn, args.tenant or "default", args.function, args.metric,
+                               args.action)
+            what = "every metric" if args.metric == "*" else args.metric
+            print(f"{args.function} ({what}): " + {
+                "pin": "reference pinned: kept after a drift, whose alert stays open while "
+                       "the data stay away from it",
+                "unpin": "reference unpinned: a confirmed drift becomes the new reference",
+                "relearn": f"a new reference is learned from the requests after "
+                           f"{_utc(at or time.time())} UTC; open drift alerts resolve",
+            }[args.action] + " (the processor picks it up within 30 s)")
+            return 0
+        rows = drift_status(conn, args.tenant)
+    if args.json:
+        print(json.dumps(rows, default=str))
+        return 0
+    if not rows:
+        print("no drift evidence yet (the processor tests each function every 15 minutes "
+              "and on every alarm)")
+    for r in rows:
+        reference = "pinned" if r["pinned"] else "learns"
+        if r["relearn_from"] is not None:
+            reference += f", relearned {r['relearn_from']:%Y-%m-%d %H:%M}"
+        p = "-" if r["p_value"] is None else f"{r['p_value']:.2g}"
+        effect = "-" if r["effect_size"] is None else f"{r['effect_size']:.3g}"
+        print(f"{r['tenant']}/{r['function']:20s} {r['metric']:17s} "
+              f"{'DRIFT' if r['alert_open'] else 'ok':6s} {r['test']:20s} p={p:8s} "
+              f"effect={effect:8s} {r['tested_at']:%Y-%m-%d %H:%M:%S}  ({reference})")
+    return 0
+
+
 def _experiment_json(e: experiments.Experiment) -> dict[str, Any]:
     out = {k: v for k, v in e.__dict__.items() if k != "results"}
     out["variants"] = [v.as_json() for v in e.variants]
@@ -411,6 +449,17 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--conclude", action="store_true", help="stop: as concluded (final)")
     exp.add_argument("--json", action="store_true", help="status/list: JSON")
     exp.set_defaults(fn=cmd_experiment)
+
+    drift = add("drift", "drift status per function and metric; pin, unpin or relearn a "
+                "reference")
+    drift.add_argument("action", nargs="?", default="list",
+                       choices=["list", "pin", "unpin", "relearn"])
+    drift.add_argument("function", nargs="?", help="pin/unpin/relearn: the function")
+    drift.add_argument("--metric", default="*", choices=["*", *METRICS],
+                       help="pin/unpin/relearn: one metric (default: every metric)")
+    drift.add_argument("--tenant", help="tenant (default; list: every tenant)")
+    drift.add_argument("--json", action="store_true", help="list: JSON")
+    drift.set_defaults(fn=cmd_drift)
 
     prices = add("prices", "list price versions, import a JSON price map, re-cost rows")
     prices.add_argument("action", choices=["list", "import", "recompute"])

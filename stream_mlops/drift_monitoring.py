@@ -21,6 +21,7 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,17 @@ KINDS = {"latency": "numeric", "query_length": "numeric", "confidence": "numeric
          "cost_per_request": "numeric", "error_rate": "binary", "error_type": "categorical",
          "model": "categorical", "volume": "numeric"}
 METRICS = tuple(KINDS)
+
+
+@dataclass(frozen=True)
+class ReferenceControl:
+    """What the user decided about a reference (mlops.drift_references)."""
+
+    pinned: bool = False  # keep it after a confirmed drift instead of learning the new level
+    relearn_from: float | None = None  # learn a new one from the rows after this time
+
+
+NO_CONTROL = ReferenceControl()
 
 
 @dataclass
@@ -77,6 +89,7 @@ class _Series:
     confirmed: dict[str, float] = field(default_factory=dict)  # metric -> when
     p_values: dict[tuple[str, str], float] = field(default_factory=dict)
     drifts: dict[str, int] = field(default_factory=dict)
+    relearned: dict[str, float] = field(default_factory=dict)  # metric -> request applied
 
 
 class DriftMonitor:
@@ -117,6 +130,53 @@ class DriftMonitor:
         self._pending_rows = 0
         self.snapshot: list[tuple[str, str, str, bool, float, int, dict[str, float]]] = []
         self._periodic_cursor = 0
+        # (tenant, function, metric or "*") -> the user's decision; replaced whole by
+        # set_controls (consumer thread), read by the worker.
+        self.controls: dict[tuple[str, str, str], ReferenceControl] = {}
+        self._relearned_alerts: dict[str, str] = {}  # alert key -> resolution message
+
+    def set_controls(self, rows: Sequence[Sequence[Any]]) -> None:
+        """(tenant, function, metric, pinned, relearn_from as unix time or None) rows."""
+        self.controls = {(r[0], r[1], r[2]): ReferenceControl(
+            bool(r[3]), None if r[4] is None else float(r[4])) for r in rows}
+
+    def control(self, tenant: str, function: str, metric: str) -> ReferenceControl:
+        """The metric's own decision combined with the function-wide one ("*")."""
+        own = self.controls.get((tenant, function, metric))
+        every = self.controls.get((tenant, function, "*"))
+        if own is None or every is None:
+            return own or every or NO_CONTROL
+        times = [t for t in (own.relearn_from, every.relearn_from) if t is not None]
+        return ReferenceControl(own.pinned or every.pinned, max(times) if times else None)
+
+    def _relearn(self, f: int, s: _Series) -> dict[str, float]:
+        """The relearn times of ``f``'s metrics; a request not applied yet drops the
+        reference now (and with it the drift alert: the user accepted the new level)."""
+        if not self.controls or f >= len(self.keys):
+            return {}
+        tenant, function = self.keys[f]
+        out = {}
+        for metric in METRICS:
+            since = self.control(tenant, function, metric).relearn_from
+            if since is None:
+                continue
+            out[metric] = since
+            if s.relearned.get(metric, -math.inf) < since:
+                s.relearned[metric] = since
+                d = s.detectors.get(metric)
+                if d is not None:
+                    d.refresh()
+                s.pinned.discard(metric)
+                s.candidates.pop(metric, None)
+                s.confirmed.pop(metric, None)
+                key = f"{tenant}\x1fdrift:{function}:{metric}"
+                self._restored.pop(key, None)
+                if key in self.open:
+                    self._relearned_alerts[key] = (
+                        "The reference is relearned from the requests after "
+                        f"{_utc(since)} (stream-mlops drift relearn): the new level is "
+                        "accepted.")
+        return out
 
     def _detector(self, s: _Series, metric: str) -> Detector:
         d = s.detectors.get(metric)
@@ -169,16 +229,20 @@ class DriftMonitor:
 
     def _feed(self, f: int, r: DriftRows, idx: I64) -> None:
         s = self._series(f)
-        err = r.is_error[idx]
-        values: dict[str, Any] = {
-            "latency": r.latency_ms[idx],
-            "query_length": r.query_length[idx][r.query_length[idx] >= 0],
-            "confidence": r.confidence[idx][r.confidence[idx] >= 0],
-            "cost_per_request": r.cost_pico[idx][r.cost_pico[idx] >= 0] / 1e12,
-            "error_rate": err.astype(np.int8),
-            "error_type": [r.error_type[i] or "unknown" for i in idx[err].tolist()],
-            "model": r.model[idx],
-        }
+        since = self._relearn(f, s)
+        if not since:
+            self._feed_values(s, _values(r, idx))
+            return
+        # Rows from before a relearn request feed no reference of that metric (the warm-up
+        # replay after a restart brings them back, and they are the old level).
+        t = r.created_at[idx]
+        for cut in sorted(set(since.values())):
+            metrics = {m for m in METRICS if since.get(m) == cut}
+            self._feed_values(s, {m: xs for m, xs in _values(r, idx[t >= cut]).items()
+                                  if m in metrics})
+        self._feed_values(s, {m: xs for m, xs in _values(r, idx).items() if m not in since})
+
+    def _feed_values(self, s: _Series, values: dict[str, Any]) -> None:
         for metric, xs in values.items():
             if len(xs):
                 self._update(s, metric, xs)
@@ -200,7 +264,10 @@ class DriftMonitor:
         minute = math.floor(now / 60) - 1  # the last complete minute
         for f in range(min(volume.groups, len(self.keys))):
             s = self._series(f)
+            since = self._relearn(f, s).get("volume")
             first = max(s.last_minute + 1, minute - 59)
+            if since is not None:  # whole minutes after the relearn request
+                first = max(first, math.ceil(since / 60))
             ratios = []
             for m in range(first, minute + 1):
                 col = m % CostWindows.MINUTES
@@ -247,12 +314,15 @@ class DriftMonitor:
                     if confirmed:
                         s.confirmed[metric] = now
                         s.drifts[metric] = s.drifts.get(metric, 0) + 1
-                        d.refresh()  # learn the new normal
-                        s.pinned.discard(metric)
                         key = f"{tenant}\x1fdrift:{function}:{metric}"
+                        pinned = self.control(tenant, function, metric).pinned
+                        if not pinned:  # pinned: it keeps alarming while the drift lasts
+                            d.refresh()  # learn the new normal
+                            s.pinned.discard(metric)
                         if key not in self.open:
                             changes.append(self._alert(key, function, metric, cusums=cusums,
-                                                       confirmed=confirmed, ref=ref, cur=cur))
+                                                       confirmed=confirmed, ref=ref, cur=cur,
+                                                       pinned=pinned))
             if periodic:
                 s.last_periodic = now
             for metric, at in s.confirmed.items():
@@ -261,9 +331,13 @@ class DriftMonitor:
         wanted |= {k for k, at in self._restored.items() if now - at < self.QUIET_SECONDS}
         for key in sorted(self.open - wanted):
             tenant, fp = key.split("\x1f", 1)
-            changes.append(_change(tenant, fp.split(":")[1], fp, "resolve", "resolved", "info",
-                                   "", "No new drift for an hour: the new level is the "
-                                   "reference now.", 0.0, 0.0))
+            function, metric = fp[len("drift:"):].rsplit(":", 1)
+            why = self._relearned_alerts.pop(key, None) or (
+                "No drift confirmed for an hour: the data are back at the pinned reference."
+                if self.control(tenant, function, metric).pinned else
+                "No new drift for an hour: the new level is the reference now.")
+            changes.append(_change(tenant, function, fp, "resolve", "resolved", "info", "",
+                                   why, 0.0, 0.0))
         self.open = (self.open & wanted) | {f"{c.tenant_id}\x1f{c.fingerprint}"
                                             for c in changes if c.action == "fire"}
         self.snapshot = self.gauges()
@@ -291,14 +365,17 @@ class DriftMonitor:
         return due
 
     def _alert(self, key: str, function: str, metric: str, *, cusums: tuple[str, ...],
-               confirmed: list[TestResult], ref: Any, cur: Any) -> AlertChange:
+               confirmed: list[TestResult], ref: Any, cur: Any, pinned: bool) -> AlertChange:
         tenant, fp = key.split("\x1f", 1)
         best = min(confirmed, key=lambda r: r.p_value)
         what = ", ".join(c.replace("_", " ") for c in cusums) or "a change"
         message = (f"{metric} of {function} drifted ({what}): {_describe(metric, ref, cur)}; "
                    f"{best.test_name} p = {best.p_value:.2g} (threshold {best.threshold:g}), "
                    f"effect size {best.effect_size:.3g}, {best.n_reference} reference vs "
-                   f"{best.n_current} recent values. The detector now learns the new level.")
+                   f"{best.n_current} recent values. " + (
+                       "The reference is pinned: the alert stays open while the data stay "
+                       "away from it." if pinned else "The detector now learns the new level "
+                       "(`stream-mlops drift pin` keeps the reference instead)."))
         return _change(tenant, function, fp, "fire", "firing", "warning",
                        f"Drift in {metric} of {function} (tenant {tenant})", message,
                        best.effect_size, best.threshold)
@@ -329,6 +406,24 @@ def _same_hour_rate(volume: CostWindows, f: int, t: float) -> float | None:
         if volume.hour_id[col] == h:
             rates.append(volume.hour_sums[f, col] / 60)
     return float(np.median(rates)) if rates else None
+
+
+def _values(r: DriftRows, idx: I64) -> dict[str, Any]:
+    """Each metric's values among rows ``idx``, in arrival order."""
+    err = r.is_error[idx]
+    return {
+        "latency": r.latency_ms[idx],
+        "query_length": r.query_length[idx][r.query_length[idx] >= 0],
+        "confidence": r.confidence[idx][r.confidence[idx] >= 0],
+        "cost_per_request": r.cost_pico[idx][r.cost_pico[idx] >= 0] / 1e12,
+        "error_rate": err.astype(np.int8),
+        "error_type": [r.error_type[i] or "unknown" for i in idx[err].tolist()],
+        "model": r.model[idx],
+    }
+
+
+def _utc(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _window(xs: Any) -> dict[str, Any]:

@@ -169,6 +169,7 @@ class Consumer:
             [f"{r[0]}\x1f{r[1]}"
              for r in conn.execute(q("open_alerts"), {"type": "drift"}).fetchall()],
             time.time())
+        p.drift.set_controls(conn.execute(q("drift_references")).fetchall())
         self._warm_drift(conn, p)
         p.experiments.restore_open(
             f"{r[0]}\x1f{r[1]}"
@@ -367,6 +368,7 @@ class Consumer:
             thresholds = conn.execute(q("alert_thresholds")).fetchall()
             self.processor.alerts.set_overrides(thresholds)
             self.processor.costs.set_overrides(thresholds)
+            self.processor.drift.set_controls(conn.execute(q("drift_references")).fetchall())
             self.load_prices(conn, self.processor)
             self._thresholds_loaded_at = time.time()
         with self.status.lock:

@@ -11,12 +11,55 @@ FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
     statistic float8, p_value float8, threshold float8, effect_size float8,
     drift_detected boolean, reference_window jsonb, current_window jsonb);
 
--- name: latest_drift
-SELECT DISTINCT ON (tenant_id, function_name, metric_name, test_name)
-       tenant_id, function_name, metric_name, test_name, statistic, p_value, threshold,
-       effect_size, drift_detected, detected_at
-FROM mlops.drift_detection
-ORDER BY tenant_id, function_name, metric_name, test_name, detected_at DESC;
+-- Per function and metric: the latest evidence (its smallest p-value), the reference
+-- decision in force and whether a drift alert is open.
+-- name: drift_status
+WITH latest AS (
+    SELECT DISTINCT ON (tenant_id, function_name, metric_name)
+           tenant_id, function_name, metric_name, test_name, p_value, threshold,
+           effect_size, drift_detected, detected_at
+    FROM mlops.drift_detection
+    ORDER BY tenant_id, function_name, metric_name, detected_at DESC, p_value)
+SELECT l.tenant_id, l.function_name, l.metric_name, l.test_name, l.p_value, l.threshold,
+       l.effect_size, l.drift_detected, l.detected_at,
+       coalesce(m.pinned, false) OR coalesce(f.pinned, false),
+       greatest(m.relearn_from, f.relearn_from),
+       EXISTS (SELECT 1 FROM mlops.alerts a
+               WHERE a.tenant_id = l.tenant_id AND a.state <> 'resolved'
+                 AND a.fingerprint = 'drift:' || l.function_name || ':' || l.metric_name)
+FROM latest l
+LEFT JOIN mlops.drift_references m
+       ON (m.tenant_id, m.function_name, m.metric) = (l.tenant_id, l.function_name, l.metric_name)
+LEFT JOIN mlops.drift_references f
+       ON (f.tenant_id, f.function_name, f.metric) = (l.tenant_id, l.function_name, '*')
+WHERE l.tenant_id = coalesce(%(tenant)s, l.tenant_id)
+ORDER BY 1, 2, 3;
+
+-- name: pin_reference
+INSERT INTO mlops.drift_references (tenant_id, function_name, metric, pinned)
+VALUES (%(tenant)s, %(function)s, %(metric)s, %(pinned)s)
+ON CONFLICT (tenant_id, function_name, metric)
+DO UPDATE SET pinned = EXCLUDED.pinned, updated_at = now();
+
+-- name: relearn_reference
+INSERT INTO mlops.drift_references (tenant_id, function_name, metric, relearn_from)
+VALUES (%(tenant)s, %(function)s, %(metric)s, now())
+ON CONFLICT (tenant_id, function_name, metric)
+DO UPDATE SET relearn_from = now(), updated_at = now()
+RETURNING relearn_from;
+
+-- name: function_tenants
+SELECT DISTINCT tenant_id FROM mlops.series_totals WHERE function_name = %(function)s
+ORDER BY 1 LIMIT 20;
+
+-- name: functions_seen
+SELECT DISTINCT function_name FROM mlops.series_totals WHERE tenant_id = %(tenant)s
+ORDER BY 1 LIMIT 20;
+
+-- The user's reference decisions, for the processor.
+-- name: drift_references
+SELECT tenant_id, function_name, metric, pinned, date_part('epoch', relearn_from)
+FROM mlops.drift_references;
 
 -- Rows of one function in a time range, column-wise, for the on-demand drift report.
 -- name: drift_window

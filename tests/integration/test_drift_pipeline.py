@@ -4,6 +4,7 @@ steady stream is not; the on-demand report agrees."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -12,6 +13,7 @@ from stream_mlops.client import RequestLogger
 from stream_mlops.db.consumer import Consumer
 from stream_mlops.drift_report import DataDriftDetector
 from stream_mlops.simulate import Scenario, Traffic
+from tests.integration.test_cli import assert_one_line_error, cli
 from tests.integration.test_consumer import drain, make_consumer
 
 
@@ -58,6 +60,66 @@ def test_input_drift_is_confirmed_stored_and_alerted(db_url: str) -> None:
     gauges = {(g[1], g[2]): g for g in c.processor.drift.gauges()}
     assert gauges[("summarize", "query_length")][3] is True  # mlops_drift_detected
     assert gauges[("summarize", "query_length")][5] == 1  # one confirmed drift
+    c.close()
+
+
+def _drift_alerts(url: str) -> dict[tuple[str, str], tuple[str, str]]:
+    """(function, metric) -> (state, message) of the latest drift alert of each."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT DISTINCT ON (fingerprint) fingerprint, state, message"
+                            " FROM mlops.alerts WHERE alert_type = 'drift'"
+                            " ORDER BY fingerprint, id DESC").fetchall()
+    return {tuple(fp.split(":")[1:]): (state, message) for fp, state, message in rows}
+
+
+def test_pinned_and_relearned_references_from_the_cli(db_url: str) -> None:
+    traffic = Traffic(seed=4, scenario=Scenario("input_drift", change_after=100), tenants=1)
+    env = {"DATABASE_URL": db_url}
+    tenant = ("--tenant", "tenant-0")
+    c = make_consumer(db_url)
+    _send(db_url, traffic, 6_000, elapsed=0)
+    drain(c)
+    _tick(c)
+    assert_one_line_error(cli("drift", "pin", "summarise", *tenant, env=env),
+                          "no requests from function 'summarise'", "summarize")
+    assert_one_line_error(cli("drift", "pin", "summarize", env=env),
+                          "no requests under tenant 'default' but has under tenant-0")
+    out = cli("drift", "pin", "summarize", "--metric", "query_length", *tenant, env=env)
+    assert out.returncode == 0 and "reference pinned" in out.stdout, out
+    c.close()
+    c = make_consumer(db_url)  # a restart reads the decisions (a running processor: 30 s)
+    _send(db_url, traffic, 4_000, elapsed=200)  # query length x3
+    drain(c)
+    _tick(c)
+    alerts = _drift_alerts(db_url)
+    state, message = alerts[("summarize", "query_length")]
+    assert state == "firing" and "The reference is pinned" in message
+    assert "The detector now learns" in alerts[("classify-ticket", "query_length")][1]
+    listed = {(r["function"], r["metric"]): r
+              for r in json.loads(cli("drift", "--json", env=env).stdout)}
+    row = listed[("summarize", "query_length")]
+    assert row["pinned"] and row["alert_open"] and row["drift_detected"]
+    assert not listed[("classify-ticket", "query_length")]["pinned"]
+    table = cli("drift", env=env).stdout
+    assert any(line.startswith("tenant-0/summarize") and "query_length" in line
+               and "DRIFT" in line and "(pinned)" in line for line in table.splitlines())
+
+    out = cli("drift", "relearn", "summarize", *tenant, env=env)
+    assert out.returncode == 0 and "a new reference is learned" in out.stdout, out
+    c.close()
+    c = make_consumer(db_url)  # every consumed row predates the request: none is learnt
+    f = c.processor.drift.keys.index(("tenant-0", "summarize"))
+    learnt = c.processor.drift.series[f].detectors.get("latency")
+    assert learnt is None or learnt.warming_up
+    _tick(c)
+    state, message = _drift_alerts(db_url)[("summarize", "query_length")]
+    assert state == "resolved" and "relearned from the requests after" in message
+    assert _drift_alerts(db_url)[("classify-ticket", "query_length")][0] == "firing"
+    _send(db_url, traffic, 6_000, elapsed=200)  # the new level, after the request
+    drain(c)
+    _tick(c)
+    assert not c.processor.drift.series[f].detectors["latency"].warming_up
+    assert _drift_alerts(db_url)[("summarize", "query_length")][0] == "resolved"
     c.close()
 
 
