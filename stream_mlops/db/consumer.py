@@ -145,6 +145,10 @@ class Consumer:
         self._load_monitors(conn, staged)
         with self.status.lock, self.drift_lock:
             self.processor.adopt(staged)
+            # Results the worker computed from the previous state: a drift alert fired
+            # there is unknown to the loaded state, which could then never resolve it.
+            while not self.drift_results.empty():
+                self.drift_results.get()
             self.state_version = version
             self.status.events_total = int(cp[3])
             self.status.quarantined_total = int(cp[4])

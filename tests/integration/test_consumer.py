@@ -164,6 +164,18 @@ def test_connection_lost_while_loading_leaves_the_previous_state_whole(
     c.close()
 
 
+def test_drift_results_of_the_previous_state_are_dropped_on_reload(db_url: str) -> None:
+    insert_requests(db_url, 0, 100, per_tx=100)
+    c = make_consumer(db_url)
+    drain(c)
+    c.background_drift = True
+    c.drift_results.put(c.run_drift())  # what the worker computed before the reconnect
+    c.close()
+    assert c.open()
+    assert c.drift_results.empty()
+    c.close()
+
+
 def test_cursor_moved_by_another_process_is_detected(db_url: str) -> None:
     insert_requests(db_url, 0, 100, per_tx=100)
     c = make_consumer(db_url, batch_size=50)
