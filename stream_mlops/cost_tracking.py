@@ -243,19 +243,24 @@ class CostTracker:
         return out
 
     def evaluate(self, now: float) -> list[AlertChange]:
-        """Early warnings (each level once per period), forecasts, and resolution of
-        alerts whose period is over."""
+        """Early warnings (each level at most once per period), forecasts, and resolution
+        of alerts whose period is over."""
         changes: list[AlertChange] = []
         wanted: set[str] = set()
+        superseded: set[str] = set()
         for tenant, function, r in self.readings(now):
             scope = f"{tenant}\x1fcost:{function or '*'}:{r.period}:" \
                     f"{datetime.fromtimestamp(r.period_start, self.tz):%Y-%m-%d}"
-            for level in self.warn_levels:
-                if r.utilization >= level:
-                    key = f"{scope}:budget:{round(level * 100)}"
-                    wanted.add(key)
-                    if key not in self.open:
-                        changes.append(self._budget_alert(key, tenant, function, r, level))
+            crossed = sorted(level for level in self.warn_levels if r.utilization >= level)
+            if crossed:
+                # One episode per budget and period, at the highest level crossed: spend
+                # that jumps past several levels pages once, and a higher level closes
+                # the lower one's episode without a message.
+                key = f"{scope}:budget:{round(crossed[-1] * 100)}"
+                wanted.add(key)
+                superseded |= {f"{scope}:budget:{round(level * 100)}" for level in crossed[:-1]}
+                if key not in self.open:
+                    changes.append(self._budget_alert(key, tenant, function, r, crossed[-1]))
             fkey = f"{scope}:forecast"
             elapsed = (now - r.period_start) / (r.period_end - r.period_start)
             over = r.forecast_usd >= r.budget_usd and r.utilization < 1.0
@@ -279,7 +284,10 @@ class CostTracker:
         changes += self._spikes(now, wanted)
         changes += self._mismatches(now, wanted)
         for key in sorted(self.open - wanted):
-            changes.append(self._resolved(key, now))
+            changes.append(_change(key, "resolve", None, severity="info", title="",
+                                   message="Superseded by a higher budget warning.",
+                                   value=0.0, threshold=0.0, function=None)
+                           if key in superseded else self._resolved(key, now))
         self.open = (self.open & wanted) | {c_key(c) for c in changes if c.action == "fire"}
         return changes
 
@@ -438,7 +446,7 @@ def c_key(c: AlertChange) -> str:
     return f"{c.tenant_id}\x1f{c.fingerprint}"
 
 
-def _change(key: str, action: str, notify: str, *, severity: str, title: str, message: str,
+def _change(key: str, action: str, notify: str | None, *, severity: str, title: str, message: str,
             value: float, threshold: float, function: str | None,
             rule: str = "budget") -> AlertChange:
     tenant, fingerprint = key.split("\x1f", 1)

@@ -17,6 +17,7 @@ import psycopg
 from stream_mlops import logs, simulate
 from stream_mlops.db import experiments
 from stream_mlops.db.migrations import migrate
+from stream_mlops.db.queries import q
 from stream_mlops.embedded import EmbeddedPostgres
 from stream_mlops.experiment_config import ExperimentError, ExperimentSpec
 from stream_mlops.service import Service
@@ -128,6 +129,8 @@ def _summarise(service: Service, url: str, stop: threading.Event, duration: floa
     started = time.monotonic()
     prev_events, prev_t = service.status.events_total, started
     with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(q("last_alert_id")).fetchone()
+        last_alert = row[0] if row else 0  # earlier runs' alerts are old news
         while not stop.wait(2.0):
             now = time.monotonic()
             st = service.status
@@ -148,5 +151,9 @@ def _summarise(service: Service, url: str, stop: threading.Event, duration: floa
             experiment = _experiment_line(service)
             if experiment:
                 print(experiment, flush=True)
+            for aid, severity, title in conn.execute(q("alerts_after"), {"after": last_alert}):
+                print(f"          new alert #{aid} ({severity}): {title}", flush=True)
+                last_alert = aid
             if duration is not None and now - started >= duration:
                 break
+

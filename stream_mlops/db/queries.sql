@@ -306,3 +306,10 @@ FROM mlops.cost_tracking
 WHERE period = 'hour' AND period_start >= date_trunc('hour', now() - make_interval(days => 2 * %(days)s))
 GROUP BY 1, 2
 ORDER BY 3 DESC, 1, 2;
+
+-- Alert episodes opened after a given one (the demo prints them as they come).
+-- name: alerts_after
+SELECT id, severity, title FROM mlops.alerts WHERE id > %(after)s ORDER BY id LIMIT 20;
+
+-- name: last_alert_id
+SELECT coalesce(max(id), 0) FROM mlops.alerts;

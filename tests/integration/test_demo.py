@@ -34,7 +34,7 @@ def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str
 def test_demo_on_an_embedded_postgres(demo_dir: Path) -> None:
     port = free_port()
     demo = start("demo", "--duration", "8", "--rate", "100", "--metrics-port", str(port),
-                 "--data-dir", str(demo_dir))
+                 "--data-dir", str(demo_dir), env={"DAILY_COST_THRESHOLD": "0.001"})
     try:
         wait_for(lambda: metric_sum(scrape(port), "mlops_requests_total") > 100, 40,
                  "requests on /metrics")
@@ -53,6 +53,12 @@ def test_demo_on_an_embedded_postgres(demo_dir: Path) -> None:
     # The demo's A/B test is followed live from the start.
     assert any(line.strip().startswith("experiment demo-shorter-prompt: ") and
                "always-valid p" in line for line in lines)
+    # Alerts are printed as they open: a tiny budget is spent at once, which pages once
+    # per tenant at the highest level rather than at 50, 80 and 100 %.
+    opened = [line.strip() for line in lines if line.strip().startswith("new alert #")]
+    budget = [line for line in opened if "Daily budget" in line]
+    assert budget and all("(critical): Daily budget 100% used (tenant " in line
+                          for line in budget), opened
     assert "data kept in" in lines[-1]
     # The data directory survives for the next run; the server is stopped.
     assert (demo_dir / "PG_VERSION").exists()

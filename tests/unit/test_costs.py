@@ -99,10 +99,25 @@ def test_early_warnings_fire_once_each_and_resolve_with_the_day() -> None:
     t.observe([("acme", "summarize", "gpt-4o", "control")], np.array([0]),
               created_at=np.array([morning + 180]), cost_pico=np.array([3 * 10**12]),
               prompt=np.array([1]), completion=np.array([1]), cached=np.array([0]))
-    second = t.evaluate(morning + 240)  # 90 %: the 80 % level fires, 50 % does not again
-    assert [c.fingerprint for c in second] == ["cost:*:day:2026-11-26:budget:80"]
-    nxt = t.evaluate(ts(2026, 11, 27, 0, 30))
-    assert {c.action for c in nxt} == {"resolve"} and len(nxt) == 3
+    second = t.evaluate(morning + 240)  # 90 %: the 80 % level fires and supersedes 50 %
+    assert [(c.action, c.fingerprint, c.notify) for c in second] == [
+        ("fire", "cost:*:day:2026-11-26:budget:80", "firing"),
+        ("resolve", "cost:*:day:2026-11-26:budget:50", None)]  # closed without a message
+    assert t.evaluate(morning + 300) == []
+    nxt = t.evaluate(ts(2026, 11, 27, 0, 30))  # the 80 % warning and the forecast
+    assert {c.action for c in nxt} == {"resolve"} and len(nxt) == 2
+
+
+def test_a_jump_past_every_level_pages_once_also_after_a_restart() -> None:
+    at = ts(2026, 11, 26, 8)
+    t = tracker_with(12.0, at)  # 120 % of $10 in one go
+    fired = t.evaluate(at + 60)
+    assert [(c.fingerprint, c.severity) for c in fired] == [
+        ("cost:*:day:2026-11-26:budget:100", "critical")]
+    assert fired[0].title == "Daily budget 100% used (tenant acme)"
+    again = tracker_with(12.0, at)  # a restart: the open episode comes back from the table
+    again.restore_open(["acme\x1fcost:*:day:2026-11-26:budget:100"], at + 90)
+    assert again.evaluate(at + 120) == []
 
 
 def test_per_function_budget_override() -> None:
