@@ -18,6 +18,8 @@ METRICS: tuple[Metric, ...] = ("error_rate", "latency", "confidence", "cost_per_
 # Which way is better for each metric: only confidence is better when higher.
 HIGHER_IS_BETTER: dict[str, bool] = {m: m == "confidence" for m in METRICS}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+# A smaller positive share never collects enough traffic to test (and underflows).
+MIN_SHARE = 1e-4
 
 
 class ExperimentError(MlopsError, ValueError):
@@ -86,9 +88,17 @@ class ExperimentSpec:
         names = [v.name for v in self.variants]
         if len(set(names)) != len(names) or not all(_NAME.match(n) for n in names):
             raise ExperimentError(f"variant names must be distinct identifiers; got {names}")
-        if any(not (math.isfinite(v.weight) and v.weight >= 0) for v in self.variants) or \
-                sum(v.weight for v in self.variants) <= 0:
+        weights = [v.weight for v in self.variants]
+        if any(not (math.isfinite(w) and w >= 0) for w in weights) or max(weights) <= 0:
             raise ExperimentError("variant weights must be finite, >= 0 and not all 0")
+        top = max(weights)
+        total = sum(w / top for w in weights)
+        small = [v.name for v in self.variants
+                 if v.weight > 0 and v.weight / top / total < MIN_SHARE]
+        if small:
+            raise ExperimentError(
+                f"variant {small[0]} would get less than {MIN_SHARE:.2%} of the traffic "
+                "(weights are relative: 0.5/0.5, 1/1 and 50/50 are the same split)")
         if not 0 < self.alpha <= 0.5:
             raise ExperimentError(f"alpha must be in (0, 0.5], got {self.alpha}")
         if self.min_effect is not None and not (math.isfinite(self.min_effect)
@@ -115,15 +125,18 @@ def parse_variants(text: str) -> tuple[Variant, ...]:
     [('a', 0.9, 'gpt-4o-mini'), ('b', 0.1, 'gpt-4o')]
     """
     text = text.strip()
-    if text.startswith("["):
+    if text.startswith(("[", "{")):
         try:
             items = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ExperimentError(f"variants: not valid JSON ({exc.msg})") from None
+        if not isinstance(items, list):
+            raise ExperimentError("variants: expected a JSON list of objects such as "
+                                  '[{"name": "control", "weight": 0.5}, ...]')
         return tuple(variant_from_json(v, i) for i, v in enumerate(items))
     out = []
     for item in text.split(","):
-        parts = item.strip().split(":", 2)
+        parts = [p.strip() for p in item.split(":", 2)]
         try:
             weight = float(parts[1]) if len(parts) > 1 else 1.0
         except ValueError:

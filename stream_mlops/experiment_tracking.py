@@ -225,6 +225,10 @@ class ExperimentTracker:
     def __init__(self) -> None:
         self.live: dict[str, LiveExperiment] = {}
         self.open: set[str] = set()  # keys of open experiment alerts
+        # Running experiments that cannot be followed (a row written around the API's
+        # checks), id -> why; and those refused by the last sync, for the log.
+        self.unusable: dict[str, str] = {}
+        self.refused: list[str] = []
 
     def sync(self, rows: Iterable[Sequence[Any]]) -> list[LiveExperiment]:
         """Follow the running experiments in ``rows`` (``live_experiments``); returns the
@@ -232,11 +236,19 @@ class ExperimentTracker:
         running = {str(r[0]): r for r in rows if r[4] == "running"}
         for gone in set(self.live) - set(running):
             del self.live[gone]
-        new = []
+        self.unusable = {k: v for k, v in self.unusable.items() if k in running}
+        new, self.refused = [], []
         for eid, row in running.items():
-            if eid not in self.live:
-                self.live[eid] = e = LiveExperiment.from_row(row)
-                new.append(e)
+            if eid in self.live or eid in self.unusable:
+                continue
+            try:
+                e = LiveExperiment.from_row(row)
+            except Exception as exc:  # one bad configuration must not stop the others
+                self.unusable[eid] = f"experiment {row[2]} cannot be followed: {exc}"
+                self.refused.append(self.unusable[eid])
+                continue
+            self.live[eid] = e
+            new.append(e)
         return new
 
     def observe(self, experiment_ids: Sequence[str | None], variants: Sequence[str],

@@ -104,6 +104,9 @@ class PerformanceAlerts:
         if len(self._series_group) < len(series_keys):
             extra = [self._group((k[0], k[1])) for k in series_keys[len(self._series_group):]]
             self._series_group = np.append(self._series_group, np.array(extra, np.int64))
+            # A series can exist before it has rows here (one seen only in the cost
+            # roll-ups at start-up): its group must still read as an empty window.
+            self.windows.grow(len(self.group_keys))
         group = self._series_group[series]
         self.windows.add(group, created_at, errors=is_error.astype(np.int64),
                          slow=(latency_ms / 1000.0 > self._latency_limit[group]).astype(

@@ -238,6 +238,9 @@ class Consumer:
         state and replays its rows consumed since (exactly once, see experiment_tracking)."""
         tracker = p.experiments
         new = tracker.sync(conn.execute(q("live_experiments")).fetchall())
+        for why in tracker.refused:
+            self.status.monitor_errors_total += 1
+            log.error(why)
         xid, last_id = self.cursor
         for e in new:
             if (int(e.cursor[0]), e.cursor[1]) > (int(xid), last_id):
@@ -375,8 +378,13 @@ class Consumer:
             self.processor.drift.set_controls(conn.execute(q("drift_references")).fetchall())
             self.load_prices(conn, self.processor)
             self._thresholds_loaded_at = time.time()
-        with self.status.lock:
-            changes = self.processor.tick()
+        try:
+            with self.status.lock:
+                changes = self.processor.tick()
+        except Exception:  # a bug in a rule must not stop consuming (nor crash-loop)
+            changes = []
+            self.status.monitor_errors_total += 1
+            log.exception("alert evaluation failed; consuming goes on")
         self.write_alerts(changes)
         # Drift and experiments are monitors on top of the pipeline: a bug in one of them
         # is logged (and counted) but must never stop requests from being consumed.

@@ -98,7 +98,8 @@ class Windows:
         self.slot_id = np.full((0, self.slots), -1, np.int64)
         self.sums = {f: np.zeros((0, self.slots)) for f in self.FIELDS}
 
-    def _grow(self, groups: int) -> None:
+    def grow(self, groups: int) -> None:
+        """Room for ``groups`` groups (a group without rows yet reads as empty)."""
         extra = groups - self.slot_id.shape[0]
         if extra > 0:
             self.slot_id = np.vstack([self.slot_id, np.full((extra, self.slots), -1, np.int64)])
@@ -109,7 +110,7 @@ class Windows:
         """Add rows (``confidence`` < 0 means none) at event times ``t`` (unix seconds)."""
         if not len(group):
             return
-        self._grow(int(group.max()) + 1)
+        self.grow(int(group.max()) + 1)
         sid = np.floor(t / self.slot_seconds).astype(np.int64)
         col = sid % self.slots
         # A slot that still holds an older time is emptied before reuse; rows older than

@@ -754,9 +754,12 @@ class SRMTest:
             raise ValueError("alpha must be in (0, 1)")
         if not (math.isfinite(concentration) and concentration > 0):
             raise ValueError("concentration must be positive")
-        total = sum(w)
+        top = max(w)  # scaled first: weights near the float limits must not overflow
+        total = sum(v / top for v in w)
         self.arms = names
-        self.shares = [v / total for v in w]
+        self.shares = [v / top / total for v in w]
+        if min(self.shares) <= 0:
+            raise ValueError("weights too uneven: an arm's share underflows to 0")
         self.alpha = float(alpha)
         self.concentration = float(concentration)
         self._a = [concentration * p for p in self.shares]

@@ -147,6 +147,27 @@ def test_a_broken_split_raises_a_sample_ratio_alert(db_url: str) -> None:
     c.close()
 
 
+def test_an_experiment_written_around_the_checks_is_skipped_not_fatal(db_url: str) -> None:
+    """Weights the API refuses, written by SQL: the processor keeps consuming, follows the
+    other experiments and says which one it cannot follow."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for name in ("uneven", "fine"):
+            experiments.create(conn, ExperimentSpec(name, "summarize"))
+        conn.execute("UPDATE mlops.experiments SET variants = '[{\"name\": \"control\","
+                     " \"weight\": 1e-300}, {\"name\": \"treatment\", \"weight\": 1e300}]'"
+                     " WHERE name = 'uneven'")
+        for name in ("uneven", "fine"):
+            experiments.set_status(conn, name, "running")
+    c = make_consumer(db_url)
+    assert c.status.monitor_errors_total == 1
+    assert [e.name for e in c.processor.experiments.live.values()] == ["fine"]
+    _send(db_url, Traffic(seed=3, experiment=_arms(db_url, "fine")), 500)
+    assert drain(c) == 500
+    _refresh(c)
+    assert c.status.monitor_errors_total == 1  # said once
+    c.close()
+
+
 def test_lifecycle_rules_and_clear_errors(db_url: str) -> None:
     env = {"DATABASE_URL": db_url}
     with psycopg.connect(db_url, autocommit=True) as conn:

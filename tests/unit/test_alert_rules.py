@@ -91,3 +91,17 @@ def test_lifecycle_fires_once_updates_sparingly_and_resolves() -> None:
 def test_windows_validate_their_shape() -> None:
     with pytest.raises(ValueError, match="slot_seconds"):
         Windows(window_seconds=5, slot_seconds=10)
+
+
+def test_a_series_without_rows_in_the_window_reads_as_empty() -> None:
+    """A series the processor knows before any of its rows reach the alert windows (one
+    seen only in the cost roll-ups at start-up) must not break the evaluation of all."""
+    from stream_mlops.perf_alerts import PerformanceAlerts
+
+    a = PerformanceAlerts(AlertThresholds())
+    keys = [("t", "f", "m", "control"), ("t", "g", "m", "control")]
+    a.observe(keys, np.zeros(200, np.int64), created_at=np.full(200, 1000.0),
+              latency_ms=np.full(200, 5.0), is_error=np.ones(200, bool),
+              confidence=np.full(200, 0.9))
+    changes = a.evaluate(1001.0)
+    assert [(c.function_name, c.rule) for c in changes] == [("f", "error_rate")]
