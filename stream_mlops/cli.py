@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import signal
 import sys
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -171,24 +174,31 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     scenario = Scenario(args.scenario, change_after=args.change_after, end_after=args.end_after)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print(f"simulating {args.rate:g} requests/s, scenario {scenario.name!r} "
-          f"({SCENARIOS[scenario.name]}) after {scenario.change_after:g} s; Ctrl-C stops",
-          flush=True)
     arms = None
-    if args.experiment:
+    if args.experiment is not None:
         with _database(s) as conn:
             e = experiments.get(conn, args.experiment, args.tenant)
+        if e.status != "running":
+            raise MlopsError(f"experiment {e.name} is {e.status}, not running: "
+                             f"`stream-mlops experiment start {e.name}` first")
         arms = simulate.ExperimentArms(e.id, e.tenant_id, e.function_name, e.seed,
                                        tuple((v.name, v.weight) for v in e.variants))
-        print(f"{e.function_name} traffic goes through experiment {e.name} ({e.status})")
+    change = (f"scenario {scenario.name!r} ({SCENARIOS[scenario.name]}) after "
+              f"{scenario.change_after:g} s" if scenario.name != "steady" else "steady traffic")
+    print(f"simulating {args.rate:g} requests/s, {change}; Ctrl-C stops", flush=True)
+    if arms is not None:
+        print(f"{arms.function_name} traffic goes through experiment {args.experiment}")
     try:
-        sent = simulate.run(s.database_url, args.rate, stop, seed=args.seed,
-                            scenario=scenario, duration=args.duration, experiment=arms)
+        st = simulate.run(s.database_url, args.rate, stop, seed=args.seed,
+                          scenario=scenario, duration=args.duration, experiment=arms)
     except KeyboardInterrupt:
         stop.set()
         raise
-    print(f"sent {sent} requests")
-    return 0
+    lost = st.logged - st.written
+    print(f"sent {st.logged} requests, {st.written} stored"
+          + (f"; {lost} not stored ({st.dropped} dropped from a full buffer, {st.rejected} "
+             f"refused; last error: {st.last_error or 'none'})" if lost else ""))
+    return 1 if lost else 0
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
@@ -202,8 +212,10 @@ def cmd_alerts(args: argparse.Namespace) -> int:
             name = "acknowledge_alert" if args.action == "ack" else "close_alert"
             row = conn.execute(q(name), {"id": args.id}).fetchone()
             if row is None:
-                state = "firing" if args.action == "ack" else "open"
-                print(f"no {state} alert with id {args.id}", file=sys.stderr)
+                state = conn.execute(q("alert_state"), {"id": args.id}).fetchone()
+                print(f"alert {args.id} is already {state[0]}" if state else
+                      f"no alert with id {args.id} (see `stream-mlops alerts --all`)",
+                      file=sys.stderr)
                 return 1
             print(f"alert {args.id} " + ("acknowledged: no reminders until it resolves"
                                          if args.action == "ack" else "resolved"))
@@ -264,6 +276,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         if args.action in ("start", "stop"):
             status = ("running" if args.action == "start"
                       else "concluded" if args.conclude else "stopped")
+            if experiments.get(conn, args.name, args.tenant).status == status:
+                print(f"experiment {args.name} is already {status}: nothing changed")
+                return 0
             print(f"experiment {args.name}: "
                   f"{experiments.set_status(conn, args.name, status, args.tenant)}")
             return 0
@@ -339,8 +354,11 @@ def cmd_prices(args: argparse.Namespace) -> int:
         if args.action == "import":
             if not args.file:
                 raise MlopsError("prices import needs a FILE (our format or LiteLLM's map)")
-            at = (_parse_time(args.effective_from) if args.effective_from else time.time())
-            new = import_prices(conn, load_price_map(Path(args.file), effective_from=at))
+            prices = load_price_map(Path(args.file), effective_from=time.time())
+            if args.effective_from is not None:  # over the map's own as_of and dates
+                at = _parse_time(args.effective_from)
+                prices = [replace(p, effective_from=at) for p in prices]
+            new = import_prices(conn, prices)
             print(f"{len(new)} price version(s) added or corrected"
                   + (": " + ", ".join(sorted({p.model for p in new})) if new else
                      " (every price already in force)"))
@@ -364,7 +382,30 @@ def _parse_time(text: str) -> float:
     except ValueError:
         raise MlopsError(f"expected an ISO date or time such as 2026-11-01, got {text!r}"
                          ) from None
-    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
+    try:
+        return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC).timestamp()
+    except (OverflowError, ValueError):
+        raise MlopsError(f"{text!r} is out of the range of dates") from None
+
+
+def _number(kind: type[int] | type[float], lo: float, hi: float) -> Callable[[str], Any]:
+    """An argparse type: a finite ``kind`` within [lo, hi]."""
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+                ) from None
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise argparse.ArgumentTypeError(
+                f"must be between {_plain(lo)} and {_plain(hi)}, got {text}")
+        return value
+    return parse
+
+
+def _plain(v: float) -> str:
+    return f"{int(v):,}" if float(v).is_integer() else f"{v:g}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -412,12 +453,12 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("action", nargs="?", default="list", choices=["list", "ack", "resolve"])
     al.add_argument("id", nargs="?", type=int, help="alert id (for ack and resolve)")
     al.add_argument("--all", action="store_true", help="include resolved alerts")
-    al.add_argument("--limit", type=int, default=50)
+    al.add_argument("--limit", type=_number(int, 1, 100_000), default=50)
     al.add_argument("--json", action="store_true", help="print JSON")
     al.set_defaults(fn=cmd_alerts)
 
     costs = add("costs", "cost, requests, cost per request and trend per function")
-    costs.add_argument("--days", type=int,
+    costs.add_argument("--days", type=_number(int, 1, 3660),
                        help="period length in days (1; 7 with --recommend)")
     costs.add_argument("--recommend", action="store_true",
                        help="add recommendations with estimated monthly savings")
@@ -441,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--min-effect", type=float,
                      help="create: smallest difference of interest, in the primary metric's "
                           "units (0.02 = 2 points of error rate, 100 = 100 ms)")
-    exp.add_argument("--min-samples", type=int, default=100,
+    exp.add_argument("--min-samples", type=_number(int, 10, 1_000_000_000), default=100,
                      help="create: per arm before any decision (100)")
     exp.add_argument("--auto-stop", action="store_true",
                      help="create: conclude by itself once the primary metric is decided")
@@ -472,14 +513,17 @@ def build_parser() -> argparse.ArgumentParser:
     prices.set_defaults(fn=cmd_prices)
 
     sim = add("simulate", "write realistic synthetic AI traffic to DATABASE_URL")
-    sim.add_argument("--rate", type=float, default=50.0, help="requests per second (50)")
+    sim.add_argument("--rate", type=_number(float, 0.01, 100_000), default=50.0,
+                     help="requests per second (50)")
     sim.add_argument("--scenario", default="steady", choices=sorted(SCENARIOS),
                      help="what changes at --change-after: " + "; ".join(
-                         f"{k}: {v}" for k, v in SCENARIOS.items()))
-    sim.add_argument("--change-after", type=float, default=60.0,
+                         f"{k}: {v}" for k, v in SCENARIOS.items()).replace("%", "%%"))
+    sim.add_argument("--change-after", type=_number(float, 0, 1e9), default=60.0,
                      help="seconds before the scenario starts (60)")
-    sim.add_argument("--end-after", type=float, help="seconds after which it stops again")
-    sim.add_argument("--duration", type=float, help="stop after this many seconds")
+    sim.add_argument("--end-after", type=_number(float, 0, 1e9),
+                     help="seconds after which it stops again")
+    sim.add_argument("--duration", type=_number(float, 0.001, 1e9),
+                     help="stop after this many seconds")
     sim.add_argument("--seed", type=int, default=0, help="random seed (0)")
     sim.add_argument("--experiment", help="send the experiment's function through it "
                      "(variants by its seed; scenarios treatment_better/worse act on them)")
@@ -500,7 +544,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.monotonic()
     try:
-        return int(args.fn(args))
+        code = int(args.fn(args))
+        sys.stdout.flush()  # a closed pipe shows here, where it is handled
+        return code
     except MlopsError as exc:
         print(f"stream-mlops {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -511,8 +557,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stream-mlops {args.command}: interrupted after "
               f"{time.monotonic() - started:.0f} s", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `| head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # a bug of ours: say so in one line, keep the trace for debug
-        log.debug("unexpected error", exc_info=True)
+        if os.environ.get("LOG_LEVEL", "").upper() == "DEBUG":
+            traceback.print_exc()
         print(f"stream-mlops {args.command}: unexpected error: {type(exc).__name__}: {exc} "
               "(please report it; LOG_LEVEL=DEBUG shows the traceback)", file=sys.stderr)
         return 70

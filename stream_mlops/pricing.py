@@ -31,6 +31,7 @@ I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 
 MAX_PRICE = Decimal(1_000_000)  # USD per million tokens: the table's CHECK bound
+RESOLUTION = Decimal("0.000001")  # USD per million tokens: the table's scale
 
 
 @dataclass(frozen=True)
@@ -139,10 +140,13 @@ def _usd(value: Any, where: str, *, per_token: bool = False) -> Decimal | None:
         raise PriceMapError(f"{where}: expected a finite number >= 0, got {value}")
     if per_token:
         d *= 1_000_000
-    d = d.quantize(Decimal("0.000001")).normalize()
-    if d >= MAX_PRICE:
+    if d >= MAX_PRICE:  # before rounding, which a huge number would overflow
         raise PriceMapError(f"{where}: {d} USD per million tokens is not a plausible price")
-    return d
+    rounded = d.quantize(RESOLUTION).normalize()
+    if d > 0 and rounded == 0:
+        raise PriceMapError(f"{where}: {d} USD per million tokens is below the price "
+                            f"table's resolution ({RESOLUTION} USD per million tokens)")
+    return rounded
 
 
 def _when(value: Any, where: str, default: float) -> float:
@@ -182,21 +186,27 @@ def parse_price_map(data: Any, *, effective_from: float, source: str) -> list[Pr
         default = _when(data.get("as_of"), "as_of", effective_from)
         src = str(data.get("source") or source)
         out = []
+        seen: dict[tuple[str, float], str] = {}
         for i, m in enumerate(models):
             where = f"models[{i}]"
-            if not isinstance(m, Mapping) or not m.get("model") or not m.get("provider"):
-                raise PriceMapError(f"{where}: needs at least model and provider")
+            if not isinstance(m, Mapping) or not all(
+                    isinstance(m.get(k), str) and m[k].strip() for k in ("model", "provider")):
+                raise PriceMapError(f"{where}: needs at least model and provider (strings)")
             inp = _usd(m.get("input_usd_per_mtok"), f"{where}.input_usd_per_mtok")
             outp = _usd(m.get("output_usd_per_mtok"), f"{where}.output_usd_per_mtok")
             if inp is None or outp is None:
                 raise PriceMapError(f"{where}: input_usd_per_mtok and output_usd_per_mtok "
                                     "are required")
+            at = _when(m.get("effective_from"), f"{where}.effective_from", default)
+            if (m["model"], at) in seen:
+                raise PriceMapError(f"{where}: {m['model']} has a second price from the same "
+                                    f"date (first at {seen[(m['model'], at)]})")
+            seen[(m["model"], at)] = where
             out.append(Price(
-                str(m["model"]), str(m["provider"]), inp, outp,
+                m["model"], m["provider"], inp, outp,
                 _usd(m.get("cached_input_usd_per_mtok"), f"{where}.cached_input_usd_per_mtok"),
                 _usd(m.get("cache_write_usd_per_mtok"), f"{where}.cache_write_usd_per_mtok"),
-                _when(m.get("effective_from"), f"{where}.effective_from", default),
-                source=str(m.get("source") or src)))
+                at, source=str(m.get("source") or src)))
         return out
     out = []
     for name, m in data.items():

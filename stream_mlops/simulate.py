@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stream_mlops.assignment import assign
-from stream_mlops.client import RequestLogger
+from stream_mlops.client import LoggerStats, RequestLogger
 
 # (function, model, median latency ms, log-sd of latency)
 FUNCTIONS = (
@@ -134,9 +134,9 @@ class Traffic:
 def run(url: str, rate: float, stop: threading.Event, *, seed: int = 0,
         scenario: Scenario | None = None, duration: float | None = None,
         counter: list[int] | None = None, tick_seconds: float = 0.1,
-        experiment: ExperimentArms | None = None) -> int:
+        experiment: ExperimentArms | None = None) -> LoggerStats:
     """Send about ``rate`` requests per second through the client until ``stop`` is set
-    (or ``duration`` passes); returns how many were sent."""
+    (or ``duration`` passes); returns the client's counts (sent, stored, lost)."""
     traffic = Traffic(seed, scenario, experiment=experiment)
     logger = RequestLogger(url, flush_interval=tick_seconds)
     start, sent = time.monotonic(), 0
@@ -153,4 +153,4 @@ def run(url: str, rate: float, stop: threading.Event, *, seed: int = 0,
             stop.wait(tick_seconds)
     finally:
         logger.close(timeout=10)
-    return sent
+    return logger.stats

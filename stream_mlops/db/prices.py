@@ -50,9 +50,11 @@ def load_price_map(path: Path | None, *, effective_from: float) -> list[Price]:
         source = "bundled snapshot"
     else:
         try:
-            text, source = path.read_text(), path.name
+            text, source = path.read_text(encoding="utf-8"), path.name
         except OSError as exc:
             raise PriceMapError(f"cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise PriceMapError(f"{path}: not UTF-8 text (a JSON price map is)") from None
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

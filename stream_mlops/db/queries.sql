@@ -313,3 +313,6 @@ SELECT id, severity, title FROM mlops.alerts WHERE id > %(after)s ORDER BY id LI
 
 -- name: last_alert_id
 SELECT coalesce(max(id), 0) FROM mlops.alerts;
+
+-- name: alert_state
+SELECT state FROM mlops.alerts WHERE id = %(id)s;

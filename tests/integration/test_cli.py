@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
+import pytest
+
 from stream_mlops.embedded import free_port
 from tests.helpers import (
     ProcessorProcess,
@@ -162,3 +165,64 @@ def test_restore_into_another_cluster_is_refused_then_rebased(db_url: str,
         assert metric_sum(scrape(p2.port), "mlops_requests_total") == 150
     finally:
         assert p2.stop() == 0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("costs", "--days", "-3"), "argument --days: must be between 1 and 3,660, got -3"),
+    (("costs", "--days", "0"), "argument --days: must be between 1 and 3,660, got 0"),
+    (("alerts", "--limit", "0"), "argument --limit: must be between 1 and 100,000, got 0"),
+    (("simulate", "--rate", "nan"), "argument --rate: must be between 0.01 and 100,000, got nan"),
+    (("simulate", "--rate", "inf"), "argument --rate: must be between 0.01 and 100,000, got inf"),
+    (("simulate", "--rate", "-5"), "argument --rate: must be between 0.01 and 100,000, got -5"),
+    (("simulate", "--duration", "nan"),
+     "argument --duration: must be between 0.001 and 1,000,000,000, got nan"),
+    (("experiment", "create", "x", "--min-samples", "99999999999"),
+     "argument --min-samples: must be between 10 and 1,000,000,000, got 99999999999"),
+    (("costs", "--days", "two"), "argument --days: expected an integer, got 'two'"),
+])
+def test_out_of_range_arguments_are_refused_by_name(args: tuple[str, ...],
+                                                    message: str) -> None:
+    out = cli(*args, env={"DATABASE_URL": "postgresql://127.0.0.1:1/none"})
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].endswith(message), out.stderr
+
+
+def test_every_help_page_renders() -> None:
+    for command in ("migrate", "run", "health", "status", "notify", "reset-cursor", "alerts",
+                    "costs", "experiment", "drift", "prices", "simulate", "demo"):
+        out = cli(command, "--help")
+        assert out.returncode == 0 and "Traceback" not in out.stderr, (command, out.stderr)
+    assert "error rate 2 % -> 20 %" in " ".join(cli("simulate", "--help").stdout.split())
+
+
+def test_simulate_says_when_requests_were_not_stored() -> None:
+    out = cli("simulate", "--rate", "50", "--duration", "0.5", "--change-after", "0",
+              env={"DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/none",
+                   "CONNECT_TIMEOUT_SECONDS": "1"})
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    last = out.stdout.strip().splitlines()[-1]
+    assert last.startswith("sent ") and ", 0 stored; " in last and " not stored (" in last
+
+
+def test_a_closed_pipe_ends_quietly(db_url: str) -> None:
+    base = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    p = subprocess.Popen([sys.executable, "-m", "stream_mlops", "prices", "list"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env={**base, "DATABASE_URL": db_url})
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.close()  # like `| head -0`: gone before the first line is written
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 141 and err == ""
+
+
+def test_alert_acknowledged_twice_says_so(db_url: str) -> None:
+    env = {"DATABASE_URL": db_url}
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        row = conn.execute("INSERT INTO mlops.alerts (alert_type, fingerprint, title, message)"
+                           " VALUES ('cost', 'cost:test', 't', 'm') RETURNING id").fetchone()
+    assert row is not None
+    assert cli("alerts", "ack", str(row[0]), env=env).returncode == 0
+    again = cli("alerts", "ack", str(row[0]), env=env)
+    assert again.returncode == 1 and again.stderr == f"alert {row[0]} is already acknowledged\n"
+    missing = cli("alerts", "ack", "999999", env=env)
+    assert "no alert with id 999999" in missing.stderr

@@ -194,6 +194,11 @@ def test_lifecycle_rules_and_clear_errors(db_url: str) -> None:
     assert sql == (experiments.Experiments(db_url).assign("multi", "user-7")[1],)
     assert_one_line_error(cli("experiment", "start", "multi", env=env),
                           "cannot go from concluded to running")
+    again = cli("experiment", "stop", "multi", "--conclude", env=env)
+    assert again.returncode == 0
+    assert again.stdout == "experiment multi is already concluded: nothing changed\n"
+    assert_one_line_error(cli("simulate", "--experiment", "multi", "--duration", "1",
+                              env=env), "experiment multi is concluded, not running")
     assert_one_line_error(cli("experiment", "create", "x", "--function", "f", "--primary",
                               "speed", env=env), "primary metric must be one of")
     assert_one_line_error(cli("experiment", "status", "nope", env=env),

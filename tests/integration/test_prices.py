@@ -210,6 +210,45 @@ def test_cli_prices_import_list_recompute_and_bad_input(db_url: str, tmp_path: P
                           "cannot read")
     assert_one_line_error(cli("prices", "recompute", "--since", "yesterday", env=env),
                           "ISO date")
+    assert_one_line_error(cli("prices", "recompute", "--since", "9999-12-31T23:59:59-05:00",
+                              env=env), "out of the range of dates")
+    # --effective-from wins over the map's as_of.
+    cut = tmp_path / "cut.json"
+    cut.write_text(good.read_text().replace('"input_usd_per_mtok": 1,',
+                                            '"input_usd_per_mtok": 0.5,'))
+    out = cli("prices", "import", str(cut), "--effective-from", "2027-06-01", env=env)
+    assert "1 price version(s)" in out.stdout, out
+    listed = cli("prices", "list", "--model", "acme-llm-9", env=env)
+    assert "2027-06-01 00:00" in listed.stdout
+
+
+def _map(tmp_path: Path, name: str, models: object) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps({"models": models}))
+    return str(path)
+
+
+def test_cli_price_maps_with_impossible_entries_are_refused(db_url: str,
+                                                          tmp_path: Path) -> None:
+    env = {"DATABASE_URL": db_url}
+
+    def entry(**kw: object) -> dict[str, object]:
+        return {"model": "m", "provider": "p", "input_usd_per_mtok": 1,
+                "output_usd_per_mtok": 2} | kw
+
+    for name, models, needle in [
+        ("huge", [entry(input_usd_per_mtok=1e30)], "is not a plausible price"),
+        ("tiny", [entry(output_usd_per_mtok=1e-7)], "below the price table's resolution"),
+        ("list-name", [entry(model=["a"])], "needs at least model and provider (strings)"),
+        ("blank", [entry(model="  ")], "needs at least model and provider"),
+        ("twice", [entry(), entry(input_usd_per_mtok=3)],
+         "models[1]: m has a second price from the same date (first at models[0])"),
+    ]:
+        assert_one_line_error(cli("prices", "import", _map(tmp_path, name, models), env=env),
+                              needle)
+    latin = tmp_path / "latin1.json"
+    latin.write_bytes('{"models": [{"model": "caf\u00e9"}]}'.encode("latin-1"))
+    assert_one_line_error(cli("prices", "import", str(latin), env=env), "not UTF-8 text")
 
 
 def _types() -> list[str]:
