@@ -314,15 +314,19 @@ def cmd_drift(args: argparse.Namespace) -> int:
     if not rows:
         print("no drift evidence yet (the processor tests each function every 15 minutes "
               "and on every alarm)")
+    else:
+        print(f"{'tenant/function':30s} {'metric':17s} {'state':6s} {'latest test':20s} "
+              f"{'p':10s} {'effect':15s} {'tested (UTC)':20s} reference")
     for r in rows:
         reference = "pinned" if r["pinned"] else "learns"
         if r["relearn_from"] is not None:
-            reference += f", relearned {r['relearn_from']:%Y-%m-%d %H:%M}"
+            reference += f", relearned {r['relearn_from'].astimezone(UTC):%Y-%m-%d %H:%M}"
         p = "-" if r["p_value"] is None else f"{r['p_value']:.2g}"
         effect = "-" if r["effect_size"] is None else f"{r['effect_size']:.3g}"
-        print(f"{r['tenant']}/{r['function']:20s} {r['metric']:17s} "
+        print(f"{r['tenant'] + '/' + r['function']:30s} {r['metric']:17s} "
               f"{'DRIFT' if r['alert_open'] else 'ok':6s} {r['test']:20s} p={p:8s} "
-              f"effect={effect:8s} {r['tested_at']:%Y-%m-%d %H:%M:%S}  ({reference})")
+              f"effect={effect:8s} {r['tested_at'].astimezone(UTC):%Y-%m-%d %H:%M:%S}  "
+              f"({reference})")
     return 0
 
 

@@ -19,7 +19,6 @@ import functools
 import json
 import logging
 import math
-import re
 import threading
 import time
 from collections import deque
@@ -35,6 +34,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from stream_mlops.backoff import Backoff
 from stream_mlops.db.connect import KEEPALIVES, first_line
+from stream_mlops.labels import label_text
 from stream_mlops.usage import usage_from
 
 log = logging.getLogger(__name__)
@@ -60,27 +60,6 @@ _INSERT = (
         for i, col in enumerate(COLUMNS))
     + " FROM jsonb_array_elements(%s::jsonb) AS r"
 )
-_CONTROL = re.compile(r"[\x00-\x1f]")
-_MAX_TEXT = {"tenant_id": 100, "function_name": 200, "model": 200, "model_version": 100,
-             "variant": 100, "deployment_slot": 50, "request_id": 200, "error_type": 200}
-
-
-def _text(name: str, value: Any, *, required: bool = False) -> str | None:
-    if value is None:
-        if required:
-            raise ValueError(f"{name} is required")
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"{name} must be a string, got {type(value).__name__}")
-    if required and not value.strip():
-        raise ValueError(f"{name} is required")
-    if len(value) > _MAX_TEXT[name]:
-        raise ValueError(f"{name} is longer than {_MAX_TEXT[name]} characters")
-    if _CONTROL.search(value):
-        raise ValueError(f"{name} must not contain control characters")
-    return value
-
-
 def _count(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an integer, got {value!r}")
@@ -156,14 +135,14 @@ def request_row(
                                    or created_at.tzinfo is None):
         raise ValueError("created_at must be a timezone-aware datetime")
     return (
-        _text("tenant_id", tenant_id, required=True),
-        _text("function_name", function_name, required=True),
-        _text("model", model, required=True),
-        _text("model_version", model_version),
-        _text("variant", variant, required=True),
+        label_text("tenant_id", tenant_id, required=True),
+        label_text("function_name", function_name, required=True),
+        label_text("model", model, required=True),
+        label_text("model_version", model_version),
+        label_text("variant", variant, required=True),
         None if experiment_id is None else str(experiment_id),
-        _text("deployment_slot", deployment_slot),
-        _text("request_id", request_id),
+        label_text("deployment_slot", deployment_slot),
+        label_text("request_id", request_id),
         time.time() if created_at is None else created_at.timestamp(),
         _number("latency_ms", latency_ms, 0, 86_400_000),
         prompt,
@@ -173,7 +152,7 @@ def request_row(
         None if confidence is None else _number("confidence", confidence, 0, 1),
         None if query_length is None else _count("query_length", query_length),
         status,
-        _text("error_type", error_type),
+        label_text("error_type", error_type),
         metadata,
         written,
     )

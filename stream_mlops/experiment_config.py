@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from stream_mlops.errors import MlopsError
+from stream_mlops.labels import label_text
 
 Metric = Literal["error_rate", "latency", "confidence", "cost_per_request",
                  "cost_per_successful_request"]
@@ -74,8 +75,12 @@ class ExperimentSpec:
         if not _NAME.match(self.name):
             raise ExperimentError("name must be 1-100 letters, digits or _.:- (starting with "
                                   f"a letter or digit); got {self.name!r}")
-        if not self.function_name.strip():
-            raise ExperimentError("function_name is required")
+        for label, value in (("function_name", self.function_name),
+                             ("tenant_id", self.tenant_id)):
+            try:  # the rows it follows must be able to carry the same labels
+                label_text(label, value, required=True)
+            except ValueError as exc:
+                raise ExperimentError(str(exc)) from None
         if self.primary_metric not in METRICS:
             raise ExperimentError(f"primary metric must be one of {', '.join(METRICS)}; got "
                                   f"{self.primary_metric!r}")

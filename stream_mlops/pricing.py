@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stream_mlops.errors import MlopsError
+from stream_mlops.labels import label_text
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -149,6 +150,13 @@ def _usd(value: Any, where: str, *, per_token: bool = False) -> Decimal | None:
     return rounded
 
 
+def _label(value: str, name: str, where: str) -> None:
+    try:
+        label_text(name, value, required=True)
+    except ValueError as exc:
+        raise PriceMapError(f"{where}: {exc}") from None
+
+
 def _when(value: Any, where: str, default: float) -> float:
     if value is None:
         return default
@@ -192,6 +200,8 @@ def parse_price_map(data: Any, *, effective_from: float, source: str) -> list[Pr
             if not isinstance(m, Mapping) or not all(
                     isinstance(m.get(k), str) and m[k].strip() for k in ("model", "provider")):
                 raise PriceMapError(f"{where}: needs at least model and provider (strings)")
+            _label(m["model"], "model", where)
+            _label(m["provider"], "provider", where)
             inp = _usd(m.get("input_usd_per_mtok"), f"{where}.input_usd_per_mtok")
             outp = _usd(m.get("output_usd_per_mtok"), f"{where}.output_usd_per_mtok")
             if inp is None or outp is None:
@@ -214,6 +224,7 @@ def parse_price_map(data: Any, *, effective_from: float, source: str) -> list[Pr
                 or "output_cost_per_token" not in m:
             continue
         where = str(name)
+        _label(where, "model", where)
         inp = _usd(m["input_cost_per_token"], f"{where}.input_cost_per_token", per_token=True)
         outp = _usd(m["output_cost_per_token"], f"{where}.output_cost_per_token",
                     per_token=True)

@@ -241,6 +241,7 @@ def test_cli_price_maps_with_impossible_entries_are_refused(db_url: str,
         ("tiny", [entry(output_usd_per_mtok=1e-7)], "below the price table's resolution"),
         ("list-name", [entry(model=["a"])], "needs at least model and provider (strings)"),
         ("blank", [entry(model="  ")], "needs at least model and provider"),
+        ("escape", [entry(model="m\x1b[31m")], "models[0]: model must not contain control"),
         ("twice", [entry(), entry(input_usd_per_mtok=3)],
          "models[1]: m has a second price from the same date (first at models[0])"),
     ]:

@@ -3,10 +3,12 @@ made, and a running one written around those checks is skipped, not fatal."""
 
 from __future__ import annotations
 
+import doctest
 from typing import Any
 
 import pytest
 
+from stream_mlops import labels
 from stream_mlops.experiment_config import (
     ExperimentError,
     ExperimentSpec,
@@ -61,3 +63,17 @@ def test_an_unusable_running_experiment_is_skipped_and_reported_once() -> None:
     assert tracker.sync(rows) == [] and tracker.refused == []  # reported once
     tracker.sync([row("good", (1.0, 1.0))])  # stopped: forgotten
     assert tracker.unusable == {}
+
+
+def test_label_doctests() -> None:
+    assert doctest.testmod(labels).failed == 0
+
+
+@pytest.mark.parametrize(("function", "message"), [
+    ("f\x1b[31m", "function_name must not contain control characters"),
+    ("f" * 201, "function_name is longer than 200 characters"),
+    ("  ", "function_name is required"),
+])
+def test_function_names_follow_the_rules_of_logged_rows(function: str, message: str) -> None:
+    with pytest.raises(ExperimentError, match=message.replace("[", r"\[")):
+        ExperimentSpec("e", function)

@@ -1,0 +1,40 @@
+"""Checks for the text labels of a request (tenant, function, model, ...), shared by the
+client, experiments and price maps: what the database and /metrics accept."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_CONTROL = re.compile(r"[\x00-\x1f]")
+MAX_LENGTH = {"tenant_id": 100, "function_name": 200, "model": 200, "model_version": 100,
+              "variant": 100, "deployment_slot": 50, "request_id": 200, "error_type": 200,
+              "provider": 100}
+
+
+def label_text(name: str, value: Any, *, required: bool = False) -> str | None:
+    """``value`` if it is a valid ``name`` label (None when absent and not required);
+    ValueError naming the label otherwise.
+
+    Examples
+    --------
+    >>> label_text("model", "gpt-4o")
+    'gpt-4o'
+    >>> label_text("model", "gpt\x1b[31m")
+    Traceback (most recent call last):
+    ...
+    ValueError: model must not contain control characters
+    """
+    if value is None:
+        if required:
+            raise ValueError(f"{name} is required")
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string, got {type(value).__name__}")
+    if required and not value.strip():
+        raise ValueError(f"{name} is required")
+    if len(value) > MAX_LENGTH[name]:
+        raise ValueError(f"{name} is longer than {MAX_LENGTH[name]} characters")
+    if _CONTROL.search(value):
+        raise ValueError(f"{name} must not contain control characters")
+    return value
