@@ -239,8 +239,9 @@ def cmd_costs(args: argparse.Namespace) -> int:
     days = args.days or (7 if args.recommend else 1)
     with _database(s) as conn:
         costs = analyze(conn, days)
-        print(render_report(costs, recommend(conn, days), args.format) if args.recommend
-              else render(costs, args.format))
+        text = (render_report(costs, recommend(conn, days), args.format) if args.recommend
+                else render(costs, args.format))
+        print(text, end="" if text.endswith("\n") else "\n")  # CSV ends its last row
     return 0
 
 

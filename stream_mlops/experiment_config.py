@@ -84,9 +84,13 @@ class ExperimentSpec:
         if self.primary_metric not in METRICS:
             raise ExperimentError(f"primary metric must be one of {', '.join(METRICS)}; got "
                                   f"{self.primary_metric!r}")
-        for g in self.guardrails:
+        for i, g in enumerate(self.guardrails):
             if g not in METRICS:
                 raise ExperimentError(f"guardrail must be one of {', '.join(METRICS)}; got {g!r}")
+            if g == self.primary_metric or g in self.guardrails[:i]:
+                raise ExperimentError(f"guardrail {g} is " + (
+                    "the primary metric already" if g == self.primary_metric
+                    else "listed twice"))
         if not 2 <= len(self.variants) <= 10:
             raise ExperimentError(f"an experiment needs 2 to 10 variants, got "
                                   f"{len(self.variants)}")

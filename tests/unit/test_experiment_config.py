@@ -77,3 +77,10 @@ def test_label_doctests() -> None:
 def test_function_names_follow_the_rules_of_logged_rows(function: str, message: str) -> None:
     with pytest.raises(ExperimentError, match=message.replace("[", r"\[")):
         ExperimentSpec("e", function)
+
+
+def test_a_guardrail_is_neither_the_primary_metric_nor_listed_twice() -> None:
+    with pytest.raises(ExperimentError, match="guardrail error_rate is the primary metric"):
+        ExperimentSpec("e", "f", guardrails=("error_rate",))
+    with pytest.raises(ExperimentError, match="guardrail latency is listed twice"):
+        ExperimentSpec("e", "f", guardrails=("latency", "latency"))
