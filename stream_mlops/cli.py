@@ -308,13 +308,14 @@ def cmd_drift(args: argparse.Namespace) -> int:
                            f"{_utc(at or time.time())} UTC; open drift alerts resolve",
             }[args.action] + " (the processor picks it up within 30 s)")
             return 0
-        rows = drift_status(conn, args.tenant)
+        rows = [r for r in drift_status(conn, args.tenant)
+                if args.function in (None, r["function"])]
     if args.json:
         print(json.dumps(rows, default=str))
         return 0
     if not rows:
-        print("no drift evidence yet (the processor tests each function every 15 minutes "
-              "and on every alarm)")
+        print("no drift evidence yet" + (f" for {args.function}" if args.function else "")
+              + " (the processor tests each function every 15 minutes and on every alarm)")
     else:
         print(f"{'tenant/function':30s} {'metric':17s} {'state':6s} {'latest test':20s} "
               f"{'p':10s} {'effect':15s} {'tested (UTC)':20s} reference")
@@ -409,6 +410,12 @@ def _number(kind: type[int] | type[float], lo: float, hi: float) -> Callable[[st
     return parse
 
 
+def _nonempty(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
 def _plain(v: float) -> str:
     return f"{int(v):,}" if float(v).is_integer() else f"{v:g}"
 
@@ -500,10 +507,12 @@ def build_parser() -> argparse.ArgumentParser:
                 "reference")
     drift.add_argument("action", nargs="?", default="list",
                        choices=["list", "pin", "unpin", "relearn"])
-    drift.add_argument("function", nargs="?", help="pin/unpin/relearn: the function")
+    drift.add_argument("function", nargs="?",
+                       help="the function (list: only this one; required otherwise)")
     drift.add_argument("--metric", default="*", choices=["*", *METRICS],
                        help="pin/unpin/relearn: one metric (default: every metric)")
-    drift.add_argument("--tenant", help="tenant (default; list: every tenant)")
+    drift.add_argument("--tenant", type=_nonempty,
+                       help="tenant (default; list: every tenant)")
     drift.add_argument("--json", action="store_true", help="list: JSON")
     drift.set_defaults(fn=cmd_drift)
 

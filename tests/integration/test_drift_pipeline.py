@@ -101,6 +101,8 @@ def test_pinned_and_relearned_references_from_the_cli(db_url: str) -> None:
     assert row["pinned"] and row["alert_open"] and row["drift_detected"]
     assert not listed[("classify-ticket", "query_length")]["pinned"]
     table = cli("drift", env=env).stdout
+    only = cli("drift", "list", "summarize", env=env).stdout.splitlines()
+    assert len(only) > 1 and all("/summarize " in line for line in only[1:])
     assert any(line.startswith("tenant-0/summarize") and "query_length" in line
                and "DRIFT" in line and "(pinned)" in line for line in table.splitlines())
 
