@@ -53,12 +53,13 @@ def test_demo_on_an_embedded_postgres(demo_dir: Path) -> None:
     # The demo's A/B test is followed live from the start.
     assert any(line.strip().startswith("experiment demo-shorter-prompt: ") and
                "always-valid p" in line for line in lines)
-    # Alerts are printed as they open: a tiny budget is spent at once, which pages once
-    # per tenant at the highest level rather than at 50, 80 and 100 %.
-    opened = [line.strip() for line in lines if line.strip().startswith("new alert #")]
-    budget = [line for line in opened if "Daily budget" in line]
-    assert budget and all("(critical): Daily budget 100% used (tenant " in line
-                          for line in budget), opened
+    # Alerts are printed as they open: a tiny budget is soon spent (once per tenant and
+    # level; unit tests pin which levels a jump skips).
+    opened = [line.strip().split(": ", 1)[1] for line in lines
+              if line.strip().startswith("new alert #")]
+    budget = [title for title in opened if title.startswith("Daily budget")]
+    assert any(t.startswith("Daily budget 100% used (tenant ") for t in budget), opened
+    assert len(budget) == len(set(budget)), opened
     assert "data kept in" in lines[-1]
     # The data directory survives for the next run; the server is stopped.
     assert (demo_dir / "PG_VERSION").exists()
