@@ -79,10 +79,11 @@ def alerts(url: str) -> list[tuple[Any, ...]]:
                             " ORDER BY id").fetchall()
 
 
-def processor(url: str, smtp: SmtpServer, tmp: Path, name: str) -> ProcessorProcess:
+def processor(url: str, smtp: SmtpServer, tmp: Path, name: str,
+              window_seconds: int = 10) -> ProcessorProcess:
     return ProcessorProcess(url, log_path=tmp / f"{name}.log", env={
         "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp.port), "ALERT_EMAIL": "oncall@example.com",
-        "ALERT_WINDOW_SECONDS": "10", "ALERT_MIN_REQUESTS": "50"}).start()
+        "ALERT_WINDOW_SECONDS": str(window_seconds), "ALERT_MIN_REQUESTS": "50"}).start()
 
 
 def test_error_burst_fires_once_emails_and_resolves(db_url: str, smtp: SmtpServer,
@@ -120,7 +121,9 @@ def test_error_burst_fires_once_emails_and_resolves(db_url: str, smtp: SmtpServe
 def test_smtp_down_then_up_delivers_once_and_restart_does_not_resend(
         db_url: str, smtp: SmtpServer, tmp_path: Path) -> None:
     smtp.stop()
-    p = processor(db_url, smtp, tmp_path, "p1")
+    # A window longer than the test: the episode must outlive the restart however slowly
+    # this machine runs (with 10 s it could empty and rightly resolve in between).
+    p = processor(db_url, smtp, tmp_path, "p1", window_seconds=120)
     try:
         p.wait_ready()
         insert(db_url, 300, errors=90)
@@ -137,7 +140,7 @@ def test_smtp_down_then_up_delivers_once_and_restart_does_not_resend(
                  "the sent counter")
     finally:
         assert p.stop() == 0
-    p2 = processor(db_url, smtp, tmp_path, "p2")
+    p2 = processor(db_url, smtp, tmp_path, "p2", window_seconds=120)
     try:
         p2.wait_ready()
         insert(db_url, 100, errors=30)  # still firing after the restart
