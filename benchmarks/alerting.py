@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import report, start_server
 from benchmarks.pipeline import new_db
+from stream_mlops.alerts.rules import AlertThresholds, Lifecycle, Windows, evaluate
 from stream_mlops.client import RequestLogger
-from stream_mlops.embedded import EmbeddedPostgres, free_port
-from stream_mlops.stats.alerts import AlertThresholds, Lifecycle, Windows, evaluate
+from stream_mlops.dev.embedded import EmbeddedPostgres, free_port
 from tests.helpers import ProcessorProcess
 
 

@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from decimal import Decimal
 
 from benchmarks.common import report
-from stream_mlops.cost_tracking import CostTracker
-from stream_mlops.pricing import Price, PriceBook
-from stream_mlops.processor import CONFIDENCE_BOUNDS, LATENCY_BOUNDS, TOKEN_BOUNDS
-from stream_mlops.stats.totals import Columns, aggregate
+from stream_mlops.costs.monitor import CostTracker
+from stream_mlops.costs.pricing import Price, PriceBook
+from stream_mlops.pipeline.processor import CONFIDENCE_BOUNDS, LATENCY_BOUNDS, TOKEN_BOUNDS
+from stream_mlops.pipeline.totals import Columns, aggregate
 
 
 def main() -> int:

@@ -22,10 +22,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import report
-from stream_mlops.drift_monitoring import DriftMonitor, DriftRows
-from stream_mlops.experiment_tracking import ArmRows, ExperimentTracker
-from stream_mlops.processor import CONFIDENCE_BOUNDS, LATENCY_BOUNDS, TOKEN_BOUNDS
-from stream_mlops.stats.totals import Columns, aggregate
+from stream_mlops.drift.monitor import DriftMonitor, DriftRows
+from stream_mlops.experiments.monitor import ArmRows, ExperimentTracker
+from stream_mlops.pipeline.processor import CONFIDENCE_BOUNDS, LATENCY_BOUNDS, TOKEN_BOUNDS
+from stream_mlops.pipeline.totals import Columns, aggregate
 
 MODELS = ["gpt-4o-mini", "gpt-4o", "claude-3-5-haiku", "gemini-2.0-flash"]
 ERRORS = ["Timeout", "RateLimitError", "InvalidResponse"]

@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 from benchmarks.common import copy_in, cpu_seconds, report, rss_mb, series_rows, start_server
-from stream_mlops.db.consumer import Consumer
-from stream_mlops.embedded import EmbeddedPostgres
-from stream_mlops.models import PipelineStatus
-from stream_mlops.processor import Processor
+from stream_mlops.dev.embedded import EmbeddedPostgres
+from stream_mlops.pipeline.consumer import Consumer
+from stream_mlops.pipeline.processor import Processor
+from stream_mlops.pipeline.status import PipelineStatus
 from tests.helpers import ProcessorProcess, http_status, metric_sum, scrape, wait_for
 
 _EVENTS = re.compile(rb"^mlops_processor_events_total\{[^}]*\} (\S+)$", re.MULTILINE)

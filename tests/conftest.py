@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from stream_mlops.db.migrations import migrate
-from stream_mlops.embedded import EmbeddedPostgres
+from stream_mlops.dev.embedded import EmbeddedPostgres
 
 TEMPLATE = "mlops_template"
 _counter = itertools.count()

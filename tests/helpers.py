@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream_mlops.embedded import free_port
+from stream_mlops.dev.embedded import free_port
 
 INSERT = (
     "INSERT INTO mlops.model_performance (tenant_id, function_name, model, variant, latency_ms,"

@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from stream_mlops.db.prices import seed_bundled
+from stream_mlops.costs.price_store import seed_bundled
 from stream_mlops.errors import SchemaError
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"

@@ -1,5 +1,5 @@
-"""Named SQL from the ``*.sql`` files beside this module: SQL lives in .sql files, Python
-refers to it by name (names are unique across the files)."""
+"""Named SQL from the features' ``*.sql`` files: SQL lives in .sql files next to the code
+that uses it, Python refers to it by name (names are unique across the package)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,14 @@ _COMMENT = re.compile(r"--.*$")  # our SQL has no "--" inside string literals
 @cache
 def _all() -> dict[str, str]:
     out: dict[str, str] = {}
-    for path in sorted(Path(__file__).parent.glob("*.sql")):
+    package = Path(__file__).resolve().parent.parent
+    # sql/ holds the ordered migrations, which are applied whole, not named.
+    for path in sorted(p for p in package.glob("*/*.sql") if p.parent.name != "sql"):
         parts = _NAME.split(path.read_text())
         for name, body in zip(parts[1::2], parts[2::2], strict=True):
             if name in out:
-                raise ValueError(f"query {name!r} is defined twice ({path.name})")
+                raise ValueError(f"query {name!r} is defined twice "
+                                 f"({path.parent.name}/{path.name})")
             out[name] = _clean(body)
     return out
 

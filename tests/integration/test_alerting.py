@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from aiosmtpd.controller import Controller
 
-from stream_mlops.embedded import free_port
+from stream_mlops.dev.embedded import free_port
 from tests.helpers import ProcessorProcess, metric_sum, scrape, wait_for
 
 

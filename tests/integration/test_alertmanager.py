@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from stream_mlops.embedded import free_port
+from stream_mlops.dev.embedded import free_port
 from tests.helpers import ProcessorProcess, http_status, wait_for
 from tests.integration.test_alerting import SmtpServer, smtp  # noqa: F401 (fixture)
 from tests.integration.test_prometheus import ROOT, Prometheus

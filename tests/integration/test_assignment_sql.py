@@ -7,7 +7,7 @@ import json
 import psycopg
 import pytest
 
-from stream_mlops.assignment import assign
+from stream_mlops.experiments.assignment import assign
 
 
 @pytest.mark.parametrize("weights", [(0.5, 0.5), (0.9, 0.1), (1, 2, 7), (0.2, 0.3, 0.5)])

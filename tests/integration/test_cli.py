@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from stream_mlops.embedded import free_port
+from stream_mlops.dev.embedded import free_port
 from tests.helpers import (
     ProcessorProcess,
     http_status,
@@ -66,7 +66,7 @@ def test_metrics_port_in_use_is_one_line(db_url: str) -> None:
 def test_unmigrated_database_tells_what_to_do(pg: object) -> None:
     import psycopg
 
-    from stream_mlops.embedded import EmbeddedPostgres
+    from stream_mlops.dev.embedded import EmbeddedPostgres
     assert isinstance(pg, EmbeddedPostgres)
     with psycopg.connect(pg.url, autocommit=True) as conn:
         conn.execute("DROP DATABASE IF EXISTS blank_cli")

@@ -10,11 +10,11 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from stream_mlops.db.consumer import Consumer
 from stream_mlops.errors import CursorConflict
-from stream_mlops.health import Thresholds, readiness
-from stream_mlops.models import PipelineStatus
-from stream_mlops.processor import Processor
+from stream_mlops.pipeline.consumer import Consumer
+from stream_mlops.pipeline.health import Thresholds, readiness
+from stream_mlops.pipeline.processor import Processor
+from stream_mlops.pipeline.status import PipelineStatus
 from tests.helpers import INSERT, db_totals, insert_requests, persisted_totals, request_row
 
 
@@ -294,7 +294,7 @@ def test_cost_report_per_function_with_trend(db_url: str) -> None:
     import io
     import json
 
-    from stream_mlops.cost_report import CostMonitor, render
+    from stream_mlops.costs.report import CostMonitor, render
     with psycopg.connect(db_url) as conn:
         # summarize: $1 yesterday, $3 today; classify: only today.
         conn.execute("INSERT INTO mlops.model_performance (function_name, model, latency_ms,"

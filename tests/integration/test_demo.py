@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from stream_mlops.embedded import free_port
+from stream_mlops.dev.embedded import free_port
 from tests.helpers import metric_sum, scrape, wait_for
 
 

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from stream_mlops.client import RequestLogger
-from stream_mlops.db.consumer import Consumer
-from stream_mlops.drift_report import DataDriftDetector
-from stream_mlops.simulate import Scenario, Traffic
+from stream_mlops.dev.simulator import Scenario, Traffic
+from stream_mlops.drift.report import DataDriftDetector
+from stream_mlops.pipeline.consumer import Consumer
 from tests.integration.test_cli import assert_one_line_error, cli
 from tests.integration.test_consumer import drain, make_consumer
 

@@ -9,10 +9,10 @@ import psycopg
 import pytest
 
 from stream_mlops.client import RequestLogger
-from stream_mlops.db import experiments
-from stream_mlops.db.consumer import Consumer
-from stream_mlops.experiment_config import ExperimentError, ExperimentSpec, Variant
-from stream_mlops.simulate import ExperimentArms, Scenario, Traffic
+from stream_mlops.dev.simulator import ExperimentArms, Scenario, Traffic
+from stream_mlops.experiments import store as experiments
+from stream_mlops.experiments.config import ExperimentError, ExperimentSpec, Variant
+from stream_mlops.pipeline.consumer import Consumer
 from tests.helpers import ProcessorProcess, metric_sum, scrape, wait_for
 from tests.integration.test_cli import assert_one_line_error, cli
 from tests.integration.test_consumer import drain, make_consumer

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from stream_mlops.embedded import EmbeddedPostgres
+from stream_mlops.dev.embedded import EmbeddedPostgres
 from tests.conftest import new_database
 from tests.helpers import (
     ProcessorProcess,

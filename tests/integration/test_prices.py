@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from stream_mlops.client import COLUMNS, request_row
-from stream_mlops.db.prices import import_prices, load_price_map, price_book, recompute
-from stream_mlops.usage import usage_from
+from stream_mlops.client.logger import COLUMNS, request_row
+from stream_mlops.client.usage import usage_from
+from stream_mlops.costs.price_store import import_prices, load_price_map, price_book, recompute
 from tests.integration.test_cli import assert_one_line_error, cli
 from tests.integration.test_consumer import drain, make_consumer, memory_totals
 

@@ -16,9 +16,9 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream_mlops.db import experiments
-from stream_mlops.embedded import free_port
-from stream_mlops.experiment_config import ExperimentSpec
+from stream_mlops.dev.embedded import free_port
+from stream_mlops.experiments import store as experiments
+from stream_mlops.experiments.config import ExperimentSpec
 from tests.helpers import ProcessorProcess, db_totals, insert_requests, scrape, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

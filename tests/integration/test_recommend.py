@@ -11,7 +11,7 @@ import json
 import psycopg
 import pytest
 
-from stream_mlops.cost_report import (
+from stream_mlops.costs.report import (
     CostMonitor,
     analyze,
     load_snapshot,

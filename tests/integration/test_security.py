@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from stream_mlops.embedded import EmbeddedPostgres
+from stream_mlops.dev.embedded import EmbeddedPostgres
 
 _n = itertools.count()
 

@@ -7,8 +7,8 @@ import doctest
 import numpy as np
 import pytest
 
-from stream_mlops.stats import alerts
-from stream_mlops.stats.alerts import AlertThresholds, Lifecycle, Verdict, Windows, evaluate
+from stream_mlops.alerts import rules as alerts
+from stream_mlops.alerts.rules import AlertThresholds, Lifecycle, Verdict, Windows, evaluate
 
 TH = [AlertThresholds()]
 
@@ -96,7 +96,7 @@ def test_windows_validate_their_shape() -> None:
 def test_a_series_without_rows_in_the_window_reads_as_empty() -> None:
     """A series the processor knows before any of its rows reach the alert windows (one
     seen only in the cost roll-ups at start-up) must not break the evaluation of all."""
-    from stream_mlops.perf_alerts import PerformanceAlerts
+    from stream_mlops.alerts.performance import PerformanceAlerts
 
     a = PerformanceAlerts(AlertThresholds())
     keys = [("t", "f", "m", "control"), ("t", "g", "m", "control")]

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from stream_mlops import assignment
-from stream_mlops.assignment import assign
+from stream_mlops.experiments import assignment
+from stream_mlops.experiments.assignment import assign
 
 ARMS = [("control", 0.5), ("treatment", 0.5)]
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from stream_mlops import usage as usage_module
-from stream_mlops.client import COLUMNS, request_row
-from stream_mlops.usage import Usage, usage_from
+from stream_mlops.client import usage as usage_module
+from stream_mlops.client.logger import COLUMNS, request_row
+from stream_mlops.client.usage import Usage, usage_from
 
 GOOD: dict[str, Any] = {"function_name": "f", "model": "gpt-4o", "latency_ms": 12.5}
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from benchmarks.costs import KEYS, feed, minute_rows
-from stream_mlops import pricing
-from stream_mlops.cost_tracking import CostTracker
-from stream_mlops.pricing import Price, PriceBook, PriceMapError, changed, parse_price_map
+from stream_mlops.costs import pricing
+from stream_mlops.costs.monitor import CostTracker
+from stream_mlops.costs.pricing import Price, PriceBook, PriceMapError, changed, parse_price_map
 
 START = 20_000 * 1440  # minute 0 of a Saturday
 

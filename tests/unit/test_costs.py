@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from stream_mlops.cost_tracking import CostTracker
-from stream_mlops.stats import costs
-from stream_mlops.stats.costs import CostWindows, period_bounds, read_budget
+from stream_mlops.costs import windows as costs
+from stream_mlops.costs.monitor import CostTracker
+from stream_mlops.costs.windows import CostWindows, period_bounds, read_budget
 
 UTC = ZoneInfo("UTC")
 BERLIN = ZoneInfo("Europe/Berlin")

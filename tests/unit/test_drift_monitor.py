@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stream_mlops.drift_monitoring import DriftMonitor, DriftRows
-from stream_mlops.perf_alerts import AlertChange
+from stream_mlops.alerts.performance import AlertChange
+from stream_mlops.drift.monitor import DriftMonitor, DriftRows
 
 KEYS = [("t", "fn")]
 T0 = 1_800_000_000.0

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from stream_mlops import labels
-from stream_mlops.experiment_config import (
+from stream_mlops.experiments.config import (
     ExperimentError,
     ExperimentSpec,
     Variant,
     parse_variants,
 )
-from stream_mlops.experiment_tracking import ExperimentTracker
+from stream_mlops.experiments.monitor import ExperimentTracker
 from stream_mlops.stats import SRMTest
 
 

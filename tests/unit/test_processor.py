@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stream_mlops.processor import OTHER, LabelFolder, Processor, RawBatch
+from stream_mlops.pipeline.processor import OTHER, LabelFolder, Processor, RawBatch
 
 NOW = 1_800_000_000.0
 
@@ -91,7 +91,7 @@ def test_load_restores_known_labels() -> None:
     p.commit(p.prepare(batch(*(row(i, function=f"fn{i}") for i in range(3)))))
     q = proc()
     keys = list(p.totals.keys)
-    from stream_mlops.stats.totals import Delta
+    from stream_mlops.pipeline.totals import Delta
     snap = Delta(series=np.arange(len(keys)), cost_pico=list(p.totals.cost_pico),
                  **{n: getattr(p.totals, n) for n in p.totals._ARRAYS})
     q.load(keys, snap)

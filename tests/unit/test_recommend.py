@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from stream_mlops import recommend
-from stream_mlops.cost_report import render_recommendations
-from stream_mlops.recommend import (
+from stream_mlops.costs import recommend
+from stream_mlops.costs.recommend import (
     Experiment,
     Price,
     PromptOutliers,
@@ -30,6 +29,7 @@ from stream_mlops.recommend import (
     recommendations,
     variant_cost_per_success,
 )
+from stream_mlops.costs.report import render_recommendations
 
 
 def conf(n: int, mean: float, var: float) -> dict[str, Any]:

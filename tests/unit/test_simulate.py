@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from stream_mlops.client import request_row
-from stream_mlops.simulate import BASE_ERROR_RATE, SCENARIOS, Scenario, Traffic
+from stream_mlops.client.logger import request_row
+from stream_mlops.dev.simulator import BASE_ERROR_RATE, SCENARIOS, Scenario, Traffic
 
 N = 20_000
 Rows = list[dict[str, Any]]

@@ -12,8 +12,8 @@ from stream_mlops import logs
 from stream_mlops.backoff import Backoff
 from stream_mlops.db.queries import q
 from stream_mlops.errors import ConfigError
-from stream_mlops.health import Thresholds, liveness, readiness
-from stream_mlops.models import PipelineStatus
+from stream_mlops.pipeline.health import Thresholds, liveness, readiness
+from stream_mlops.pipeline.status import PipelineStatus
 from stream_mlops.settings import load_settings
 
 

@@ -7,9 +7,9 @@ import doctest
 import numpy as np
 import pytest
 
-from stream_mlops.processor import CONFIDENCE_BOUNDS, LATENCY_BOUNDS, TOKEN_BOUNDS
-from stream_mlops.stats import totals
-from stream_mlops.stats.totals import Columns, SeriesTotals, aggregate
+from stream_mlops.pipeline import totals
+from stream_mlops.pipeline.processor import CONFIDENCE_BOUNDS, LATENCY_BOUNDS, TOKEN_BOUNDS
+from stream_mlops.pipeline.totals import Columns, SeriesTotals, aggregate
 
 
 def random_columns(rng: np.random.Generator, n: int, n_series: int) -> Columns:

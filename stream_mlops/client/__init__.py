@@ -1,0 +1,13 @@
+"""Logging AI requests from Python: :class:`RequestLogger` and the usage readers."""
+
+from stream_mlops.client.logger import (
+    COLUMNS,
+    Call,
+    LoggerStats,
+    RequestLogger,
+    request_row,
+)
+from stream_mlops.client.usage import Usage, usage_from
+
+__all__ = ["COLUMNS", "Call", "LoggerStats", "RequestLogger", "Usage", "request_row",
+           "usage_from"]

@@ -1,0 +1,28 @@
+-- Named queries of the cost monitor's restart state and the cost report.
+
+-- name: recent_hourly_costs
+SELECT tenant_id, function_name, model, (date_part('epoch', period_start) / 3600)::bigint,
+       (cost_usd * 1000000000000)::numeric(38, 0), request_count
+FROM mlops.cost_tracking
+WHERE period = 'hour' AND period_start >= date_trunc('hour', now()) - interval '35 days';
+
+-- name: recent_minute_costs
+SELECT tenant_id || chr(31) || function_name || chr(31) || model || chr(31) || variant,
+       floor(date_part('epoch', created_at) / 60)::bigint,
+       coalesce(sum((cost_usd * 1000000000000)::bigint), 0), count(*)
+FROM mlops.model_performance
+WHERE created_at >= date_trunc('minute', now()) - interval '60 minutes'
+  AND (xid, id) <= (%(xid)s::text::xid8, %(id)s::bigint)
+GROUP BY 1, 2;
+
+-- Cost per function over the last N days and the N days before (from the roll-ups).
+-- name: cost_by_function
+SELECT tenant_id, function_name,
+       coalesce(sum(cost_usd) FILTER (WHERE period_start >= now() - make_interval(days => %(days)s)), 0),
+       coalesce(sum(request_count) FILTER (WHERE period_start >= now() - make_interval(days => %(days)s)), 0),
+       coalesce(sum(cost_usd) FILTER (WHERE period_start < now() - make_interval(days => %(days)s)), 0),
+       coalesce(sum(request_count) FILTER (WHERE period_start < now() - make_interval(days => %(days)s)), 0)
+FROM mlops.cost_tracking
+WHERE period = 'hour' AND period_start >= date_trunc('hour', now() - make_interval(days => 2 * %(days)s))
+GROUP BY 1, 2
+ORDER BY 3 DESC, 1, 2;

@@ -1,0 +1,479 @@
+"""Drift of every function's inputs and outputs, live (pure: values in, alarms out).
+
+Per (tenant, function): latency, query length, confidence, cost per request (numeric),
+the error flag (binary), the mix of error types and of models (categorical), and the
+request volume per minute relative to the same hour on the previous days (numeric, once a
+day of history exists, so a quiet night is not drift). Rows are buffered per batch and
+fed to the detectors every few seconds on a worker thread, vectorised (costs measured in
+``benchmarks/monitoring.py``).
+
+A detector's alarm is a *candidate*. It becomes a drift only when the guide's two-sample
+tests of the recent window against the reference (KS, Mann-Whitney U, Anderson-Darling
+or chi-square) find a significant difference *and* its effect size is meaningful; then the
+alert fires and the detector re-learns its reference from the new data. A candidate the
+tests do not confirm leaves the reference in place (the detector's CUSUMs restart).
+Evidence is also recorded periodically for every watched metric.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from stream_mlops.alerts.performance import AlertChange
+from stream_mlops.costs.windows import CostWindows
+from stream_mlops.drift.detectors import Detector, TestResult, compare_windows, make_detector
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+KINDS = {"latency": "numeric", "query_length": "numeric", "confidence": "numeric",
+         "cost_per_request": "numeric", "error_rate": "binary", "error_type": "categorical",
+         "model": "categorical", "volume": "numeric"}
+METRICS = tuple(KINDS)
+
+
+@dataclass(frozen=True)
+class ReferenceControl:
+    """What the user decided about a reference (mlops.drift_references)."""
+
+    pinned: bool = False  # keep it after a confirmed drift instead of learning the new level
+    relearn_from: float | None = None  # learn a new one from the rows after this time
+
+
+NO_CONTROL = ReferenceControl()
+
+
+@dataclass
+class DriftRows:
+    """One batch's columns for drift (one entry per row)."""
+
+    function: I64  # (tenant, function) index
+    created_at: F64
+    latency_ms: F64
+    query_length: F64  # -1: none
+    confidence: F64  # -1: none
+    cost_pico: I64  # -1: unpriced
+    is_error: npt.NDArray[np.bool_]
+    error_type: list[str | None]
+    model: I64  # index into the model names given to flush()
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One stored test: a row of mlops.drift_detection."""
+
+    tenant_id: str
+    function_name: str
+    metric_name: str
+    result: TestResult
+    reference: dict[str, Any]
+    current: dict[str, Any]
+    alarm: bool  # taken because a detector alarmed (else periodic)
+
+
+@dataclass
+class _Series:
+    detectors: dict[str, Detector] = field(default_factory=dict)
+    pinned: set[str] = field(default_factory=set)
+    candidates: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    last_minute: int = -1  # last minute fed to the volume detector
+    last_periodic: float = 0.0
+    confirmed: dict[str, float] = field(default_factory=dict)  # metric -> when
+    p_values: dict[tuple[str, str], float] = field(default_factory=dict)
+    drifts: dict[str, int] = field(default_factory=dict)
+    relearned: dict[str, float] = field(default_factory=dict)  # metric -> request applied
+
+
+class DriftMonitor:
+    """Detectors per (tenant, function) and metric, with the evidence that confirms them."""
+
+    QUIET_SECONDS = 3600.0  # a drift alert resolves after an hour without a new one
+    # Most rows per function per flush. The service flushes every 10 s, so this thins only
+    # functions above 500 requests/s, and a processor catching up on a backlog: a
+    # systematic sample of a stream drifts when the stream does, and the detectors' cost
+    # stays bounded per second instead of growing with the rate.
+    MAX_ROWS_PER_FLUSH = 5000
+    # A processor catching up on a large backlog buffers faster than the detectors need:
+    # past this many buffered rows, a batch is kept as a systematic 10 % sample, which
+    # bounds memory and the drift worker's share of the CPU.
+    MAX_PENDING_ROWS = 100_000
+    # Periodic evidence runs the scipy tests (a few ms per metric): at most this many
+    # functions per evaluation, round robin, so a tick stays cheap however many there are.
+    MAX_PERIODIC_PER_EVALUATION = 2
+
+    def __init__(self, *, false_alarm_rate: float = 1e-4, reference_size: int = 1000,
+                 periodic_seconds: float = 900.0, alpha: float = 0.01,
+                 min_effect: float | None = None) -> None:
+        self.false_alarm_rate = false_alarm_rate
+        self.reference_size = reference_size
+        self.periodic_seconds = periodic_seconds
+        self.alpha = alpha
+        self.min_effect = min_effect
+        self.series: dict[int, _Series] = {}
+        self.keys: list[tuple[str, str]] = []
+        self._pending: list[DriftRows] = []
+        self.open: set[str] = set()
+        self.updates = 0  # metric-updates fed, for the cost per update
+        self._restored: dict[str, float] = {}
+        # observe() runs on the consumer's thread, flush() and evaluate() may run on a
+        # worker thread: the buffer is handed over under this lock, and /metrics reads
+        # the snapshot taken at the end of each evaluation, never the detectors.
+        self._pending_lock = threading.Lock()
+        self._pending_rows = 0
+        self.snapshot: list[tuple[str, str, str, bool, float, int, dict[str, float]]] = []
+        self._periodic_cursor = 0
+        # (tenant, function, metric or "*") -> the user's decision; replaced whole by
+        # set_controls (consumer thread), read by the worker.
+        self.controls: dict[tuple[str, str, str], ReferenceControl] = {}
+        self._relearned_alerts: dict[str, str] = {}  # alert key -> resolution message
+
+    def set_controls(self, rows: Sequence[Sequence[Any]]) -> None:
+        """(tenant, function, metric, pinned, relearn_from as unix time or None) rows."""
+        self.controls = {(r[0], r[1], r[2]): ReferenceControl(
+            bool(r[3]), None if r[4] is None else float(r[4])) for r in rows}
+
+    def control(self, tenant: str, function: str, metric: str) -> ReferenceControl:
+        """The metric's own decision combined with the function-wide one ("*")."""
+        own = self.controls.get((tenant, function, metric))
+        every = self.controls.get((tenant, function, "*"))
+        if own is None or every is None:
+            return own or every or NO_CONTROL
+        times = [t for t in (own.relearn_from, every.relearn_from) if t is not None]
+        return ReferenceControl(own.pinned or every.pinned, max(times) if times else None)
+
+    def _relearn(self, f: int, s: _Series) -> dict[str, float]:
+        """The relearn times of ``f``'s metrics; a request not applied yet drops the
+        reference now (and with it the drift alert: the user accepted the new level)."""
+        if not self.controls or f >= len(self.keys):
+            return {}
+        tenant, function = self.keys[f]
+        out = {}
+        for metric in METRICS:
+            since = self.control(tenant, function, metric).relearn_from
+            if since is None:
+                continue
+            out[metric] = since
+            if s.relearned.get(metric, -math.inf) < since:
+                s.relearned[metric] = since
+                d = s.detectors.get(metric)
+                if d is not None:
+                    d.refresh()
+                s.pinned.discard(metric)
+                s.candidates.pop(metric, None)
+                s.confirmed.pop(metric, None)
+                key = f"{tenant}\x1fdrift:{function}:{metric}"
+                self._restored.pop(key, None)
+                if key in self.open:
+                    self._relearned_alerts[key] = (
+                        "The reference is relearned from the requests after "
+                        f"{_utc(since)} (stream-mlops drift relearn): the new level is "
+                        "accepted.")
+        return out
+
+    def _detector(self, s: _Series, metric: str) -> Detector:
+        d = s.detectors.get(metric)
+        if d is None:
+            size = 200 if metric == "error_type" else (
+                100 if metric == "volume" else self.reference_size)
+            d = s.detectors[metric] = make_detector(
+                KINDS[metric], reference_size=size,  # type: ignore[arg-type]
+                false_alarm_rate=self.false_alarm_rate, seed=len(s.detectors))
+        return d
+
+    model_names: Sequence[str] = ()  # what the model codes of DriftRows stand for
+
+    def restore_open(self, keys: Sequence[str], now: float) -> None:
+        """Open drift alerts from mlops.alerts: they resolve after a quiet hour from now."""
+        self.open = set(keys)
+        self._restored = {k: now for k in keys}
+
+    def observe(self, rows: DriftRows) -> None:
+        """Buffer a batch (cheap: the detectors run in :meth:`flush`)."""
+        if len(rows.function):
+            with self._pending_lock:
+                self._pending_rows += len(rows.function)
+                if self._pending_rows > self.MAX_PENDING_ROWS:
+                    rows = _take(rows, np.arange(0, len(rows.function), 10))
+                self._pending.append(rows)
+
+    def flush(self, keys: Sequence[tuple[str, str]], volume: CostWindows | None = None,
+              now: float | None = None) -> None:
+        """Feed the buffered rows to the detectors, per function, in arrival order."""
+        self.keys = list(keys)
+        with self._pending_lock:
+            pending, self._pending, self._pending_rows = self._pending, [], 0
+        if pending:
+            r = _concat(pending)
+            order = np.argsort(r.function, kind="stable")
+            bounds = np.flatnonzero(np.diff(r.function[order])) + 1
+            for rows in np.split(order, bounds):
+                idx = rows if len(rows) <= self.MAX_ROWS_PER_FLUSH else rows[np.linspace(
+                    0, len(rows) - 1, self.MAX_ROWS_PER_FLUSH).astype(np.int64)]
+                self._feed(int(r.function[idx[0]]), r, idx)
+        if volume is not None and now is not None:
+            self._feed_volume(volume, now)
+
+    def _series(self, f: int) -> _Series:
+        s = self.series.get(f)
+        if s is None:
+            s = self.series[f] = _Series()
+        return s
+
+    def _feed(self, f: int, r: DriftRows, idx: I64) -> None:
+        s = self._series(f)
+        since = self._relearn(f, s)
+        if not since:
+            self._feed_values(s, _values(r, idx))
+            return
+        # Rows from before a relearn request feed no reference of that metric (the warm-up
+        # replay after a restart brings them back, and they are the old level).
+        t = r.created_at[idx]
+        for cut in sorted(set(since.values())):
+            metrics = {m for m in METRICS if since.get(m) == cut}
+            self._feed_values(s, {m: xs for m, xs in _values(r, idx[t >= cut]).items()
+                                  if m in metrics})
+        self._feed_values(s, {m: xs for m, xs in _values(r, idx).items() if m not in since})
+
+    def _feed_values(self, s: _Series, values: dict[str, Any]) -> None:
+        for metric, xs in values.items():
+            if len(xs):
+                self._update(s, metric, xs)
+
+    def _update(self, s: _Series, metric: str, xs: Any) -> None:
+        d = self._detector(s, metric)
+        found = d.update_many(xs)
+        self.updates += len(xs)
+        if len(found):
+            s.candidates[metric] = d.state().last_drift_cusums
+        if metric not in s.pinned and not d.warming_up:
+            # Pinned, so an alarm keeps the reference for the evidence; the monitor
+            # refreshes it only when the evidence confirms the drift.
+            d.pin()
+            s.pinned.add(metric)
+
+    def _feed_volume(self, volume: CostWindows, now: float) -> None:
+        """Requests per minute over the same hour's average on the last days (>= 1)."""
+        minute = math.floor(now / 60) - 1  # the last complete minute
+        for f in range(min(volume.groups, len(self.keys))):
+            s = self._series(f)
+            since = self._relearn(f, s).get("volume")
+            first = max(s.last_minute + 1, minute - 59)
+            if since is not None:  # whole minutes after the relearn request
+                first = max(first, math.ceil(since / 60))
+            ratios = []
+            for m in range(first, minute + 1):
+                col = m % CostWindows.MINUTES
+                if volume.minute_id[col] != m:
+                    continue
+                expected = _same_hour_rate(volume, f, m * 60.0)
+                if expected is None:
+                    continue
+                ratios.append((volume.minute_sums[f, col] + 0.5) / (expected + 0.5))
+            s.last_minute = minute
+            if ratios:
+                self._update(s, "volume", np.array(ratios))
+
+    def evaluate(self, now: float) -> tuple[list[Evidence], list[AlertChange]]:
+        """Test every candidate (and, periodically, every metric); alert on confirmed
+        drifts; resolve alerts quiet for an hour."""
+        evidence: list[Evidence] = []
+        changes: list[AlertChange] = []
+        wanted: set[str] = set()
+        due = self._periodic_due(now)
+        for f, s in self.series.items():
+            if f >= len(self.keys):
+                continue
+            tenant, function = self.keys[f]
+            periodic = f in due
+            for metric, d in s.detectors.items():
+                alarm = metric in s.candidates
+                if not (alarm or (periodic and not d.warming_up)):
+                    continue
+                ref, cur = d.reference_sample(), d.recent_sample()
+                if metric == "model":  # codes -> names, for the evidence and the message
+                    ref, cur = self._names(ref), self._names(cur)
+                if len(ref) < 20 or len(cur) < 20:
+                    continue
+                results = compare_windows(ref, cur, KINDS[metric],  # type: ignore[arg-type]
+                                          alpha=self.alpha, min_effect=self.min_effect)
+                for res in results:
+                    s.p_values[(metric, res.test_name)] = res.p_value
+                    evidence.append(Evidence(tenant, function, metric, res, _window(ref),
+                                             _window(cur), alarm))
+                if alarm:
+                    cusums = s.candidates.pop(metric)
+                    confirmed = [res for res in results if res.drift_detected]
+                    if confirmed:
+                        s.confirmed[metric] = now
+                        s.drifts[metric] = s.drifts.get(metric, 0) + 1
+                        key = f"{tenant}\x1fdrift:{function}:{metric}"
+                        pinned = self.control(tenant, function, metric).pinned
+                        if not pinned:  # pinned: it keeps alarming while the drift lasts
+                            d.refresh()  # learn the new normal
+                            s.pinned.discard(metric)
+                        if key not in self.open:
+                            changes.append(self._alert(key, function, metric, cusums=cusums,
+                                                       confirmed=confirmed, ref=ref, cur=cur,
+                                                       pinned=pinned))
+            if periodic:
+                s.last_periodic = now
+            for metric, at in s.confirmed.items():
+                if now - at < self.QUIET_SECONDS:
+                    wanted.add(f"{tenant}\x1fdrift:{function}:{metric}")
+        wanted |= {k for k, at in self._restored.items() if now - at < self.QUIET_SECONDS}
+        for key in sorted(self.open - wanted):
+            tenant, fp = key.split("\x1f", 1)
+            function, metric = fp[len("drift:"):].rsplit(":", 1)
+            why = self._relearned_alerts.pop(key, None) or (
+                "No drift confirmed for an hour: the data are back at the pinned reference."
+                if self.control(tenant, function, metric).pinned else
+                "No new drift for an hour: the new level is the reference now.")
+            changes.append(_change(tenant, function, fp, "resolve", "resolved", "info", "",
+                                   why, 0.0, 0.0))
+        self.open = (self.open & wanted) | {f"{c.tenant_id}\x1f{c.fingerprint}"
+                                            for c in changes if c.action == "fire"}
+        self.snapshot = self.gauges()
+        return evidence, changes
+
+    def _names(self, codes: Any) -> npt.NDArray[Any]:
+        names = np.asarray(list(self.model_names) or ["?"], dtype=object)
+        out: npt.NDArray[Any] = names[np.clip(np.asarray(codes, np.int64), 0, len(names) - 1)]
+        return out
+
+    def _periodic_due(self, now: float) -> set[int]:
+        """Series whose periodic evidence is due, a few per evaluation, round robin."""
+        order = sorted(self.series)
+        due: set[int] = set()
+        for k in range(len(order)):
+            f = order[(self._periodic_cursor + k) % len(order)]
+            s = self.series[f]
+            if s.last_periodic == 0.0:
+                s.last_periodic = now  # first evidence one period after the series appears
+            elif now - s.last_periodic >= self.periodic_seconds:
+                due.add(f)
+                if len(due) >= self.MAX_PERIODIC_PER_EVALUATION:
+                    self._periodic_cursor = (self._periodic_cursor + k + 1) % len(order)
+                    break
+        return due
+
+    def _alert(self, key: str, function: str, metric: str, *, cusums: tuple[str, ...],
+               confirmed: list[TestResult], ref: Any, cur: Any, pinned: bool) -> AlertChange:
+        tenant, fp = key.split("\x1f", 1)
+        best = min(confirmed, key=lambda r: r.p_value)
+        what = ", ".join(c.replace("_", " ") for c in cusums) or "a change"
+        message = (f"{metric} of {function} drifted ({what}): {_describe(metric, ref, cur)}; "
+                   f"{best.test_name} p = {best.p_value:.2g} (threshold {best.threshold:g}), "
+                   f"effect size {best.effect_size:.3g}, {best.n_reference} reference vs "
+                   f"{best.n_current} recent values. " + (
+                       "The reference is pinned: the alert stays open while the data stay "
+                       "away from it." if pinned else "The detector now learns the new level "
+                       "(`stream-mlops drift pin` keeps the reference instead)."))
+        return _change(tenant, function, fp, "fire", "firing", "warning",
+                       f"Drift in {metric} of {function} (tenant {tenant})", message,
+                       best.effect_size, best.threshold)
+
+    def gauges(self) -> list[tuple[str, str, str, bool, float, int, dict[str, float]]]:
+        """(tenant, function, metric, drift open, detector level / threshold, confirmed
+        drifts, {test: latest p-value}) for /metrics."""
+        out = []
+        for f, s in self.series.items():
+            if f >= len(self.keys):
+                continue
+            tenant, function = self.keys[f]
+            for metric, d in s.detectors.items():
+                level = 0.0 if d.warming_up else d.state().level
+                p = {t: v for (m, t), v in s.p_values.items() if m == metric}
+                out.append((tenant, function, metric,
+                            f"{tenant}\x1fdrift:{function}:{metric}" in self.open, level,
+                            s.drifts.get(metric, 0), p))
+        return out
+
+
+def _same_hour_rate(volume: CostWindows, f: int, t: float) -> float | None:
+    """Average requests per minute in the same hour on up to 7 previous days."""
+    rates = []
+    for d in range(1, 8):
+        h = math.floor((t - d * 86400) / 3600)
+        col = h % CostWindows.HOURS
+        if volume.hour_id[col] == h:
+            rates.append(volume.hour_sums[f, col] / 60)
+    return float(np.median(rates)) if rates else None
+
+
+def _values(r: DriftRows, idx: I64) -> dict[str, Any]:
+    """Each metric's values among rows ``idx``, in arrival order."""
+    err = r.is_error[idx]
+    return {
+        "latency": r.latency_ms[idx],
+        "query_length": r.query_length[idx][r.query_length[idx] >= 0],
+        "confidence": r.confidence[idx][r.confidence[idx] >= 0],
+        "cost_per_request": r.cost_pico[idx][r.cost_pico[idx] >= 0] / 1e12,
+        "error_rate": err.astype(np.int8),
+        "error_type": [r.error_type[i] or "unknown" for i in idx[err].tolist()],
+        "model": r.model[idx],
+    }
+
+
+def _utc(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _window(xs: Any) -> dict[str, Any]:
+    arr = np.asarray(xs)
+    if arr.dtype.kind in "fiub" and len(arr):
+        a = arr.astype(np.float64)
+        q = np.quantile(a, [0.5, 0.95])
+        return {"n": len(a), "mean": float(a.mean()), "p50": float(q[0]), "p95": float(q[1])}
+    labels, counts = np.unique(arr.astype(str), return_counts=True)
+    top = np.argsort(-counts)[:10]
+    return {"n": len(arr), "shares": {str(labels[i]): round(counts[i] / len(arr), 4)
+                                      for i in top.tolist()}}
+
+
+def _describe(metric: str, ref: Any, cur: Any) -> str:
+    a, b = _window(ref), _window(cur)
+    if "mean" in a:
+        if metric == "error_rate":
+            return f"rate {a['mean']:.2%} -> {b['mean']:.2%}"
+        return (f"median {a['p50']:.4g} -> {b['p50']:.4g}, p95 {a['p95']:.4g} -> "
+                f"{b['p95']:.4g}")
+    moved = sorted(set(a["shares"]) | set(b["shares"]),
+                   key=lambda k: -abs(b["shares"].get(k, 0) - a["shares"].get(k, 0)))[:2]
+    return ", ".join(f"{k} {a['shares'].get(k, 0):.0%} -> {b['shares'].get(k, 0):.0%}"
+                     for k in moved)
+
+
+def _take(r: DriftRows, idx: I64) -> DriftRows:
+    rows = idx.tolist()
+    return DriftRows(r.function[idx], r.created_at[idx], r.latency_ms[idx], r.query_length[idx],
+                     r.confidence[idx], r.cost_pico[idx], r.is_error[idx],
+                     [r.error_type[i] for i in rows], r.model[idx])
+
+
+def _concat(parts: list[DriftRows]) -> DriftRows:
+    if len(parts) == 1:
+        return parts[0]
+    return DriftRows(
+        np.concatenate([p.function for p in parts]),
+        np.concatenate([p.created_at for p in parts]),
+        np.concatenate([p.latency_ms for p in parts]),
+        np.concatenate([p.query_length for p in parts]),
+        np.concatenate([p.confidence for p in parts]),
+        np.concatenate([p.cost_pico for p in parts]),
+        np.concatenate([p.is_error for p in parts]),
+        [e for p in parts for e in p.error_type], np.concatenate([p.model for p in parts]))
+
+
+def _change(tenant: str, function: str, fingerprint: str, action: str,  # noqa: PLR0917
+            notify: str, severity: str, title: str, message: str, value: float,
+            threshold: float) -> AlertChange:
+    return AlertChange(action, notify, tenant, function, fingerprint, "drift", severity,
+                       title, message, value, threshold, details="{}", alert_type="drift")

@@ -1,0 +1,57 @@
+"""Drift evidence into ``mlops.drift_detection``; the user's reference decisions."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from stream_mlops.db.queries import q
+from stream_mlops.drift.monitor import Evidence
+from stream_mlops.errors import MlopsError
+
+
+def _num(v: float) -> float | None:
+    return v if math.isfinite(v) else None  # JSON (and so the table) has no NaN
+
+
+def write_evidence(conn: psycopg.Connection[Any], evidence: list[Evidence]) -> None:
+    conn.execute(q("insert_drift_evidence"), {"rows": Jsonb([{
+        "tenant_id": e.tenant_id, "function_name": e.function_name,
+        "metric_name": e.metric_name, "test_name": e.result.test_name,
+        "statistic": _num(e.result.statistic), "p_value": _num(e.result.p_value),
+        "threshold": e.result.threshold, "effect_size": _num(e.result.effect_size),
+        "drift_detected": e.result.drift_detected,
+        "reference_window": e.reference, "current_window": e.current | {"alarm": e.alarm},
+    } for e in evidence])})
+
+
+def set_reference(conn: psycopg.Connection[Any], tenant: str, function: str, metric: str,
+                  action: str) -> float | None:
+    """``pin``, ``unpin`` or ``relearn`` one metric's reference (``*``: every metric) of a
+    function that has had requests; returns the relearn time."""
+    tenants = [r[0] for r in conn.execute(q("function_tenants"), {"function": function})]
+    if tenant not in tenants:
+        if tenants:
+            raise MlopsError(f"function {function!r} has no requests under tenant {tenant!r}"
+                             f" but has under {', '.join(tenants)} (pass --tenant)")
+        known = [r[0] for r in conn.execute(q("functions_seen"), {"tenant": tenant})]
+        raise MlopsError(f"no requests from function {function!r} yet"
+                         + (f" (tenant {tenant!r} has: {', '.join(known)})" if known else ""))
+    args = {"tenant": tenant, "function": function, "metric": metric}
+    if action == "relearn":
+        row = conn.execute(q("relearn_reference"), args).fetchone()
+        return None if row is None else float(row[0].timestamp())
+    conn.execute(q("pin_reference"), args | {"pinned": action == "pin"})
+    return None
+
+
+def drift_status(conn: psycopg.Connection[Any], tenant: str | None = None
+                 ) -> list[dict[str, Any]]:
+    """Per function and metric: latest evidence, reference decision, open alert."""
+    keys = ("tenant", "function", "metric", "test", "p_value", "threshold", "effect_size",
+            "drift_detected", "tested_at", "pinned", "relearn_from", "alert_open")
+    return [dict(zip(keys, r, strict=True))
+            for r in conn.execute(q("drift_status"), {"tenant": tenant}).fetchall()]

@@ -1,0 +1,380 @@
+"""Running experiments, live: every request of an experiment updates its always-valid tests.
+
+Pure like the rest of the processor. Per running experiment and per treatment arm, one
+:class:`~stream_mlops.experiments.sequential.SequentialTest` per metric (the primary and each
+guardrail) against the control (``variants[0]``), at ``alpha / (arms - 1)`` each
+(Bonferroni across treatment arms), and one sequential SRM test over all arms.
+
+Exactly once: the tests' state is stored in the experiment's ``results`` together with the
+cursor it corresponds to. After a restart (or when an experiment starts or resumes), the
+consumer restores that state and replays the experiment's rows consumed after that
+cursor, so every consumed row is counted once, and never a row the cursor has not passed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from stream_mlops.alerts.performance import AlertChange
+from stream_mlops.experiments.config import HIGHER_IS_BETTER, variants_from_row
+from stream_mlops.experiments.sequential import SequentialTest, SRMTest, make_test
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+B = npt.NDArray[np.bool_]
+
+KIND = {"error_rate": "proportion", "latency": "mean", "confidence": "mean",
+        "cost_per_request": "mean", "cost_per_successful_request": "mean"}
+DECISION_VALUE = {"continue": 0, "treatment_better": 1, "treatment_worse": -1}
+
+
+@dataclass
+class ArmRows:
+    """One arm's rows of a batch."""
+
+    latency_ms: F64
+    is_error: B
+    confidence: F64  # -1: none
+    cost_pico: I64  # -1: unpriced
+
+
+@dataclass
+class LiveExperiment:
+    id: str
+    tenant_id: str
+    name: str
+    function_name: str
+    arms: list[str]
+    weights: list[float]
+    primary: str
+    guardrails: list[str]
+    alpha: float
+    min_effect: float | None
+    min_samples: int
+    auto_stop: bool
+    tests: dict[str, dict[str, SequentialTest]] = field(default_factory=dict)
+    srm: SRMTest | None = None
+    # Running totals of priced cost and successes, for the cost-per-success linearisation.
+    cost_usd: float = 0.0
+    successes: int = 0
+    unknown_variant: int = 0
+    cursor: tuple[str, int] = ("0", 0)  # where the stored state was taken
+
+    @property
+    def control(self) -> str:
+        return self.arms[0]
+
+    @property
+    def metrics(self) -> list[str]:
+        return [self.primary, *[g for g in self.guardrails if g != self.primary]]
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> LiveExperiment:
+        """From ``live_experiments``: id, tenant, name, function, status, variants, primary,
+        guardrails, alpha, min_effect, min_samples, auto_stop, results."""
+        (eid, tenant, name, function, _status, variants, primary, guardrails, alpha,
+         min_effect, min_samples, auto_stop, results) = row
+        arms = variants_from_row(variants)
+        e = cls(str(eid), tenant, name, function, [a.name for a in arms],
+                [a.weight for a in arms], primary, list(guardrails or []), float(alpha),
+                None if min_effect is None else float(min_effect), int(min_samples),
+                bool(auto_stop))
+        state = (results or {}).get("state")
+        e._build(state if isinstance(state, Mapping) else None)
+        return e
+
+    def reset(self) -> None:
+        """Forget the stored state: everything is replayed from the first row."""
+        self.cost_usd, self.successes, self.unknown_variant = 0.0, 0, 0
+        self.cursor = ("0", 0)
+        self._build(None)
+
+    def _build(self, state: Mapping[str, Any] | None) -> None:
+        per_test_alpha = self.alpha / max(1, len(self.arms) - 1)
+        saved = (state or {}).get("tests", {})
+        for metric in self.metrics:
+            self.tests[metric] = {}
+            for arm in self.arms[1:]:
+                s = saved.get(metric, {}).get(arm)
+                self.tests[metric][arm] = SequentialTest.from_state(s) if s else make_test(
+                    KIND[metric], alpha=per_test_alpha,  # type: ignore[arg-type]
+                    higher_is_better=HIGHER_IS_BETTER[metric],
+                    min_effect=self.min_effect if metric == self.primary else None,
+                    min_samples=self.min_samples)
+        live = [(a, w) for a, w in zip(self.arms, self.weights, strict=True) if w > 0]
+        self.srm = (SRMTest.from_state(state["srm"]) if state and state.get("srm")
+                    else SRMTest(dict(live)) if len(live) >= 2 else None)
+        if state:
+            self.cost_usd = float(state.get("cost_usd", 0.0))
+            self.successes = int(state.get("successes", 0))
+            self.unknown_variant = int(state.get("unknown_variant", 0))
+            cur = state.get("cursor") or ["0", 0]
+            self.cursor = (str(cur[0]), int(cur[1]))
+
+    # -- feeding -------------------------------------------------------------------------
+    def observe(self, arm_of_row: Sequence[str], rows: ArmRows) -> None:
+        """A batch of this experiment's rows, in cursor order."""
+        arms = np.array(arm_of_row, dtype=object)
+        known = np.isin(arms, self.arms)
+        self.unknown_variant += int((~known).sum())
+        if self.srm is not None:
+            in_srm = np.isin(arms, self.srm.arms)
+            index = {a: i for i, a in enumerate(self.srm.arms)}
+            self.srm.update_many(np.array([index[a] for a in arms[in_srm]], np.int64))
+        # The ratio used to linearise cost per success is fixed before the batch (it is
+        # predictable: computed from earlier rows only).
+        ratio = self.cost_usd / self.successes if self.successes else 0.0
+        priced = rows.cost_pico >= 0
+        cost = np.where(priced, rows.cost_pico, 0) / 1e12
+        for arm in self.arms:  # control first: arm order does not change the evidence
+            sel = arms == arm
+            if not sel.any():
+                continue
+            values = {
+                "error_rate": rows.is_error[sel].astype(np.float64),
+                "latency": rows.latency_ms[sel],
+                "confidence": rows.confidence[sel][rows.confidence[sel] >= 0],
+                "cost_per_request": cost[sel & priced],
+                "cost_per_successful_request":
+                    cost[sel & priced] - ratio * (~rows.is_error[sel & priced]),
+            }
+            for metric, by_arm in self.tests.items():
+                xs = values[metric]
+                if not len(xs):
+                    continue
+                if arm == self.control:
+                    for t in by_arm.values():
+                        t.update_many("control", xs)
+                else:
+                    by_arm[arm].update_many("treatment", xs)
+        self.cost_usd += float(cost[priced & known].sum())
+        self.successes += int((~rows.is_error[priced & known]).sum())
+
+    # -- reading -------------------------------------------------------------------------
+    def decision(self) -> tuple[str, str | None]:
+        """The primary metric's call and the arm it is about: a better arm wins; all
+        treatments worse is 'treatment_worse'; otherwise 'continue'."""
+        calls = {arm: t.decision for arm, t in self.tests[self.primary].items()}
+        better = [a for a, d in calls.items() if d == "treatment_better"]
+        if better:
+            best = max(better, key=lambda a: abs(self.tests[self.primary][a].difference))
+            return "treatment_better", best
+        if calls and all(d == "treatment_worse" for d in calls.values()):
+            return "treatment_worse", next(iter(calls))
+        return "continue", None
+
+    def harmed_guardrails(self) -> list[tuple[str, str]]:
+        return [(m, arm) for m in self.guardrails if m != self.primary
+                for arm, t in self.tests[m].items() if t.decision == "treatment_worse"]
+
+    def results(self, cursor: tuple[str, int]) -> dict[str, Any]:
+        decision, arm = self.decision()
+        out: dict[str, Any] = {
+            # "treatment": the arm the decision is about (what cost recommendations read).
+            "control": self.control, "primary_metric": self.primary, "decision": decision,
+            "treatment": arm,
+            "metrics": {m: {a: t.summary().to_dict() for a, t in by_arm.items()}
+                        for m, by_arm in self.tests.items()},
+            "srm": None if self.srm is None else _jsonable(self.srm.summary().__dict__),
+            "unknown_variant_rows": self.unknown_variant,
+            "harmed_guardrails": [{"metric": m, "arm": a} for m, a in self.harmed_guardrails()],
+        }
+        out["state"] = {
+            "cursor": list(cursor), "cost_usd": self.cost_usd, "successes": self.successes,
+            "unknown_variant": self.unknown_variant,
+            "srm": None if self.srm is None else self.srm.state(),
+            "tests": {m: {a: t.state() for a, t in by_arm.items()}
+                      for m, by_arm in self.tests.items()},
+        }
+        return out
+
+    def samples(self) -> dict[str, int]:
+        counts = dict.fromkeys(self.arms, 0)
+        if self.srm is not None:
+            counts.update(dict(zip(self.srm.arms, self.srm.counts, strict=True)))
+        return counts
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+@dataclass(frozen=True)
+class ResultWrite:
+    id: str
+    results: dict[str, Any]
+    decision: str
+    conclude: bool
+
+
+class ExperimentTracker:
+    """Every running experiment, fed from the request stream."""
+
+    def __init__(self) -> None:
+        self.live: dict[str, LiveExperiment] = {}
+        self.open: set[str] = set()  # keys of open experiment alerts
+        # Running experiments that cannot be followed (a row written around the API's
+        # checks), id -> why; and those refused by the last sync, for the log.
+        self.unusable: dict[str, str] = {}
+        self.refused: list[str] = []
+
+    def sync(self, rows: Iterable[Sequence[Any]]) -> list[LiveExperiment]:
+        """Follow the running experiments in ``rows`` (``live_experiments``); returns the
+        newly followed ones, which the consumer must replay from their stored cursor."""
+        running = {str(r[0]): r for r in rows if r[4] == "running"}
+        for gone in set(self.live) - set(running):
+            del self.live[gone]
+        self.unusable = {k: v for k, v in self.unusable.items() if k in running}
+        new, self.refused = [], []
+        for eid, row in running.items():
+            if eid in self.live or eid in self.unusable:
+                continue
+            try:
+                e = LiveExperiment.from_row(row)
+            except Exception as exc:  # one bad configuration must not stop the others
+                self.unusable[eid] = f"experiment {row[2]} cannot be followed: {exc}"
+                self.refused.append(self.unusable[eid])
+                continue
+            self.live[eid] = e
+            new.append(e)
+        return new
+
+    def observe(self, experiment_ids: Sequence[str | None], variants: Sequence[str],
+                rows: ArmRows) -> None:
+        """A batch (all rows; those without a followed experiment are skipped)."""
+        if not self.live:
+            return
+        by_exp: dict[str, list[int]] = {}
+        for i, eid in enumerate(experiment_ids):
+            if eid is not None and eid in self.live:
+                by_exp.setdefault(eid, []).append(i)
+        for eid, idx_list in by_exp.items():
+            idx = np.array(idx_list, np.int64)
+            self.live[eid].observe(
+                [variants[i] for i in idx_list],
+                ArmRows(rows.latency_ms[idx], rows.is_error[idx], rows.confidence[idx],
+                        rows.cost_pico[idx]))
+
+    def evaluate(self, cursor: tuple[str, int]) -> tuple[list[ResultWrite], list[AlertChange]]:
+        """Results to write (state at ``cursor``) and alert changes. Decisions, harmed
+        guardrails and SRM flags are final while an experiment runs, so their alerts stay
+        open until it stops or concludes."""
+        writes, changes = [], []
+        for e in self.live.values():
+            decision, arm = e.decision()
+            writes.append(ResultWrite(e.id, e.results(cursor), decision,
+                                      e.auto_stop and decision != "continue"))
+            changes += [c for key, c in self._alerts(e, decision, arm) if key not in self.open]
+        prefixes = tuple(f"experiment:{e.id}:" for e in self.live.values())
+        ended = sorted(k for k in self.open if not k.split("\x1f", 1)[1].startswith(prefixes))
+        for key in ended:
+            tenant, fingerprint = key.split("\x1f", 1)
+            changes.append(_change(tenant, "", fingerprint, "resolve", "resolved", "info",
+                                   "", "The experiment is no longer running.", 0.0, 0.0))
+        self.open = (self.open - set(ended)) | {
+            f"{c.tenant_id}\x1f{c.fingerprint}" for c in changes if c.action == "fire"}
+        return writes, changes
+
+    def gauges(self) -> list[dict[str, Any]]:
+        """What /metrics exports, per followed experiment."""
+        out = []
+        for e in self.live.values():
+            tests = []
+            for metric, by_arm in e.tests.items():
+                for arm, t in by_arm.items():
+                    lift = t.lift
+                    tests.append((metric, arm, t.p_value, DECISION_VALUE[t.decision],
+                                  math.nan if lift is None else lift))
+            out.append({"tenant": e.tenant_id, "experiment": e.name, "samples": e.samples(),
+                        "tests": tests,
+                        "srm": None if e.srm is None else (e.srm.mismatch, e.srm.p_value)})
+        return out
+
+    def restore_open(self, keys: Iterable[str]) -> None:
+        self.open = set(keys)
+
+    def _alerts(self, e: LiveExperiment, decision: str, arm: str | None
+                ) -> list[tuple[str, AlertChange]]:
+        out = []
+        base = f"experiment:{e.id}"
+        if decision != "continue" and arm is not None:
+            t = e.tests[e.primary][arm]
+            s = t.summary()
+            word = "better" if decision == "treatment_better" else "worse"
+            fp = f"{base}:decision"
+            out.append((f"{e.tenant_id}\x1f{fp}", _change(
+                e.tenant_id, e.function_name, fp, "fire", "firing", "info",
+                f"Experiment {e.name}: {arm} is {word} than {e.control} on {e.primary}",
+                f"{arm} vs {e.control} on {e.primary}: "
+                f"{format_value(s.treatment.mean, e.primary)} vs "
+                f"{format_value(s.control.mean, e.primary)} ({_lift(s.lift, s.lift_ci)}), "
+                f"always-valid p = {s.p_value:.4f} after {s.control.n + s.treatment.n} "
+                f"requests (alpha {t.alpha:g})."
+                + (" The experiment concludes itself (auto_stop)." if e.auto_stop else ""),
+                1.0 if decision == "treatment_better" else -1.0, t.alpha)))
+        for metric, harmed in e.harmed_guardrails():
+            t = e.tests[metric][harmed]
+            s = t.summary()
+            fp = f"{base}:guardrail:{metric}:{harmed}"
+            out.append((f"{e.tenant_id}\x1f{fp}", _change(
+                e.tenant_id, e.function_name, fp, "fire", "firing", "warning",
+                f"Experiment {e.name}: {harmed} harms the {metric} guardrail",
+                f"{harmed} vs {e.control} on {metric}: "
+                f"{format_value(s.treatment.mean, metric)} vs "
+                f"{format_value(s.control.mean, metric)} ({_lift(s.lift, s.lift_ci)}), "
+                f"always-valid p = {s.p_value:.4f}. Consider stopping it: "
+                f"`stream-mlops experiment stop {e.name}`.", -1.0, t.alpha)))
+        if e.srm is not None and e.srm.mismatch:
+            srm = e.srm.summary()
+            fp = f"{base}:srm"
+            observed = "/".join(f"{(o or 0) * 100:.1f}" for o in srm.observed_shares)
+            expected = "/".join(f"{x * 100:.1f}" for x in srm.expected_shares)
+            out.append((f"{e.tenant_id}\x1f{fp}", _change(
+                e.tenant_id, e.function_name, fp, "fire", "firing", "critical",
+                f"Experiment {e.name}: sample ratio mismatch",
+                f"Traffic split {observed} % ({'/'.join(srm.arms)}, {sum(srm.counts)} "
+                f"requests) where {expected} % was configured; always-valid p = "
+                f"{srm.p_value:.2g}. Assignment or logging is broken somewhere, so no other "
+                "number of this experiment can be trusted until it is fixed.",
+                srm.p_value, srm.alpha)))
+        return out
+
+
+def format_value(v: float | None, metric: str) -> str:
+    """A metric's value as people read it: 2.10%, 812 ms, $0.000412, 0.873."""
+    if v is None or not math.isfinite(v):
+        return "-"
+    if metric == "error_rate":
+        return f"{v:.2%}"
+    if metric == "latency":
+        return f"{v:,.0f} ms"
+    if metric.startswith("cost"):
+        return f"${v:.6f}"
+    return f"{v:.3f}"
+
+
+def _lift(lift: float | None, ci: tuple[float, float] | None) -> str:
+    if lift is None:
+        return "lift undefined"
+    text = f"{lift:+.1%}"
+    return text + (f", CI {ci[0]:+.1%} to {ci[1]:+.1%}" if ci else "")
+
+
+def _change(tenant: str, function: str, fingerprint: str, action: str, notify: str,  # noqa: PLR0917
+            severity: str, title: str, message: str, value: float,
+            threshold: float) -> AlertChange:
+    return AlertChange(action, notify, tenant, function, fingerprint, "experiment", severity,
+                       title, message, value, threshold, details="{}",
+                       alert_type="experiment")

@@ -1,0 +1,204 @@
+-- Named queries of the pipeline: cursor, batches, checkpoint, restart state.
+
+-- name: system_identifier
+SELECT system_identifier::text FROM pg_control_system();
+
+-- name: get_checkpoint
+SELECT system_identifier, last_xid::text, last_id, events_total, quarantined_total,
+       date_part('epoch', updated_at), id_horizon, state_version
+FROM mlops.consumer_checkpoints WHERE consumer = %(consumer)s;
+
+-- name: create_checkpoint
+INSERT INTO mlops.consumer_checkpoints (consumer, system_identifier)
+VALUES (%(consumer)s, %(system_identifier)s)
+ON CONFLICT (consumer) DO NOTHING;
+
+-- name: load_series
+SELECT tenant_id, function_name, model, variant, success_count, error_count,
+       latency_sum_seconds, latency_buckets, prompt_tokens, completion_tokens, cached_tokens,
+       input_token_buckets, output_token_buckets, cost_pico_usd::text, unpriced_count,
+       confidence_count, confidence_sum, confidence_buckets,
+       coalesce(date_part('epoch', last_event_at), '-Infinity')
+FROM mlops.series_totals WHERE consumer = %(consumer)s
+ORDER BY tenant_id, function_name, model, variant;
+
+-- Rows committed after the cursor. Only transactions below the snapshot's xmin are
+-- certainly finished, so a row whose transaction commits later (with a lower id or xid)
+-- is never skipped: it is simply not read until every older transaction has ended.
+-- The batch comes back as one row of arrays (column-wise, in cursor order: the aggregate
+-- reads the LIMIT's ordered index scan), which costs far less than a Python tuple per row.
+-- name: fetch_batch
+WITH batch AS (
+    SELECT xid, id, tenant_id, function_name, model, variant, created_at, latency_ms,
+           prompt_tokens, completion_tokens, cached_tokens, cost_usd, confidence, status,
+           cache_write_tokens, cost_source, experiment_id, query_length, error_type
+    FROM mlops.model_performance
+    WHERE (xid, id) > (%(xid)s::text::xid8, %(id)s::bigint)
+      AND xid < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY xid, id
+    LIMIT %(limit)s
+)
+SELECT count(*),
+       array_agg(xid::text::bigint),
+       array_agg(id),
+       array_agg(tenant_id || chr(31) || function_name || chr(31) || model || chr(31) || variant),
+       array_agg(date_part('epoch', created_at)),
+       array_agg(latency_ms),
+       array_agg(prompt_tokens::bigint),
+       array_agg(completion_tokens::bigint),
+       array_agg(cached_tokens::bigint),
+       array_agg(coalesce((cost_usd * 1000000000000)::bigint, -1)),
+       array_agg(coalesce(confidence, -1)),
+       array_agg(status = 'error'),
+       array_agg(cache_write_tokens::bigint),
+       array_agg(cost_source = 'caller'),
+       array_agg(experiment_id::text),
+       array_agg(coalesce(query_length, -1)),
+       array_agg(error_type)
+FROM batch;
+
+-- Where the last %(limit)s consumed rows begin: fetch_batch from this cursor with that many
+-- rows returns exactly them (drift detectors learn their references from them at start-up).
+-- name: recent_consumed_start
+WITH w AS (
+    SELECT xid, id FROM mlops.model_performance
+    WHERE (xid, id) <= (%(xid)s::text::xid8, %(id)s::bigint)
+    ORDER BY xid DESC, id DESC
+    LIMIT %(limit)s + 1
+)
+SELECT CASE WHEN count(*) > %(limit)s THEN min(xid)::text ELSE '0' END,
+       CASE WHEN count(*) > %(limit)s THEN (array_agg(id ORDER BY xid, id))[1] ELSE 0 END,
+       least(count(*), %(limit)s)
+FROM w;
+
+-- The oldest committed row the consumer has not taken yet (held back by the horizon or
+-- simply not reached): its age is the processor's lag.
+-- name: oldest_pending
+SELECT date_part('epoch', created_at)
+FROM mlops.model_performance
+WHERE (xid, id) > (%(xid)s::text::xid8, %(id)s::bigint)
+ORDER BY xid, id
+LIMIT 1;
+
+-- How long the oldest open writing transaction (anywhere in the cluster) has been running:
+-- it holds back the consumer's horizon.
+-- name: horizon_age
+SELECT coalesce(max(date_part('epoch', now() - xact_start)), 0)
+FROM pg_stat_activity
+WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid();
+
+-- Everything a batch changes, in ONE statement (so it is atomic even in autocommit, and
+-- costs one round trip): advance the cursor (compare-and-set: no row when someone else
+-- moved it, and then nothing else is written), upsert the absolute totals of the series the
+-- batch touched, quarantine bad rows.
+-- name: persist_batch
+WITH checkpoint AS (
+    UPDATE mlops.consumer_checkpoints
+    SET last_xid = %(new_xid)s::text::xid8, last_id = %(new_id)s,
+        id_horizon = coalesce(
+            pg_sequence_last_value('mlops.model_performance_id_seq'), id_horizon),
+        events_total = events_total + %(events)s,
+        quarantined_total = quarantined_total + %(quarantined)s,
+        updated_at = now()
+    WHERE consumer = %(consumer)s AND last_xid = %(old_xid)s::text::xid8
+      AND last_id = %(old_id)s AND state_version = %(version)s
+    RETURNING date_part('epoch', updated_at) AS at
+), series AS (
+    INSERT INTO mlops.series_totals AS s (
+        consumer, tenant_id, function_name, model, variant,
+        success_count, error_count, latency_sum_seconds, latency_buckets,
+        prompt_tokens, completion_tokens, cached_tokens, input_token_buckets,
+        output_token_buckets, cost_pico_usd, unpriced_count, confidence_count,
+        confidence_sum, confidence_buckets,
+        last_event_at, updated_at)
+    SELECT %(consumer)s, t.tenant_id, t.function_name, t.model, t.variant,
+           t.success_count, t.error_count, t.latency_sum_seconds,
+           (%(latency_buckets)s::bigint[])[(t.n - 1) * %(nl)s + 1 : t.n * %(nl)s],
+           t.prompt_tokens, t.completion_tokens, t.cached_tokens,
+           (%(input_token_buckets)s::bigint[])[(t.n - 1) * %(nt)s + 1 : t.n * %(nt)s],
+           (%(output_token_buckets)s::bigint[])[(t.n - 1) * %(nt)s + 1 : t.n * %(nt)s],
+           t.cost_pico_usd, t.unpriced_count, t.confidence_count, t.confidence_sum,
+           (%(confidence_buckets)s::bigint[])[(t.n - 1) * %(nc)s + 1 : t.n * %(nc)s],
+           to_timestamp(nullif(t.last_event_at, 0)), now()
+    -- Flat array literals, one per column (bucket matrices row-major, sliced per series):
+    -- far cheaper to build and parse than a row or a JSON object per series.
+    FROM unnest(%(tenant_id)s::text[], %(function_name)s::text[], %(model)s::text[],
+                %(variant)s::text[], %(success_count)s::bigint[], %(error_count)s::bigint[],
+                %(latency_sum_seconds)s::float8[], %(prompt_tokens)s::bigint[],
+                %(completion_tokens)s::bigint[], %(cached_tokens)s::bigint[],
+                %(cost_pico_usd)s::numeric[], %(unpriced_count)s::bigint[],
+                %(confidence_count)s::bigint[], %(confidence_sum)s::float8[],
+                %(last_event_at)s::float8[])
+         WITH ORDINALITY AS t(tenant_id, function_name, model, variant, success_count,
+                              error_count, latency_sum_seconds, prompt_tokens,
+                              completion_tokens, cached_tokens, cost_pico_usd, unpriced_count,
+                              confidence_count, confidence_sum, last_event_at, n)
+    WHERE EXISTS (SELECT FROM checkpoint)
+    ON CONFLICT (consumer, tenant_id, function_name, model, variant) DO UPDATE SET
+        success_count = EXCLUDED.success_count,
+        error_count = EXCLUDED.error_count,
+        latency_sum_seconds = EXCLUDED.latency_sum_seconds,
+        latency_buckets = EXCLUDED.latency_buckets,
+        prompt_tokens = EXCLUDED.prompt_tokens,
+        completion_tokens = EXCLUDED.completion_tokens,
+        cached_tokens = EXCLUDED.cached_tokens,
+        input_token_buckets = EXCLUDED.input_token_buckets,
+        output_token_buckets = EXCLUDED.output_token_buckets,
+        cost_pico_usd = EXCLUDED.cost_pico_usd,
+        unpriced_count = EXCLUDED.unpriced_count,
+        confidence_count = EXCLUDED.confidence_count,
+        confidence_sum = EXCLUDED.confidence_sum,
+        confidence_buckets = EXCLUDED.confidence_buckets,
+        last_event_at = EXCLUDED.last_event_at,
+        updated_at = EXCLUDED.updated_at
+), quarantined AS (
+    INSERT INTO mlops.quarantine (consumer, tenant_id, source_id, reason, row_data)
+    SELECT %(consumer)s, m.tenant_id, m.id, r.reason, to_jsonb(m)
+    FROM unnest(%(quarantine_ids)s::bigint[], %(quarantine_reasons)s::text[]) AS r(id, reason)
+    JOIN mlops.model_performance m ON m.id = r.id
+    WHERE EXISTS (SELECT FROM checkpoint)
+    ON CONFLICT (consumer, source_table, source_id) DO NOTHING
+), costs AS (
+    SELECT mlops.add_hourly_costs(%(c_tenant)s::text[], %(c_function)s::text[],
+        %(c_model)s::text[], %(c_hour)s::bigint[], %(c_requests)s::bigint[],
+        %(c_prompt)s::bigint[], %(c_completion)s::bigint[], %(c_cached)s::bigint[],
+        %(c_cost)s::numeric[]) AS n
+    WHERE EXISTS (SELECT FROM checkpoint)
+)
+-- Referencing costs makes it run: a plain SELECT in a WITH runs only when used.
+SELECT at FROM checkpoint LEFT JOIN costs ON true;
+
+-- name: try_lock
+SELECT pg_try_advisory_lock(hashtextextended('stream_mlops.consumer:' || %(consumer)s, 0));
+
+-- After a dump/restore into another cluster the stored xids mean nothing there. A row was
+-- consumed iff its id is at or below the cursor's id horizon (rows written since, here or
+-- there, have higher ids) and it sorts at or before the cursor in the old cluster's
+-- order. Consumed rows get xid 1, the rest xid 2 (both below any live transaction id, in
+-- the right order), and the cursor points at the last consumed row; new rows get real
+-- xids and sort after both. The caller holds a lock that keeps writers out meanwhile.
+-- name: rewrite_restored_xids
+UPDATE mlops.model_performance
+SET xid = CASE WHEN id <= %(id_horizon)s
+                    AND (xid, id) <= (%(xid)s::text::xid8, %(id)s::bigint)
+               THEN '1'::xid8 ELSE '2'::xid8 END;
+
+-- name: reset_checkpoint_after_restore
+UPDATE mlops.consumer_checkpoints
+SET system_identifier = %(system_identifier)s,
+    last_xid = '1'::xid8,
+    last_id = coalesce((SELECT max(id) FROM mlops.model_performance WHERE xid = '1'::xid8), 0),
+    updated_at = now()
+WHERE consumer = %(consumer)s;
+
+-- Rows already consumed whose event time is inside the alert window: replayed into the
+-- windows at start-up, so a restart neither forgets a burst nor resolves it early.
+-- name: recent_consumed
+SELECT array_agg(tenant_id || chr(31) || function_name || chr(31) || model || chr(31) || variant),
+       array_agg(date_part('epoch', created_at)),
+       array_agg(latency_ms),
+       array_agg(status = 'error'),
+       array_agg(coalesce(confidence, -1))
+FROM mlops.model_performance
+WHERE created_at > now() - make_interval(secs => %(seconds)s)
+  AND (xid, id) <= (%(xid)s::text::xid8, %(id)s::bigint);

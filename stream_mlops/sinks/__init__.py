@@ -1,1 +1,0 @@
-"""The outbound edge: Prometheus exposition over HTTP (and, later, e-mail)."""
