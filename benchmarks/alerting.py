@@ -29,6 +29,7 @@ from benchmarks.common import report, start_server
 from benchmarks.pipeline import new_db
 from stream_mlops.alerts.rules import AlertThresholds, Lifecycle, Windows, evaluate
 from stream_mlops.client import RequestLogger
+from stream_mlops.core.alerts import AlertKey
 from stream_mlops.dev.embedded import EmbeddedPostgres, free_port
 from tests.helpers import ProcessorProcess
 
@@ -94,6 +95,7 @@ def false_pages(days: float, seed: int, rate_per_s: int = 50,
     th = [AlertThresholds()]
     windows = Windows(60, 5)
     ours, naive = Lifecycle(), 0
+    FP = AlertKey("t", "performance:error_rate:f")
     naive_open = False
     fired = 0
     errors = rng.binomial(rate_per_s, true_error_rate, size=seconds)
@@ -107,7 +109,7 @@ def false_pages(days: float, seed: int, rate_per_s: int = 50,
         windows.add(group, t, errors=e, slow=slow, confidence=conf)
         tot = windows.totals(float(s))
         v = next(x for x in evaluate(tot, [0], th) if x.rule == "error_rate")
-        tr = ours.step("fp", v, float(s))
+        tr = ours.step(FP, v, float(s))
         fired += tr is not None and tr.action == "fire"
         point_breach = tot["n"][0] >= th[0].min_requests and \
             tot["errors"][0] / tot["n"][0] > th[0].error_rate

@@ -26,10 +26,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from decimal import Decimal
 
 from benchmarks.common import report
+from stream_mlops.core.batch import batch_of
 from stream_mlops.costs.monitor import CostTracker
 from stream_mlops.costs.pricing import Price, PriceBook
-from stream_mlops.pipeline.processor import CONFIDENCE_BOUNDS, LATENCY_BOUNDS, TOKEN_BOUNDS
-from stream_mlops.pipeline.totals import Columns, aggregate
+from stream_mlops.pipeline.totals import (
+    CONFIDENCE_BOUNDS,
+    LATENCY_BOUNDS,
+    TOKEN_BOUNDS,
+    Columns,
+    aggregate,
+)
 
 
 def main() -> int:
@@ -63,12 +69,14 @@ def per_event(events: int, batch: int) -> dict[str, object]:
                        completion_tokens=rng.integers(1, 500, n),
                        cached_tokens=np.zeros(n, np.int64), cost_pico=cost,
                        confidence=rng.random(n), is_error=rng.random(n) < 0.02)
+        rows = batch_of(tracker.index, keys, series, created_at=created, cost_pico=cost,
+                        prompt_tokens=prompt, completion_tokens=cols.completion_tokens,
+                        cached_tokens=cols.cached_tokens, cache_write_tokens=cols.cached_tokens,
+                        caller_cost=rng.random(n) < 0.5)
         t0 = time.perf_counter()
         aggregate(cols, LATENCY_BOUNDS, TOKEN_BOUNDS, CONFIDENCE_BOUNDS)
         t1 = time.perf_counter()
-        tracker.observe(keys, series, created_at=created, cost_pico=cost, prompt=prompt,
-                        completion=cols.completion_tokens, cached=cols.cached_tokens,
-                        cache_write=cols.cached_tokens, caller_cost=rng.random(n) < 0.5)
+        tracker.observe(rows)
         tracker.evaluate(float(created[-1]))
         t_cost += time.perf_counter() - t1
         t_agg += t1 - t0
@@ -112,9 +120,7 @@ def minute_rows(rng: np.random.Generator, minute: int, boost: dict[str, float] |
 def feed(tracker: CostTracker, rng: np.random.Generator, minute: int,
          boost: dict[str, float] | None = None) -> None:
     series, t, cost = minute_rows(rng, minute, boost)
-    zeros = np.zeros(len(series), np.int64)
-    tracker.observe(KEYS, series, created_at=t, cost_pico=cost, prompt=zeros,
-                    completion=zeros, cached=zeros)
+    tracker.observe(batch_of(tracker.index, KEYS, series, created_at=t, cost_pico=cost))
 
 
 def _spike_alerts(tracker: CostTracker, now: float) -> list[str]:

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/drift.py [--quick]
 
-Our detectors (``stream_mlops.drift.detectors``, defaults) against river's ``ADWIN()``,
+Our detectors (``stream_mlops.stats.drift``, defaults) against river's ``ADWIN()``,
 ``KSWIN()`` and ``PageHinkley()`` at their defaults and a KS test of the reference against
 the last 500 values every 500 events (alpha 0.05; a chi-square test for categories), all
 on the same seeded streams, in the units the data come in (latency in ms, cost in dollars).
@@ -36,7 +36,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import report
-from stream_mlops.drift.detectors import Detector, Kind, make_detector
+from stream_mlops.stats.drift import Detector, Kind, make_detector
 
 Array = npt.NDArray[Any]
 I64 = npt.NDArray[np.int64]
@@ -411,7 +411,7 @@ def main() -> int:
     result = {
         "quick": q,
         "detectors": {
-            "ours": "stream_mlops.drift.detectors.make_detector(kind) at its defaults "
+            "ours": "stream_mlops.stats.drift.make_detector(kind) at its defaults "
                     "(reference 2,000 values, 1e-4 false alarms per event targeted)",
             "river_ADWIN": "river.drift.ADWIN()", "river_KSWIN": "river.drift.KSWIN(seed=r)",
             "river_PageHinkley": "river.drift.PageHinkley()",

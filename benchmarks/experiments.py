@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/experiments.py [--quick] [--sims 4000] [--seed 1]
 
 Every simulated experiment is looked at after *every* event: the statistic of
-``stream_mlops.experiments.sequential`` is evaluated at each n from cumulative sums, vectorised
+``stream_mlops.stats.sequential`` is evaluated at each n from cumulative sums, vectorised
 across experiments (the same functions the test object calls in ``update_many``).
 
 1. A/A type-I error at 5,000 and 50,000 events (the 5,000 figure is the same runs cut
@@ -37,7 +37,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import report
-from stream_mlops.experiments.sequential import (
+from stream_mlops.stats.sequential import (
     Z_POWER,
     Kind,
     SRMTest,

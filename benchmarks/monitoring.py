@@ -23,9 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import report
 from stream_mlops.drift.monitor import DriftMonitor, DriftRows
-from stream_mlops.experiments.monitor import ArmRows, ExperimentTracker
-from stream_mlops.pipeline.processor import CONFIDENCE_BOUNDS, LATENCY_BOUNDS, TOKEN_BOUNDS
-from stream_mlops.pipeline.totals import Columns, aggregate
+from stream_mlops.experiments.monitor import ArmRows, ExperimentTracker, LiveExperimentRow
+from stream_mlops.pipeline.totals import (
+    CONFIDENCE_BOUNDS,
+    LATENCY_BOUNDS,
+    TOKEN_BOUNDS,
+    Columns,
+    aggregate,
+)
 
 MODELS = ["gpt-4o-mini", "gpt-4o", "claude-3-5-haiku", "gemini-2.0-flash"]
 ERRORS = ["Timeout", "RateLimitError", "InvalidResponse"]
@@ -39,12 +44,14 @@ def main() -> int:
     rng = np.random.default_rng(3)
     keys = [(f"t{f % 3}", f"fn-{f}") for f in range(50)]
     drift = DriftMonitor()
-    drift.model_names = list(MODELS)
+    # Function f is number f and model code m is MODELS[m], as the rows below say.
+    drift.index.load([(t, f, m, "control") for t, f in keys for m in MODELS])
     tracker = ExperimentTracker()
-    tracker.sync([(f"exp-{i}", "t0", f"exp-{i}", f"fn-{i}", "running",
-                   [{"name": "control", "weight": 0.5}, {"name": "treatment", "weight": 0.5}],
-                   "error_rate", ["latency", "cost_per_request"], 0.05, None, 100, False, {})
-                  for i in range(2)])
+    tracker.sync([LiveExperimentRow(
+        f"exp-{i}", "t0", f"exp-{i}", f"fn-{i}", "running",
+        [{"name": "control", "weight": 0.5}, {"name": "treatment", "weight": 0.5}],
+        "error_rate", ["latency", "cost_per_request"], 0.05, None, 100, False, {})
+        for i in range(2)])
     t_drift = t_exp = t_agg = 0.0
     events = args.events // args.batch * args.batch
     per_second = 5_000  # requests/s; the service flushes the detectors every 10 s
@@ -68,23 +75,22 @@ def main() -> int:
         t0 = time.perf_counter()
         aggregate(cols, LATENCY_BOUNDS, TOKEN_BOUNDS, CONFIDENCE_BOUNDS)
         t1 = time.perf_counter()
-        drift.observe(DriftRows(fn, created, latency, query, conf, cost, err, etype,
-                                series % 4))
+        drift.buffer(DriftRows(fn, created, latency, query, conf, cost, err, etype,
+                               series % 4))
         if (b + 1) * n >= next_flush:
-            drift.flush(keys)
-            drift.evaluate(float(created[-1]))
+            drift.run(float(created[-1]))
             next_flush += 10 * per_second
         t2 = time.perf_counter()
         in_exp = np.flatnonzero(fn < 2)
         ids = [f"exp-{f}" for f in fn[in_exp].tolist()]
         arms = ["control" if s % 2 == 0 else "treatment" for s in series[in_exp].tolist()]
-        tracker.observe(ids, arms, ArmRows(latency[in_exp], err[in_exp], conf[in_exp],
-                                           cost[in_exp]))
+        tracker.observe_rows(ids, arms, ArmRows(latency[in_exp], err[in_exp], conf[in_exp],
+                                                cost[in_exp]))
         t3 = time.perf_counter()
         t_agg += t1 - t0
         t_drift += t2 - t1
         t_exp += t3 - t2
-    drift.flush(keys)
+    drift.flush()
     exp_events = sum(sum(e.samples().values()) for e in tracker.live.values())
     report("monitoring", {
         "events": events, "batch": args.batch, "functions": 50,

@@ -5,7 +5,8 @@ SELECT count(*) FROM mlops.alerts WHERE state = 'firing';
 
 -- name: open_alerts
 SELECT tenant_id, fingerprint, severity, state,
-       date_part('epoch', coalesce(notified_at, first_seen)), date_part('epoch', last_seen)
+       date_part('epoch', coalesce(notified_at, first_seen)) AS notified_at,
+       date_part('epoch', last_seen) AS last_seen
 FROM mlops.alerts WHERE state <> 'resolved' AND alert_type = %(type)s;
 
 -- name: alert_thresholds

@@ -1,29 +1,26 @@
 """Performance alerts per (tenant, function): windows, rules and lifecycle joined (no I/O).
 
-The processor feeds every committed batch in; :meth:`PerformanceAlerts.evaluate` returns
-the alert changes (fire, update, resolve, with or without a notification) that the
-consumer then writes to ``mlops.alerts`` and the e-mail outbox.
+Every committed batch goes into sliding windows; the rules of the touched functions are
+read right after it, and every function's once a second (silence resolves alerts too).
+See :mod:`stream_mlops.alerts.rules` for the rules and their calibration.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
+from prometheus_client.core import GaugeMetricFamily, Metric
 
-from stream_mlops.alerts.rules import (
-    F64,
-    I64,
-    AlertThresholds,
-    Lifecycle,
-    OpenAlert,
-    Transition,
-    Windows,
-    evaluate,
-)
+from stream_mlops.alerts.rules import AlertThresholds, Lifecycle, OpenAlert, Transition, Windows
+from stream_mlops.alerts.rules import evaluate as read_rules
+from stream_mlops.core.alerts import AlertChange, AlertKey, alert_change
+from stream_mlops.core.batch import Batch, RawBatch
+from stream_mlops.core.monitor import MetricsBuilder, Monitor, Observed, Store
+from stream_mlops.core.rows import OpenAlertRow, ThresholdRow
+from stream_mlops.core.series import SeriesIndex
+from stream_mlops.settings import Settings
 
 TITLES = {
     "error_rate": "High error rate in {function}",
@@ -33,49 +30,45 @@ TITLES = {
 METRICS = frozenset({"error_rate", "latency_p95_seconds", "confidence_mean", "min_requests"})
 
 
-@dataclass(frozen=True)
-class AlertChange:
-    action: str  # fire | update | resolve
-    notify: str | None
-    tenant_id: str
-    function_name: str
-    fingerprint: str
-    rule: str
-    severity: str
-    title: str
-    message: str
-    value: float
-    threshold: float
-    details: str  # JSON
-    alert_type: str = "performance"
-
-
 @dataclass
-class PerformanceAlerts:
+class PerformanceAlerts(Monitor):
+    """Error rate, p95 latency and mean confidence per function against thresholds."""
+
+    name = "performance"
     defaults: AlertThresholds = field(default_factory=AlertThresholds)
     window_seconds: float = 60.0
     z: float = 3.09
     cooldown_seconds: float = 3600.0
 
+    @classmethod
+    def from_settings(cls, s: Settings) -> PerformanceAlerts:
+        return cls(AlertThresholds(error_rate=s.alert_error_rate,
+                                   latency_p95_seconds=s.alert_latency_p95_seconds,
+                                   confidence_mean=s.alert_confidence,
+                                   min_requests=s.alert_min_requests),
+                   window_seconds=s.alert_window_seconds,
+                   cooldown_seconds=s.alert_cooldown_seconds)
+
     def __post_init__(self) -> None:
         self.windows = Windows(self.window_seconds, min(5.0, self.window_seconds))
         self.lifecycle = Lifecycle(self.cooldown_seconds)
-        self.groups: dict[tuple[str, str], int] = {}
-        self.group_keys: list[tuple[str, str]] = []
+        self.index = SeriesIndex()
         self.thresholds: list[AlertThresholds] = []
         self.overrides: dict[tuple[str, str | None], dict[str, float]] = {}
-        self._series_group = np.zeros(0, np.int64)
         self._latency_limit = np.zeros(0)
 
     # -- configuration ----------------------------------------------------------------
-    def set_overrides(self, rows: Iterable[tuple[str, str | None, str, float]]) -> None:
-        """Rows of mlops.thresholds: (tenant, function or None, metric, value)."""
+    def configure(self, store: Store) -> None:
+        self.set_overrides(store.rows("alert_thresholds", ThresholdRow))
+
+    def set_overrides(self, rows: Iterable[ThresholdRow]) -> None:
+        """Per-function and per-tenant thresholds (mlops.thresholds)."""
         self.overrides = {}
-        for tenant, function, metric, value in rows:
-            if metric in METRICS:
-                self.overrides.setdefault((tenant, function), {})[metric] = value
-        self.thresholds = [self._thresholds_for(k) for k in self.group_keys]
-        self._latency_limit = np.array([t.latency_p95_seconds for t in self.thresholds])
+        for r in rows:
+            if r.metric in METRICS:
+                self.overrides.setdefault((r.tenant_id, r.function_name), {})[r.metric] = r.value
+        self.thresholds = []
+        self._grow()
 
     def _thresholds_for(self, key: tuple[str, str]) -> AlertThresholds:
         merged = {**self.overrides.get((key[0], None), {}), **self.overrides.get(key, {})}
@@ -86,70 +79,94 @@ class PerformanceAlerts:
             confidence_mean=merged.get("confidence_mean", base.confidence_mean),
             min_requests=int(merged.get("min_requests", base.min_requests)))
 
-    def _group(self, key: tuple[str, str]) -> int:
-        g = self.groups.get(key)
-        if g is None:
-            g = self.groups[key] = len(self.group_keys)
-            self.group_keys.append(key)
-            th = self._thresholds_for(key)
-            self.thresholds.append(th)
-            self._latency_limit = np.append(self._latency_limit, th.latency_p95_seconds)
-        return g
+    def _grow(self) -> None:
+        """Thresholds and windows for functions added to the index since last time (a
+        function can be known before it has rows here: it reads as an empty window)."""
+        keys = self.index.function_keys
+        if len(self.thresholds) < len(keys):
+            self.thresholds += [self._thresholds_for(k) for k in keys[len(self.thresholds):]]
+            self._latency_limit = np.array([t.latency_p95_seconds for t in self.thresholds])
+            self.windows.grow(len(keys))
 
     # -- data -------------------------------------------------------------------------
-    def observe(self, series_keys: Sequence[tuple[str, str, str, str]], series: I64, *,
-                created_at: F64, latency_ms: F64, is_error: np.ndarray[Any, Any],
-                confidence: F64) -> set[int]:
-        """Add rows (by series index) to the windows; returns the groups they touched."""
-        if len(self._series_group) < len(series_keys):
-            extra = [self._group((k[0], k[1])) for k in series_keys[len(self._series_group):]]
-            self._series_group = np.append(self._series_group, np.array(extra, np.int64))
-            # A series can exist before it has rows here (one seen only in the cost
-            # roll-ups at start-up): its group must still read as an empty window.
-            self.windows.grow(len(self.group_keys))
-        group = self._series_group[series]
-        self.windows.add(group, created_at, errors=is_error.astype(np.int64),
-                         slow=(latency_ms / 1000.0 > self._latency_limit[group]).astype(
-                             np.int64), confidence=confidence)
-        return set(np.unique(group).tolist())
+    def restore(self, store: Store) -> None:
+        """Windows from the rows consumed within the window, open episodes from
+        mlops.alerts: a restart neither forgets a burst nor re-pages."""
+        self.configure(store)
+        self.replay(store.consumed(seconds=self.window_seconds))
+        self.load_open(store.rows("open_alerts", OpenAlertRow, type="performance"))
 
-    def load_open(self, rows: Iterable[tuple[str, str, str, str, float, float]]) -> None:
-        """Open episodes from mlops.alerts: (tenant, fingerprint, severity, state,
-        notified_or_first_seen, last_seen)."""
+    def replay(self, rows: RawBatch) -> None:
+        if len(rows):
+            self._add(self.index.series_of(rows.key), rows)
+
+    def observe(self, batch: Batch) -> Observed:
+        touched = self._add(batch.series, batch.rows)
+        return Observed(alerts=self._evaluate(batch.now, touched))
+
+    def _add(self, series: np.ndarray[tuple[int], np.dtype[np.int64]], rows: RawBatch
+             ) -> list[int]:
+        self._grow()
+        group = self.index.function[series]
+        self.windows.add(group, rows.created_at, errors=rows.is_error.astype(np.int64),
+                         slow=(rows.latency_ms / 1000.0 > self._latency_limit[group]).astype(
+                             np.int64), confidence=rows.confidence)
+        touched: list[int] = np.unique(group).tolist()
+        return touched
+
+    def load_open(self, rows: Iterable[OpenAlertRow]) -> None:
+        """Open episodes from mlops.alerts."""
         self.lifecycle.open = {
-            f"{tenant}\x1f{fp}": OpenAlert(f"{tenant}\x1f{fp}", severity, notified, last)
-            for tenant, fp, severity, _state, notified, last in rows}
+            AlertKey(r.tenant_id, r.fingerprint): OpenAlert(
+                AlertKey(r.tenant_id, r.fingerprint), r.severity, r.notified_at, r.last_seen)
+            for r in rows}
 
     # -- decisions --------------------------------------------------------------------
-    def evaluate(self, now: float, groups: Iterable[int] | None = None) -> list[AlertChange]:
-        which = list(range(len(self.group_keys))) if groups is None else sorted(groups)
+    def evaluate(self, now: float) -> list[AlertChange]:
+        return self._evaluate(now, range(len(self.index.function_keys)))
+
+    def _evaluate(self, now: float, groups: Iterable[int]) -> list[AlertChange]:
+        which = sorted(groups)
         if not which:
             return []
-        verdicts = evaluate(self.windows.totals(now), which, self.thresholds, self.z,
-                            self.window_seconds)
+        self._grow()
+        verdicts = read_rules(self.windows.totals(now), which, self.thresholds, self.z,
+                              self.window_seconds)
         changes = []
         for v in verdicts:
-            tenant, function = self.group_keys[v.group]
-            fingerprint = f"performance:{v.rule}:{function}"
-            t = self.lifecycle.step(f"{tenant}\x1f{fingerprint}", v, now)
+            tenant, function = self.index.function_keys[v.group]
+            t = self.lifecycle.step(AlertKey(tenant, f"performance:{v.rule}:{function}"), v,
+                                    now)
             if t is not None:
-                changes.append(self._change(t, tenant, function, fingerprint))
+                changes.append(self._change(t, function))
         return changes
 
-    def _change(self, t: Transition, tenant: str, function: str,
-                fingerprint: str) -> AlertChange:
+    def _change(self, t: Transition, function: str) -> AlertChange:
         v = t.verdict
         th = self.thresholds[v.group]
         title = TITLES[v.rule].format(function=function, latency=th.latency_p95_seconds)
-        if tenant != "default":
-            title += f" (tenant {tenant})"
+        if t.key.tenant_id != "default":
+            title += f" (tenant {t.key.tenant_id})"
         message = v.message if t.action != "resolve" else f"Resolved: {v.message}".replace(
             " is above ", " is no longer above ").replace(" is below ", " is no longer below ")
-        details = json.dumps({"n": v.n, "value": v.value, "bound": v.bound,
-                              "threshold": v.threshold, "window_seconds": self.window_seconds})
-        return AlertChange(t.action, t.notify, tenant, function, fingerprint, v.rule,
-                           v.severity, title, message, v.value, v.threshold, details)
+        return alert_change(
+            t.action, t.key, "performance", rule=v.rule, severity=v.severity, notify=t.notify,
+            function=function, title=title, message=message, value=v.value,
+            threshold=v.threshold, details={"n": v.n, "value": v.value, "bound": v.bound,
+                                            "threshold": v.threshold,
+                                            "window_seconds": self.window_seconds})
 
-    def firing(self) -> list[tuple[str, str]]:
-        """(tenant\\x1ffingerprint, severity) of every open episode."""
-        return [(k, a.severity) for k, a in self.lifecycle.open.items()]
+    def metrics(self, now: float) -> MetricsBuilder:
+        firing = [(k, a.severity) for k, a in self.lifecycle.open.items()]
+        return lambda: self._families(firing)
+
+    @staticmethod
+    def _families(firing: Sequence[tuple[AlertKey, str]]) -> Iterator[Metric]:
+        active = GaugeMetricFamily(
+            "mlops_alert_active",
+            "1 for every open performance alert episode of the processor's own rules.",
+            labels=["tenant", "function", "rule", "severity"])
+        for key, severity in firing:
+            _, rule, function = key.fingerprint.split(":", 2)
+            active.add_metric([key.tenant_id, function, rule, severity], 1.0)
+        yield active

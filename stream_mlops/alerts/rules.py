@@ -27,6 +27,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from stream_mlops.core.alerts import SEVERITY_RANK, Action, AlertKey, Notice, Severity
+
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 Rule = Literal["error_rate", "latency_p95", "confidence_mean"]
@@ -146,7 +148,7 @@ class Verdict:
     group: int
     rule: Rule
     breach: bool | None
-    severity: str
+    severity: Severity
     value: float
     bound: float
     threshold: float
@@ -208,13 +210,10 @@ def _verdict(g: int, rule: Rule, n: int, enough: bool, *, value: float, bound: f
                    bound, threshold, n, message)
 
 
-SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
-
-
 @dataclass
 class OpenAlert:
-    fingerprint: str
-    severity: str
+    key: AlertKey
+    severity: Severity
     notified_at: float | None
     updated_at: float
 
@@ -225,29 +224,29 @@ class Transition:
     numbers), ``resolve``; ``notify`` says whether it warrants a message (new, escalated,
     reminder after the cool-down, resolved)."""
 
-    action: Literal["fire", "update", "resolve"]
-    fingerprint: str
+    action: Action
+    key: AlertKey
     verdict: Verdict
-    notify: str | None
+    notify: Notice | None
 
 
 @dataclass
 class Lifecycle:
-    """One firing episode per fingerprint; notifications without storms or silence."""
+    """One firing episode per key; notifications without storms or silence."""
 
     cooldown_seconds: float = 3600.0
     update_every_seconds: float = 10.0  # fresh numbers on the open row, not every batch
-    open: dict[str, OpenAlert] = field(default_factory=dict)
+    open: dict[AlertKey, OpenAlert] = field(default_factory=dict)
 
-    def step(self, fingerprint: str, v: Verdict, now: float) -> Transition | None:
-        alert = self.open.get(fingerprint)
+    def step(self, key: AlertKey, v: Verdict, now: float) -> Transition | None:
+        alert = self.open.get(key)
         if v.breach is None:
             return None
         if v.breach and alert is None:
-            self.open[fingerprint] = OpenAlert(fingerprint, v.severity, now, now)
-            return Transition("fire", fingerprint, v, "firing")
+            self.open[key] = OpenAlert(key, v.severity, now, now)
+            return Transition("fire", key, v, "firing")
         if v.breach and alert is not None:
-            notify = None
+            notify: Notice | None = None
             if SEVERITY_RANK[v.severity] > SEVERITY_RANK[alert.severity]:
                 notify = "escalated"
             elif alert.notified_at is None or now - alert.notified_at >= self.cooldown_seconds:
@@ -258,8 +257,8 @@ class Lifecycle:
             alert.updated_at = now
             if notify:
                 alert.notified_at = now
-            return Transition("update", fingerprint, v, notify)
+            return Transition("update", key, v, notify)
         if not v.breach and alert is not None:
-            del self.open[fingerprint]
-            return Transition("resolve", fingerprint, v, "resolved")
+            del self.open[key]
+            return Transition("resolve", key, v, "resolved")
         return None

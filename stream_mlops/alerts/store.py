@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
-from stream_mlops.alerts.performance import AlertChange
+from stream_mlops.core.alerts import AlertChange
 from stream_mlops.db.queries import q
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -25,7 +26,7 @@ def write_changes(conn: Conn, changes: Sequence[AlertChange], *, notify: bool) -
         for c in changes:
             params = {"tenant_id": c.tenant_id, "function_name": c.function_name,
                       "fingerprint": c.fingerprint, "rule": c.rule, "severity": c.severity,
-                      "title": c.title, "message": c.message, "details": c.details,
+                      "title": c.title, "message": c.message, "details": Jsonb(dict(c.details)),
                       "value": c.value, "threshold": c.threshold,
                       "notify": c.notify is not None, "alert_type": c.alert_type}
             kind = c.notify

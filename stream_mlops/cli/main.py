@@ -38,7 +38,7 @@ from stream_mlops.errors import DatabaseUnavailable, MlopsError
 from stream_mlops.experiments import store as experiments
 from stream_mlops.experiments.config import ExperimentSpec, parse_variants
 from stream_mlops.experiments.report import render_experiment
-from stream_mlops.pipeline.consumer import reset_after_restore
+from stream_mlops.pipeline.repository import reset_after_restore
 from stream_mlops.pipeline.service import Service
 from stream_mlops.settings import Settings, load_settings
 

@@ -1,18 +1,22 @@
 -- Named queries of the cost monitor's restart state and the cost report.
 
+-- Hourly roll-ups the cost windows are rebuilt from (columns of costs.monitor.HourlyCostRow).
 -- name: recent_hourly_costs
-SELECT tenant_id, function_name, model, (date_part('epoch', period_start) / 3600)::bigint,
-       (cost_usd * 1000000000000)::numeric(38, 0), request_count
+SELECT tenant_id, function_name, model,
+       (date_part('epoch', period_start) / 3600)::bigint AS hour,
+       (cost_usd * 1000000000000)::numeric(38, 0)::bigint AS cost_pico,
+       request_count AS requests
 FROM mlops.cost_tracking
 WHERE period = 'hour' AND period_start >= date_trunc('hour', now()) - interval '35 days';
 
+-- The last hour's consumed rows per series and minute (columns of costs.monitor.MinuteCostRow).
 -- name: recent_minute_costs
-SELECT tenant_id || chr(31) || function_name || chr(31) || model || chr(31) || variant,
-       floor(date_part('epoch', created_at) / 60)::bigint,
-       coalesce(sum((cost_usd * 1000000000000)::bigint), 0), count(*)
+SELECT tenant_id || chr(31) || function_name || chr(31) || model || chr(31) || variant AS key,
+       floor(date_part('epoch', created_at) / 60)::bigint AS minute,
+       coalesce(sum((cost_usd * 1000000000000)::bigint), 0) AS cost_pico, count(*) AS requests
 FROM mlops.model_performance
 WHERE created_at >= date_trunc('minute', now()) - interval '60 minutes'
-  AND (xid, id) <= (%(xid)s::text::xid8, %(id)s::bigint)
+  AND (xid, id) <= (%(cursor_xid)s::text::xid8, %(cursor_id)s::bigint)
 GROUP BY 1, 2;
 
 -- Cost per function over the last N days and the N days before (from the roll-ups).
@@ -26,3 +30,9 @@ FROM mlops.cost_tracking
 WHERE period = 'hour' AND period_start >= date_trunc('hour', now() - make_interval(days => 2 * %(days)s))
 GROUP BY 1, 2
 ORDER BY 3 DESC, 1, 2;
+
+-- A batch's hourly roll-up, written in the batch's transaction (see CostTracker._hourly).
+-- name: add_hourly_costs
+SELECT mlops.add_hourly_costs(%(tenant)s::text[], %(function)s::text[], %(model)s::text[],
+    %(hour)s::bigint[], %(requests)s::bigint[], %(prompt)s::bigint[], %(completion)s::bigint[],
+    %(cached)s::bigint[], %(cost)s::numeric[]);

@@ -1,12 +1,15 @@
 """Costs per (tenant, function, model): hourly roll-ups, windows, budgets and their alerts.
 
-Pure like the rest of the processor: the consumer writes the hourly roll-ups in its
-per-batch statement and the alert changes through the alert store.
+A monitor (see :mod:`stream_mlops.core.monitor`): every batch adds to the cost rings and
+returns its hourly roll-up, which the pipeline writes with the cursor
+(``mlops.cost_tracking``); once a second the budgets, forecasts, spend spikes, unpriced
+models and caller-cost mismatches are read and alert on their own lifecycle.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -14,28 +17,58 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from stream_mlops.alerts.performance import AlertChange
-from stream_mlops.costs.pricing import PriceBook
-from stream_mlops.costs.windows import (
+from stream_mlops.core.alerts import AlertChange, AlertKey, Episodes, Severity, alert_change
+from stream_mlops.core.batch import Batch
+from stream_mlops.core.monitor import MetricsBuilder, Monitor, Observed, Store, Write
+from stream_mlops.core.rows import OpenAlertRow, ThresholdRow
+from stream_mlops.core.series import GroupKey, SeriesIndex
+from stream_mlops.costs.pricing import Price, PriceBook
+from stream_mlops.costs.rules import (
     PERIODS,
     BudgetReading,
-    CostWindows,
     SpendLevels,
     SpikeRule,
-    live_sum,
     read_budget,
     spend_levels,
+    window_sums,
 )
-from stream_mlops.pipeline.totals import F64, I64, exact_grouped_sum
+from stream_mlops.settings import Settings
+from stream_mlops.stats.rings import RingSums, exact_grouped_sum, live_sum
 
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
 BUDGET_METRICS = {"daily_budget_usd": "day", "weekly_budget_usd": "week",
                   "monthly_budget_usd": "month"}
 PERIOD_WORD = {"day": "daily", "week": "weekly", "month": "monthly"}
 
 
+@dataclass(frozen=True)
+class HourlyCostRow:
+    """An hour of mlops.cost_tracking (``recent_hourly_costs``)."""
+
+    tenant_id: str
+    function_name: str
+    model: str
+    hour: int  # unix hours
+    cost_pico: int
+    requests: int
+
+
+@dataclass(frozen=True)
+class MinuteCostRow:
+    """A minute of one series' consumed rows (``recent_minute_costs``)."""
+
+    key: str  # tenant, function, model and variant joined by KEY_SEPARATOR
+    minute: int  # unix minutes
+    cost_pico: int
+    requests: int
+
+
 @dataclass
-class CostTracker:
+class CostTracker(Monitor):
+    name = "costs"
     budgets: dict[str, float] = field(
         default_factory=lambda: {"day": 1.0, "week": 5.0, "month": 20.0})
     timezone: str = "UTC"
@@ -48,118 +81,114 @@ class CostTracker:
 
     MISMATCH_MIN_REQUESTS = 5  # a stale price shows on every request; one odd row is noise
     MISMATCH_FLOOR_PICO = 10**6  # differences below a micro-dollar are rounding
+    UNPRICED_QUIET_SECONDS = 86400.0  # an unpriced-model alert resolves after a quiet day
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> CostTracker:
+        return cls(budgets={"day": s.daily_cost_threshold, "week": s.weekly_cost_threshold,
+                            "month": s.monthly_cost_threshold},
+                   timezone=s.cost_timezone,
+                   spike=SpikeRule(factor=s.cost_spike_factor,
+                                   min_usd_per_hour=s.cost_spike_min_usd_per_hour,
+                                   cpr_factor=s.cost_per_request_factor),
+                   mismatch_tolerance=s.cost_mismatch_tolerance)
 
     def __post_init__(self) -> None:
         self.tz = ZoneInfo(self.timezone)
-        self.windows = CostWindows()
-        # The same per (tenant, function), for spikes and cost per request.
-        self.fn_cost = CostWindows()
-        self.fn_requests = CostWindows()
-        self.functions: dict[tuple[str, str], int] = {}
-        self.function_keys: list[tuple[str, str]] = []
-        self._group_fn = np.zeros(0, np.int64)
+        self.index = SeriesIndex()
+        self.windows = RingSums()  # pico-dollars per model group
+        # The same per function, for spikes and cost per request.
+        self.fn_cost = RingSums()
+        self.fn_requests = RingSums()
         # (tenant, model) -> [mismatched, checked, caller pico, table pico, first, last]
         self.mismatch: dict[tuple[str, str], list[float]] = {}
         self.levels: SpendLevels | None = None
-        self.groups: dict[tuple[str, str, str], int] = {}
-        self.group_keys: list[tuple[str, str, str]] = []
         self.overrides: dict[tuple[str, str | None], dict[str, float]] = {}
-        self.open: set[str] = set()  # "tenant\x1ffingerprint" of open cost alerts
-        self._series_group = np.zeros(0, np.int64)
+        self.episodes = Episodes()
         # (tenant, model) -> [requests without a price, first and last seen]
         self.unpriced: dict[tuple[str, str], list[float]] = {}
 
-    UNPRICED_QUIET_SECONDS = 86400.0  # an unpriced-model alert resolves after a quiet day
+    # -- state ------------------------------------------------------------------------
+    def restore(self, store: Store) -> None:
+        """Windows from the hourly roll-ups (written with the cursor, so exactly what was
+        consumed) and the last hour's consumed rows; open alerts from mlops.alerts."""
+        index = self.index
+        self.configure(store)
+        hours = store.rows("recent_hourly_costs", HourlyCostRow)
+        if hours:
+            self.load(np.array([index.group_id(r.tenant_id, r.function_name, r.model)
+                                for r in hours], np.int64),
+                      np.array([r.hour for r in hours], np.int64),
+                      np.array([r.cost_pico for r in hours], np.int64),
+                      np.array([r.requests for r in hours], np.int64), minutes=False)
+        minutes = store.rows("recent_minute_costs", MinuteCostRow)
+        if minutes:
+            series = index.series_of([r.key for r in minutes])
+            self.load(index.group[series], np.array([r.minute for r in minutes], np.int64),
+                      np.array([r.cost_pico for r in minutes], np.int64),
+                      np.array([r.requests for r in minutes], np.int64), minutes=True)
+        self.restore_open([AlertKey(r.tenant_id, r.fingerprint) for r in store.rows(
+            "open_alerts", OpenAlertRow, type="cost")], store.now)
 
-    def restore_open(self, keys: Iterable[str], now: float) -> None:
-        """Open cost alerts from mlops.alerts; unpriced-model and price-mismatch ones count
-        as seen now."""
-        self.open = set(keys)
-        for key in self.open:
-            tenant, fingerprint = key.split("\x1f", 1)
+    def restore_open(self, keys: Iterable[AlertKey], now: float) -> None:
+        """Open cost alerts; unpriced-model and price-mismatch ones count as seen now."""
+        self.episodes.open = set(keys)
+        for key in self.episodes.open:
+            fingerprint = key.fingerprint
             if fingerprint.startswith("cost:unpriced:"):
-                self.unpriced.setdefault((tenant, fingerprint[len("cost:unpriced:"):]),
-                                         [0, now, now])
+                self.unpriced.setdefault(
+                    (key.tenant_id, fingerprint[len("cost:unpriced:"):]), [0, now, now])
             elif fingerprint.startswith("cost:mismatch:"):
                 # Counts restart from zero, but the episode stays open for a quiet day,
                 # as it would have without the restart.
                 n = self.MISMATCH_MIN_REQUESTS
-                self.mismatch.setdefault((tenant, fingerprint[len("cost:mismatch:"):]),
+                self.mismatch.setdefault((key.tenant_id, fingerprint[len("cost:mismatch:"):]),
                                          [n, n, 0.0, 0.0, now, now])
 
-    def set_overrides(self, rows: Iterable[tuple[str, str | None, str, float]]) -> None:
-        """Rows of mlops.thresholds (tenant, function or None, metric, value)."""
+    def configure(self, store: Store) -> None:
+        """Budgets of mlops.thresholds, and the price table (to check caller-sent costs)."""
+        self.set_overrides(store.rows("alert_thresholds", ThresholdRow))
+        self.prices = PriceBook(store.rows("price_versions", Price))
+
+    def set_overrides(self, rows: Iterable[ThresholdRow]) -> None:
         self.overrides = {}
-        for tenant, function, metric, value in rows:
-            if metric in BUDGET_METRICS:
-                self.overrides.setdefault((tenant, function), {})[
-                    BUDGET_METRICS[metric]] = value
-
-    def group_of(self, tenant: str, function: str, model: str) -> int:
-        return self._group((tenant, function, model))
-
-    def _group(self, key: tuple[str, str, str]) -> int:
-        g = self.groups.get(key)
-        if g is None:
-            g = self.groups[key] = len(self.group_keys)
-            self.group_keys.append(key)
-            fkey = (key[0], key[1])
-            f = self.functions.get(fkey)
-            if f is None:
-                f = self.functions[fkey] = len(self.function_keys)
-                self.function_keys.append(fkey)
-            self._group_fn = np.append(self._group_fn, np.int64(f))
-        return g
+        for r in rows:
+            if r.metric in BUDGET_METRICS:
+                self.overrides.setdefault((r.tenant_id, r.function_name), {})[
+                    BUDGET_METRICS[r.metric]] = r.value
 
     def load(self, group: I64, unit: I64, pico: I64, requests: I64, *, minutes: bool) -> None:
         """Restore sums and request counts (of one minute or one hour each)."""
-        fn = self._group_fn[group]
+        fn = self.index.group_function[group]
         for windows, g, values in ((self.windows, group, pico), (self.fn_cost, fn, pico),
                                    (self.fn_requests, fn, requests)):
             windows.load(g, unit, values, minutes=minutes)
 
-    def observe_keys(self, series_keys: Sequence[tuple[str, str, str, str]]) -> None:
-        """Learn the (tenant, function, model) group of series added since last time."""
-        if len(self._series_group) < len(series_keys):
-            extra = [self._group((k[0], k[1], k[2]))
-                     for k in series_keys[len(self._series_group):]]
-            self._series_group = np.append(self._series_group, np.array(extra, np.int64))
-
-    def function_of(self, series: I64) -> I64:
-        """The (tenant, function) index of each row's series."""
-        out: I64 = self._group_fn[self._series_group[series]]
-        return out
-
-    def series_group(self, series: I64) -> I64:
-        out: I64 = self._series_group[series]
-        return out
-
-    def observe(self, series_keys: Sequence[tuple[str, str, str, str]], series: I64, *,
-                created_at: F64, cost_pico: I64, prompt: I64, completion: I64,
-                cached: I64, cache_write: I64 | None = None,
-                caller_cost: npt.NDArray[np.bool_] | None = None) -> dict[str, Any]:
-        """Add a batch; returns its hourly roll-up as the columns of add_hourly_costs."""
-        self.observe_keys(series_keys)
-        group = self.series_group(series)
+    # -- data -------------------------------------------------------------------------
+    def observe(self, batch: Batch) -> Observed:
+        """Add a batch; its hourly roll-up is written with the cursor."""
+        rows, group = batch.rows, batch.group
+        created_at, cost_pico = rows.created_at, rows.cost_pico
         priced = cost_pico >= 0
-        fn = self._group_fn[group]
-        ones = np.ones(len(group), np.int64)
+        fn = self.index.group_function[group]
         self.windows.add(group[priced], created_at[priced], cost_pico[priced])
         self.fn_cost.add(fn[priced], created_at[priced], cost_pico[priced])
-        self.fn_requests.add(fn, created_at, ones)
-        if caller_cost is not None and caller_cost.any() and len(self.prices):
-            self._check_caller_costs(
-                group, created_at, cost_pico, prompt=prompt, completion=completion,
-                cached=cached, written=(cache_write if cache_write is not None
-                                        else np.zeros(len(group), np.int64)),
-                check=caller_cost & priced)
+        self.fn_requests.add(fn, created_at, np.ones(len(group), np.int64))
+        check = rows.caller_cost & priced
+        if check.any() and len(self.prices):
+            self._check_caller_costs(group, batch, check)
         if not priced.all():
             for g, t in zip(group[~priced].tolist(), created_at[~priced].tolist(), strict=True):
-                tenant, _, model = self.group_keys[g]
+                tenant, _, model = self.index.group_keys[g]
                 seen = self.unpriced.setdefault((tenant, model), [0, t, t])
                 seen[0] += 1
                 seen[2] = max(seen[2], t)
-        hour = (created_at // 3600).astype(np.int64)
+        return Observed(writes=[Write("add_hourly_costs", self._hourly(batch, priced))])
+
+    def _hourly(self, batch: Batch, priced: npt.NDArray[np.bool_]) -> dict[str, Any]:
+        """The batch's roll-up per (model group, hour): the arrays of add_hourly_costs."""
+        rows, group = batch.rows, batch.group
+        hour = (rows.created_at // 3600).astype(np.int64)
         first = int(hour.min()) if len(hour) else 0
         # One integer per (group, hour): a 1-D unique is far cheaper than unique rows.
         combined, slot = np.unique(group * (1 << 20) + (hour - first), return_inverse=True)
@@ -171,25 +200,27 @@ class CostTracker:
             np.add.at(out, slot, values)
             return [int(v) for v in out]
 
-        cost = exact_grouped_sum(slot[priced], cost_pico[priced], n)
-        keys = [self.group_keys[g] for g in (combined >> 20).tolist()]
+        cost = exact_grouped_sum(slot[priced], rows.cost_pico[priced], n)
+        keys = [self.index.group_keys[g] for g in (combined >> 20).tolist()]
         return {
-            "c_tenant": [k[0] for k in keys], "c_function": [k[1] for k in keys],
-            "c_model": [k[2] for k in keys],
-            "c_hour": ((combined & ((1 << 20) - 1)) + first).tolist(),
-            "c_requests": total(np.ones(len(group), np.int64)), "c_prompt": total(prompt),
-            "c_completion": total(completion), "c_cached": total(cached), "c_cost": cost,
+            "tenant": [k[0] for k in keys], "function": [k[1] for k in keys],
+            "model": [k[2] for k in keys],
+            "hour": ((combined & ((1 << 20) - 1)) + first).tolist(),
+            "requests": total(np.ones(len(group), np.int64)),
+            "prompt": total(rows.prompt_tokens), "completion": total(rows.completion_tokens),
+            "cached": total(rows.cached_tokens), "cost": cost,
         }
 
-    def _check_caller_costs(self, group: I64, t: F64, cost: I64, *, prompt: I64,
-                            completion: I64, cached: I64, written: I64,
+    def _check_caller_costs(self, group: I64, batch: Batch,
                             check: npt.NDArray[np.bool_]) -> None:
         """Count caller-sent costs that differ from what the price table says."""
+        rows, t, cost = batch.rows, batch.rows.created_at, batch.rows.cost_pico
         idx = np.flatnonzero(check)
-        keys = [self.group_keys[g] for g in group[idx].tolist()]
+        keys = [self.index.group_keys[g] for g in group[idx].tolist()]
         expected = self.prices.cost_pico(
-            [k[2] for k in keys], [k[0] for k in keys], t[idx], prompt=prompt[idx],
-            completion=completion[idx], cached=cached[idx], cache_write=written[idx])
+            [k[2] for k in keys], [k[0] for k in keys], t[idx],
+            prompt=rows.prompt_tokens[idx], completion=rows.completion_tokens[idx],
+            cached=rows.cached_tokens[idx], cache_write=rows.cache_write_tokens[idx])
         known = expected >= 0
         gap = np.abs(cost[idx] - expected)
         off = known & (gap > np.maximum(self.mismatch_tolerance * expected,
@@ -208,7 +239,7 @@ class CostTracker:
         for u, c, o, sc, tc, lt in zip(uniq.tolist(), checked.tolist(), n_off.tolist(),
                                        sent.tolist(), table.tolist(), last.tolist(),
                                        strict=True):
-            tenant, _, model = self.group_keys[u]
+            tenant, _, model = self.index.group_keys[u]
             m = self.mismatch.setdefault((tenant, model), [0, 0, 0.0, 0.0, 0.0, 0.0])
             m[1] += c
             if o:
@@ -227,9 +258,9 @@ class CostTracker:
 
     def readings(self, now: float) -> list[tuple[str, str | None, BudgetReading]]:
         """Every tenant against its budgets, and functions that have budgets of their own."""
-        sums = self.windows.window_sums(now, self.tz)
+        sums = window_sums(self.windows, now, self.tz)
         spent: dict[tuple[str, str | None, str], int] = {}
-        for g, (tenant, function, _model) in enumerate(self.group_keys):
+        for g, (tenant, function, _model) in enumerate(self.index.group_keys):
             for period in PERIODS:
                 pico = int(sums[period][g]) if g < len(sums[period]) else 0
                 for scope in ((tenant, None, period), (tenant, function, period)):
@@ -246,75 +277,77 @@ class CostTracker:
         """Early warnings (each level at most once per period), forecasts, and resolution
         of alerts whose period is over."""
         changes: list[AlertChange] = []
-        wanted: set[str] = set()
-        superseded: set[str] = set()
+        wanted: set[AlertKey] = set()
+        superseded: set[AlertKey] = set()
+        is_open = self.episodes.open.__contains__
         for tenant, function, r in self.readings(now):
-            scope = f"{tenant}\x1fcost:{function or '*'}:{r.period}:" \
+            scope = f"cost:{function or '*'}:{r.period}:" \
                     f"{datetime.fromtimestamp(r.period_start, self.tz):%Y-%m-%d}"
             crossed = sorted(level for level in self.warn_levels if r.utilization >= level)
             if crossed:
                 # One episode per budget and period, at the highest level crossed: spend
                 # that jumps past several levels pages once, and a higher level closes
                 # the lower one's episode without a message.
-                key = f"{scope}:budget:{round(crossed[-1] * 100)}"
+                key = AlertKey(tenant, f"{scope}:budget:{round(crossed[-1] * 100)}")
                 wanted.add(key)
-                superseded |= {f"{scope}:budget:{round(level * 100)}" for level in crossed[:-1]}
-                if key not in self.open:
+                superseded |= {AlertKey(tenant, f"{scope}:budget:{round(level * 100)}")
+                               for level in crossed[:-1]}
+                if not is_open(key):
                     changes.append(self._budget_alert(key, tenant, function, r, crossed[-1]))
-            fkey = f"{scope}:forecast"
+            fkey = AlertKey(tenant, f"{scope}:forecast")
             elapsed = (now - r.period_start) / (r.period_end - r.period_start)
             over = r.forecast_usd >= r.budget_usd and r.utilization < 1.0
             if elapsed >= self.min_elapsed_fraction and (
-                    over or (fkey in self.open and r.forecast_usd >= 0.9 * r.budget_usd)):
+                    over or (is_open(fkey) and r.forecast_usd >= 0.9 * r.budget_usd)):
                 wanted.add(fkey)
-                if fkey not in self.open:
+                if not is_open(fkey):
                     changes.append(self._forecast_alert(fkey, tenant, function, r))
         for (tenant, model), (count, first, last) in self.unpriced.items():
             if now - last < self.UNPRICED_QUIET_SECONDS:
-                key = f"{tenant}\x1fcost:unpriced:{model}"
+                key = AlertKey(tenant, f"cost:unpriced:{model}")
                 wanted.add(key)
-                if key not in self.open:
-                    changes.append(_change(
-                        key, "fire", "firing", severity="warning",
+                if not is_open(key):
+                    changes.append(_fire(
+                        key, "budget", severity="warning",
                         title=f"Model {model} has no price (tenant {tenant})",
                         message=f"{int(count)} request(s) to {model} since {self._when(first)} "
                         "have no price, so their cost is unknown (recorded as such, not as "
                         "$0). Add the model to mlops.model_prices to price new requests.",
-                        value=float(count), threshold=0.0, function=None))
+                        value=float(count), threshold=0.0))
         changes += self._spikes(now, wanted)
         changes += self._mismatches(now, wanted)
-        for key in sorted(self.open - wanted):
-            changes.append(_change(key, "resolve", None, severity="info", title="",
-                                   message="Superseded by a higher budget warning.",
-                                   value=0.0, threshold=0.0, function=None)
-                           if key in superseded else self._resolved(key, now))
-        self.open = (self.open & wanted) | {c_key(c) for c in changes if c.action == "fire"}
-        return changes
+        return self.episodes.settle(wanted, changes, lambda key: alert_change(
+            "resolve", key, "cost", rule="budget", notify=None,
+            message="Superseded by a higher budget warning.") if key in superseded
+            else self._resolved(key, now))
 
-    def _spikes(self, now: float, wanted: set[str]) -> list[AlertChange]:
+    def _spikes(self, now: float, wanted: set[AlertKey]) -> list[AlertChange]:
         """Hourly spend spikes and cost-per-request jumps per (tenant, function)."""
-        if not self.function_keys:
+        if not self.index.function_keys:
             return []
+        self.fn_cost.grow(len(self.index.function_keys))
+        self.fn_requests.grow(len(self.index.function_keys))
         self.levels = lv = spend_levels(self.fn_cost, self.fn_requests, now, self.spike)
-        rule, out = self.spike, []
-        for f, (tenant, function) in enumerate(self.function_keys[: len(lv.rate_usd_per_hour)]):
+        rule, out, is_open = self.spike, [], self.episodes.open.__contains__
+        for f, (tenant, function) in enumerate(
+                self.index.function_keys[: len(lv.rate_usd_per_hour)]):
             rate, base = float(lv.rate_usd_per_hour[f]), float(lv.baseline_usd_per_hour[f])
             if rate < rule.min_usd_per_hour or not np.isfinite(base):
                 continue  # below the spend gate (or no history): never a page
-            key = f"{tenant}\x1fcost:spike:{function}"
+            key = AlertKey(tenant, f"cost:spike:{function}")
             floor = rule.min_usd_per_hour / rule.factor
             ratio = rate / max(base, floor)
             # Fires at `factor`, resolves under half of it: no flapping at the edge.
-            if ratio >= rule.factor or (key in self.open and ratio >= rule.factor / 2):
+            if ratio >= rule.factor or (is_open(key) and ratio >= rule.factor / 2):
                 wanted.add(key)
-                if key not in self.open:
+                if not is_open(key):
                     span = int(lv.baseline_days[f])
                     usual = (f"at this hour of the week (median of the last {span // 7} weeks)"
                              if span >= 14 else
                              f"at this time of day (median of the last {span} days)" if span
                              else "(its busiest hour of the last day)")
-                    out.append(_change(
-                        key, "fire", "firing", severity="critical", rule="cost_spike",
+                    out.append(_fire(
+                        key, "cost_spike", severity="critical",
                         title=f"Cost spike in {function}: {ratio:.1f}x usual (tenant {tenant})",
                         message=f"{function} is spending ${rate:,.2f}/hour over the last "
                         f"{rule.recent_minutes} minutes, {ratio:.1f}x its usual "
@@ -322,15 +355,15 @@ class CostTracker:
                         f"least ${rule.min_usd_per_hour:,.2f}/hour.",
                         value=ratio, threshold=rule.factor, function=function))
             now_cpr, base_cpr = float(lv.recent_cpr_usd[f]), float(lv.baseline_cpr_usd[f])
-            ckey = f"{tenant}\x1fcost:per_request:{function}"
+            ckey = AlertKey(tenant, f"cost:per_request:{function}")
             if np.isfinite(now_cpr) and np.isfinite(base_cpr) and base_cpr > 0:
                 jump = now_cpr / base_cpr
-                if jump >= rule.cpr_factor or (ckey in self.open and jump >= rule.cpr_factor / 2
+                if jump >= rule.cpr_factor or (is_open(ckey) and jump >= rule.cpr_factor / 2
                                                and jump > 1.25):
                     wanted.add(ckey)
-                    if ckey not in self.open:
-                        out.append(_change(
-                            ckey, "fire", "firing", severity="warning", rule="cost_per_request",
+                    if not is_open(ckey):
+                        out.append(_fire(
+                            ckey, "cost_per_request", severity="warning",
                             title=f"Cost per request of {function} up {jump:.1f}x "
                             f"(tenant {tenant})",
                             message=f"{function} costs ${now_cpr:.6f} per request over its "
@@ -348,14 +381,15 @@ class CostTracker:
             return []
         return [(t, f, float(lv.rate_usd_per_hour[i]), float(lv.baseline_usd_per_hour[i]),
                  float(lv.recent_cpr_usd[i]), float(lv.baseline_cpr_usd[i]))
-                for i, (t, f) in enumerate(self.function_keys[: len(lv.rate_usd_per_hour)])]
+                for i, (t, f) in enumerate(
+                    self.index.function_keys[: len(lv.rate_usd_per_hour)])]
 
     def _mix_shift(self, tenant: str, function: str, now: float) -> str:
         """Which model's share of the function's spend grew most: a switch to a pricier
         model reads differently from longer prompts on the same one."""
         minute, hour = int(now // 60), int(now // 3600)
-        groups = [g for g, k in enumerate(self.group_keys) if k[0] == tenant and k[1] == function
-                  and g < self.windows.groups]
+        groups = [g for g, k in enumerate(self.index.group_keys)
+                  if k[0] == tenant and k[1] == function and g < self.windows.groups]
         if not groups:
             return ""
         w = self.windows
@@ -367,22 +401,22 @@ class CostTracker:
             return ""
         share_now, share_week = recent / recent.sum(), week / week.sum()
         top = int(np.argmax(share_now - share_week))
-        model = self.group_keys[groups[top]][2]
+        model = self.index.group_keys[groups[top]][2]
         if share_now[top] - share_week[top] >= 0.2:
             return (f"{model} now makes {share_now[top]:.0%} of its spend "
                     f"(was {share_week[top]:.0%}): a switch to a pricier model?")
         return "The model mix is unchanged: longer prompts or outputs?"
 
-    def _mismatches(self, now: float, wanted: set[str]) -> list[AlertChange]:
+    def _mismatches(self, now: float, wanted: set[AlertKey]) -> list[AlertChange]:
         out = []
         for (tenant, model), (n_off, checked, sent, table, first, last) in self.mismatch.items():
             if n_off < self.MISMATCH_MIN_REQUESTS or now - last >= self.UNPRICED_QUIET_SECONDS:
                 continue
-            key = f"{tenant}\x1fcost:mismatch:{model}"
+            key = AlertKey(tenant, f"cost:mismatch:{model}")
             wanted.add(key)
-            if key not in self.open:
-                out.append(_change(
-                    key, "fire", "firing", severity="warning", rule="cost_mismatch",
+            if key not in self.episodes.open:
+                out.append(_fire(
+                    key, "cost_mismatch", severity="warning",
                     title=f"Caller-sent costs for {model} disagree with the price table "
                     f"(tenant {tenant})",
                     message=f"{int(n_off)} of {int(checked)} requests to {model} since "
@@ -392,14 +426,13 @@ class CostTracker:
                     f"${table / n_off / 1e12:.6f} from mlops.model_prices. A hard-coded price "
                     "in the caller is stale, or the table is: fix the one that is wrong "
                     "(`stream-mlops prices import`).",
-                    value=float(n_off), threshold=float(self.MISMATCH_MIN_REQUESTS),
-                    function=None))
+                    value=float(n_off), threshold=float(self.MISMATCH_MIN_REQUESTS)))
         return out
 
     def _when(self, t: float) -> str:
         return f"{datetime.fromtimestamp(t, self.tz):%b %d %H:%M %Z}"
 
-    def _budget_alert(self, key: str, tenant: str, function: str | None, r: BudgetReading,
+    def _budget_alert(self, key: AlertKey, tenant: str, function: str | None, r: BudgetReading,
                       level: float) -> AlertChange:
         who = f" of {function}" if function else ""
         title = f"{PERIOD_WORD[r.period].capitalize()} budget{who} {level:.0%} used " \
@@ -407,11 +440,11 @@ class CostTracker:
         message = (f"${r.spent_usd:,.2f} of the ${r.budget_usd:,.2f} {PERIOD_WORD[r.period]} "
                    f"budget{who} is spent ({r.utilization:.0%}); at this rate the "
                    f"{r.period} ends at ${r.forecast_usd:,.2f}.")
-        return _change(key, "fire", "firing", severity="critical" if level >= 1 else "warning",
-                       title=title, message=message, value=r.utilization, threshold=level,
-                       function=function)
+        return _fire(key, "budget", severity="critical" if level >= 1 else "warning",
+                     title=title, message=message, value=r.utilization, threshold=level,
+                     function=function)
 
-    def _forecast_alert(self, key: str, tenant: str, function: str | None,
+    def _forecast_alert(self, key: AlertKey, tenant: str, function: str | None,
                         r: BudgetReading) -> AlertChange:
         who = f" of {function}" if function else ""
         when = datetime.fromtimestamp(r.reached_at or r.period_end, self.tz)
@@ -421,35 +454,95 @@ class CostTracker:
                    f"${r.budget_usd:,.2f} is reached on {when:%b %d} at {when:%H:%M %Z} "
                    f"(${r.spent_usd:,.2f} spent so far; ${r.forecast_usd:,.2f} forecast "
                    f"for the {r.period}).")
-        return _change(key, "fire", "firing", severity="warning", title=title,
-                       message=message, value=r.forecast_usd, threshold=r.budget_usd,
-                       function=function)
+        return _fire(key, "budget", severity="warning", title=title, message=message,
+                     value=r.forecast_usd, threshold=r.budget_usd, function=function)
 
-    def _resolved(self, key: str, now: float) -> AlertChange:
-        why = ("No request without a price for a day" if ":unpriced:" in key else
-               "No caller-sent cost off the price table for a day" if ":mismatch:" in key else
-               "Spend is back near its usual level" if ":spike:" in key else
-               "Cost per request is back near its usual level" if ":per_request:" in key else
+    def _resolved(self, key: AlertKey, now: float) -> AlertChange:
+        fp = key.fingerprint
+        why = ("No request without a price for a day" if ":unpriced:" in fp else
+               "No caller-sent cost off the price table for a day" if ":mismatch:" in fp else
+               "Spend is back near its usual level" if ":spike:" in fp else
+               "Cost per request is back near its usual level" if ":per_request:" in fp else
                "The period is over or the forecast is back under budget")
-        return _change(key, "resolve", "resolved", severity="info", title="",
-                       message=f"{why} ({self._when(now)}).", value=0.0, threshold=0.0,
-                       function=None)
+        return alert_change("resolve", key, "cost", rule="budget",
+                            message=f"{why} ({self._when(now)}).")
 
-    def window_usd(self, now: float) -> tuple[list[tuple[str, str, str]], dict[str, F64]]:
-        sums = self.windows.window_sums(now, self.tz)
-        n = len(self.group_keys)  # groups that never had a priced row have no sums yet
-        return list(self.group_keys), {
-            w: np.pad(s, (0, n - len(s))) / 1e12 for w, s in sums.items()}
+    # -- metrics ----------------------------------------------------------------------
+    def window_usd(self, now: float) -> tuple[list[GroupKey], dict[str, F64]]:
+        """Every model group and its spend (USD) per window of :data:`WINDOWS`."""
+        keys = list(self.index.group_keys)
+        sums = window_sums(self.windows, now, self.tz)
+        # Groups that never had a priced row have no sums yet.
+        return keys, {w: np.pad(s, (0, len(keys) - len(s))) / 1e12 for w, s in sums.items()}
+
+    def metrics(self, now: float) -> MetricsBuilder:
+        keys, windows = self.window_usd(now)
+        budgets = self.readings(now)
+        spend = self.spend_gauges()
+        mismatch = [(k, v[0], v[1]) for k, v in self.mismatch.items()]
+        return lambda: (*_window_families(keys, windows, budgets),
+                        *_spend_families(spend, mismatch))
 
 
-def c_key(c: AlertChange) -> str:
-    return f"{c.tenant_id}\x1f{c.fingerprint}"
+def _fire(key: AlertKey, rule: str, *, severity: Severity, title: str, message: str,
+          value: float, threshold: float, function: str | None = None) -> AlertChange:
+    return alert_change("fire", key, "cost", rule=rule, severity=severity, title=title,
+                        message=message, value=value, threshold=threshold, function=function)
 
 
-def _change(key: str, action: str, notify: str | None, *, severity: str, title: str, message: str,
-            value: float, threshold: float, function: str | None,
-            rule: str = "budget") -> AlertChange:
-    tenant, fingerprint = key.split("\x1f", 1)
-    return AlertChange(action, notify, tenant, function or "", fingerprint, rule,
-                       severity, title, message, value, threshold,
-                       details="{}", alert_type="cost")
+def _window_families(keys: Sequence[GroupKey], windows: dict[str, F64],
+                     budgets: Sequence[tuple[str, str | None, BudgetReading]],
+                     ) -> Iterator[Metric]:
+    win = GaugeMetricFamily(
+        "mlops_cost_window_usd", "Cost in US dollars over rolling (1h, 24h, 7d) and "
+        "calendar (day, week, month; COST_TIMEZONE) windows.",
+        labels=["tenant", "function", "model", "window"])
+    for w, values in windows.items():
+        for (tenant, function, model), v in zip(keys, values.tolist(), strict=True):
+            win.add_metric([tenant, function, model, w], v)
+    labels = ["tenant", "function", "period"]
+    budget = GaugeMetricFamily("mlops_budget_usd", "Budget of the period.", labels=labels)
+    used = GaugeMetricFamily("mlops_budget_utilization_ratio",
+                             "Share of the period's budget spent.", labels=labels)
+    forecast = GaugeMetricFamily("mlops_cost_forecast_usd",
+                                 "End-of-period spend at the current burn rate.",
+                                 labels=labels)
+    for who, scope_fn, r in budgets:
+        lv = [who, scope_fn or "", r.period]
+        budget.add_metric(lv, r.budget_usd)
+        used.add_metric(lv, r.utilization)
+        forecast.add_metric(lv, r.forecast_usd)
+    yield from (win, budget, used, forecast)
+
+
+def _spend_families(spend: Sequence[tuple[str, str, float, float, float, float]],
+                    mismatch: Sequence[tuple[tuple[str, str], float, float]],
+                    ) -> Iterator[Metric]:
+    labels = ["tenant", "function"]
+    rate = GaugeMetricFamily("mlops_cost_rate_usd_per_hour",
+                             "Spend rate over the last 15 minutes.", labels=labels)
+    base = GaugeMetricFamily("mlops_cost_baseline_usd_per_hour",
+                             "Seasonal baseline of the spike rule (absent without history).",
+                             labels=labels)
+    cpr = GaugeMetricFamily("mlops_cost_per_request_usd",
+                            "Recent cost per request (absent with too few requests).",
+                            labels=labels)
+    cpr_base = GaugeMetricFamily("mlops_cost_per_request_baseline_usd",
+                                 "7-day median of the hourly cost per request.",
+                                 labels=labels)
+    for tenant, function, r, b, c, cb in spend:
+        rate.add_metric([tenant, function], r)
+        for family, v in ((base, b), (cpr, c), (cpr_base, cb)):
+            if math.isfinite(v):
+                family.add_metric([tenant, function], v)
+    off = CounterMetricFamily(
+        "mlops_cost_mismatch_requests",
+        "Caller-sent costs further than COST_MISMATCH_TOLERANCE from the price table.",
+        labels=["tenant", "model"])
+    checked = CounterMetricFamily(
+        "mlops_cost_checked_requests",
+        "Caller-sent costs checked against the price table.", labels=["tenant", "model"])
+    for (tenant, model), n_off, n in mismatch:
+        off.add_metric([tenant, model], n_off)
+        checked.add_metric([tenant, model], n)
+    yield from (rate, base, cpr, cpr_base, off, checked)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.rows import class_row
 
 from stream_mlops.costs.pricing import Price, PriceBook, PriceMapError, changed, parse_price_map
 from stream_mlops.db.queries import q
@@ -19,11 +20,8 @@ Conn = psycopg.Connection[Any]
 
 
 def price_versions(conn: Conn) -> list[Price]:
-    return [Price(model, provider, Decimal(inp), Decimal(out),
-                  None if cached is None else Decimal(cached),
-                  None if write is None else Decimal(write), float(at), tenant, source)
-            for model, provider, tenant, inp, out, cached, write, at, source
-            in conn.execute(q("price_versions")).fetchall()]
+    with conn.cursor(row_factory=class_row(Price)) as cur:
+        return cur.execute(q("price_versions")).fetchall()
 
 
 def price_book(conn: Conn) -> PriceBook:

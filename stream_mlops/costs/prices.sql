@@ -1,9 +1,10 @@
--- Price versions and re-costing (see stream_mlops/db/prices.py).
+-- Price versions and re-costing (see price_store.py).
 
+-- Columns named like the fields of pricing.Price.
 -- name: price_versions
-SELECT model, provider, tenant_id, input_usd_per_mtok, output_usd_per_mtok,
-       cached_input_usd_per_mtok, cache_write_usd_per_mtok,
-       date_part('epoch', effective_from), source
+SELECT model, provider, tenant_id, input_usd_per_mtok AS input, output_usd_per_mtok AS output,
+       cached_input_usd_per_mtok AS cached_input, cache_write_usd_per_mtok AS cache_write,
+       date_part('epoch', effective_from) AS effective_from, source
 FROM mlops.model_prices
 ORDER BY model, tenant_id NULLS FIRST, effective_from;
 

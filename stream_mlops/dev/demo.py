@@ -21,8 +21,10 @@ from stream_mlops.dev import simulator as simulate
 from stream_mlops.dev.embedded import EmbeddedPostgres
 from stream_mlops.experiments import store as experiments
 from stream_mlops.experiments.config import ExperimentError, ExperimentSpec
+from stream_mlops.experiments.monitor import ExperimentTracker
 from stream_mlops.pipeline.service import Service
-from stream_mlops.settings import DURATION_BUCKETS_SECONDS, load_settings
+from stream_mlops.pipeline.totals import DURATION_BUCKETS_SECONDS
+from stream_mlops.settings import load_settings
 
 log = logging.getLogger(__name__)
 DEMO_DIR = Path(".stream-mlops") / "demo-postgres"
@@ -113,7 +115,7 @@ def _demo_experiment(conn: psycopg.Connection[Any]) -> simulate.ExperimentArms |
 
 def _experiment_line(service: Service) -> str:
     with service.status.lock:
-        live = [e for e in service.processor.experiments.live.values()
+        live = [e for e in service.processor.monitor(ExperimentTracker).live.values()
                 if e.name == DEMO_EXPERIMENT]
         if not live:
             return ""

@@ -1,4 +1,4 @@
--- Drift evidence (stream_mlops/db/drift_store.py).
+-- Drift evidence and the user's reference decisions (drift/monitor.py, drift/store.py).
 
 -- name: insert_drift_evidence
 INSERT INTO mlops.drift_detection (tenant_id, function_name, metric_name, test_name,
@@ -57,8 +57,10 @@ SELECT DISTINCT function_name FROM mlops.series_totals WHERE tenant_id = %(tenan
 ORDER BY 1 LIMIT 20;
 
 -- The user's reference decisions, for the processor.
+-- The user's reference decisions (columns of drift.monitor.ReferenceRow).
 -- name: drift_references
-SELECT tenant_id, function_name, metric, pinned, date_part('epoch', relearn_from)
+SELECT tenant_id, function_name, metric, pinned,
+       date_part('epoch', relearn_from) AS relearn_from
 FROM mlops.drift_references;
 
 -- Rows of one function in a time range, column-wise, for the on-demand drift report.

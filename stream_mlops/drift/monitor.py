@@ -1,11 +1,12 @@
-"""Drift of every function's inputs and outputs, live (pure: values in, alarms out).
+"""Drift of every function's inputs and outputs, live (a monitor: values in, alarms out).
 
 Per (tenant, function): latency, query length, confidence, cost per request (numeric),
 the error flag (binary), the mix of error types and of models (categorical), and the
 request volume per minute relative to the same hour on the previous days (numeric, once a
 day of history exists, so a quiet night is not drift). Rows are buffered per batch and
-fed to the detectors every few seconds on a worker thread, vectorised (costs measured in
-``benchmarks/monitoring.py``).
+fed to the detectors every few seconds by a background job on a thread of its own,
+vectorised (costs measured in ``benchmarks/monitoring.py``); the evidence and alert
+changes it finds are written on the consumer's thread.
 
 A detector's alarm is a *candidate*. It becomes a drift only when the guide's two-sample
 tests of the recent window against the reference (KS, Mann-Whitney U, Anderson-Darling
@@ -17,19 +18,32 @@ Evidence is also recorded periodically for every watched metric.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from stream_mlops.alerts.performance import AlertChange
-from stream_mlops.costs.windows import CostWindows
-from stream_mlops.drift.detectors import Detector, TestResult, compare_windows, make_detector
+from stream_mlops.core.alerts import AlertChange, AlertKey, Episodes, alert_change
+from stream_mlops.core.batch import Batch
+from stream_mlops.core.monitor import (
+    NOTHING,
+    BackgroundJob,
+    MetricsBuilder,
+    Monitor,
+    Observed,
+    Store,
+)
+from stream_mlops.core.rows import OpenAlertRow
+from stream_mlops.core.series import SeriesIndex
+from stream_mlops.stats.drift import Detector, TestResult, compare_windows, make_detector
+from stream_mlops.stats.rings import RingSums
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -38,6 +52,17 @@ KINDS = {"latency": "numeric", "query_length": "numeric", "confidence": "numeric
          "cost_per_request": "numeric", "error_rate": "binary", "error_type": "categorical",
          "model": "categorical", "volume": "numeric"}
 METRICS = tuple(KINDS)
+
+
+@dataclass(frozen=True)
+class ReferenceRow:
+    """A row of mlops.drift_references (``drift_references``); metric "*": every one."""
+
+    tenant_id: str
+    function_name: str
+    metric: str
+    pinned: bool
+    relearn_from: float | None  # unix time
 
 
 @dataclass(frozen=True)
@@ -63,7 +88,7 @@ class DriftRows:
     cost_pico: I64  # -1: unpriced
     is_error: npt.NDArray[np.bool_]
     error_type: list[str | None]
-    model: I64  # index into the model names given to flush()
+    model: I64  # index into the series index's model names
 
 
 @dataclass(frozen=True)
@@ -92,8 +117,18 @@ class _Series:
     relearned: dict[str, float] = field(default_factory=dict)  # metric -> request applied
 
 
-class DriftMonitor:
+Snapshot = list[tuple[str, str, str, bool, float, int, dict[str, float]]]
+
+
+class DriftMonitor(Monitor):
     """Detectors per (tenant, function) and metric, with the evidence that confirms them."""
+
+    name = "drift"
+    # Detectors cost little per value but a fixed amount per call: feeding them every 10 s
+    # instead of every second cuts the job's CPU (and its GIL contention with the
+    # consumer) several-fold, for at most 10 s more delay on drifts that take minutes.
+    EVERY_SECONDS = 10.0
+    WARM_ROWS = 20_000  # consumed rows the references are learnt from at a restart
 
     QUIET_SECONDS = 3600.0  # a drift alert resolves after an hour without a new one
     # Most rows per function per flush. The service flushes every 10 s, so this thins only
@@ -117,28 +152,82 @@ class DriftMonitor:
         self.periodic_seconds = periodic_seconds
         self.alpha = alpha
         self.min_effect = min_effect
+        self.index = SeriesIndex()
         self.series: dict[int, _Series] = {}
-        self.keys: list[tuple[str, str]] = []
         self._pending: list[DriftRows] = []
-        self.open: set[str] = set()
+        self.episodes = Episodes()
         self.updates = 0  # metric-updates fed, for the cost per update
-        self._restored: dict[str, float] = {}
-        # observe() runs on the consumer's thread, flush() and evaluate() may run on a
-        # worker thread: the buffer is handed over under this lock, and /metrics reads
-        # the snapshot taken at the end of each evaluation, never the detectors.
+        self._restored: dict[AlertKey, float] = {}
+        # Requests per function and minute, for the volume metric.
+        self.requests = RingSums()
+        # buffer() runs on the consumer's thread, flush() and test() on the job's thread:
+        # the buffer is handed over under this lock, and /metrics reads the snapshot taken
+        # at the end of each test, never the detectors.
         self._pending_lock = threading.Lock()
         self._pending_rows = 0
-        self.snapshot: list[tuple[str, str, str, bool, float, int, dict[str, float]]] = []
+        self.snapshot: Snapshot = []
         self._periodic_cursor = 0
         # (tenant, function, metric or "*") -> the user's decision; replaced whole by
-        # set_controls (consumer thread), read by the worker.
+        # set_controls (consumer thread), read by the job.
         self.controls: dict[tuple[str, str, str], ReferenceControl] = {}
-        self._relearned_alerts: dict[str, str] = {}  # alert key -> resolution message
+        self._relearned_alerts: dict[AlertKey, str] = {}  # alert -> resolution message
 
-    def set_controls(self, rows: Sequence[Sequence[Any]]) -> None:
-        """(tenant, function, metric, pinned, relearn_from as unix time or None) rows."""
-        self.controls = {(r[0], r[1], r[2]): ReferenceControl(
-            bool(r[3]), None if r[4] is None else float(r[4])) for r in rows}
+    # -- the monitor contract ---------------------------------------------------------
+    def restore(self, store: Store) -> None:
+        """Open drift alerts resolve after a quiet hour from now; the references are
+        learnt from the last consumed rows, so a restart does not leave the detectors
+        blind until a thousand new requests per function."""
+        index = self.index
+        self.configure(store)
+        self.restore_open([AlertKey(r.tenant_id, r.fingerprint) for r in store.rows(
+            "open_alerts", OpenAlertRow, type="drift")], store.now)
+        rows = store.consumed(last=self.WARM_ROWS)
+        if len(rows):
+            series = index.series_of(rows.key)
+            self.buffer(self._rows(Batch(rows, series, index, store.now)))
+            self.flush()
+
+    def configure(self, store: Store) -> None:
+        self.set_controls(store.rows("drift_references", ReferenceRow))
+
+    def set_controls(self, rows: Sequence[ReferenceRow]) -> None:
+        self.controls = {(r.tenant_id, r.function_name, r.metric): ReferenceControl(
+            bool(r.pinned), None if r.relearn_from is None else float(r.relearn_from))
+            for r in rows}
+
+    def observe(self, batch: Batch) -> Observed:
+        self.buffer(self._rows(batch))
+        self.requests.add(batch.function, batch.rows.created_at,
+                          np.ones(len(batch), np.int64))
+        return NOTHING
+
+    def _rows(self, batch: Batch) -> DriftRows:
+        r = batch.rows
+        return DriftRows(batch.function, r.created_at, r.latency_ms, r.query_length,
+                         r.confidence, r.cost_pico, r.is_error, r.error_type,
+                         self.index.model[batch.series])
+
+    def jobs(self) -> Sequence[BackgroundJob]:
+        return (BackgroundJob("drift", self.EVERY_SECONDS, self.run, self.write),)
+
+    def run(self, now: float) -> tuple[list[Evidence], list[AlertChange]]:
+        """Feed the buffered rows to the detectors and test their candidates."""
+        self.flush(now)
+        return self.test(now)
+
+    @staticmethod
+    def write(store: Store, result: tuple[list[Evidence], list[AlertChange]]
+              ) -> list[AlertChange]:
+        evidence, changes = result
+        if evidence:
+            store.execute("insert_drift_evidence", rows=evidence_json(evidence))
+        return changes
+
+    def metrics(self, now: float) -> MetricsBuilder:
+        snapshot = self.snapshot
+        return lambda: _families(snapshot)
+
+    # -- reference decisions ----------------------------------------------------------
 
     def control(self, tenant: str, function: str, metric: str) -> ReferenceControl:
         """The metric's own decision combined with the function-wide one ("*")."""
@@ -152,9 +241,9 @@ class DriftMonitor:
     def _relearn(self, f: int, s: _Series) -> dict[str, float]:
         """The relearn times of ``f``'s metrics; a request not applied yet drops the
         reference now (and with it the drift alert: the user accepted the new level)."""
-        if not self.controls or f >= len(self.keys):
+        if not self.controls or f >= len(self.index.function_keys):
             return {}
-        tenant, function = self.keys[f]
+        tenant, function = self.index.function_keys[f]
         out = {}
         for metric in METRICS:
             since = self.control(tenant, function, metric).relearn_from
@@ -169,9 +258,9 @@ class DriftMonitor:
                 s.pinned.discard(metric)
                 s.candidates.pop(metric, None)
                 s.confirmed.pop(metric, None)
-                key = f"{tenant}\x1fdrift:{function}:{metric}"
+                key = AlertKey(tenant, f"drift:{function}:{metric}")
                 self._restored.pop(key, None)
-                if key in self.open:
+                if key in self.episodes.open:
                     self._relearned_alerts[key] = (
                         "The reference is relearned from the requests after "
                         f"{_utc(since)} (stream-mlops drift relearn): the new level is "
@@ -188,14 +277,12 @@ class DriftMonitor:
                 false_alarm_rate=self.false_alarm_rate, seed=len(s.detectors))
         return d
 
-    model_names: Sequence[str] = ()  # what the model codes of DriftRows stand for
-
-    def restore_open(self, keys: Sequence[str], now: float) -> None:
+    def restore_open(self, keys: Sequence[AlertKey], now: float) -> None:
         """Open drift alerts from mlops.alerts: they resolve after a quiet hour from now."""
-        self.open = set(keys)
-        self._restored = {k: now for k in keys}
+        self.episodes.open = set(keys)
+        self._restored = dict.fromkeys(keys, now)
 
-    def observe(self, rows: DriftRows) -> None:
+    def buffer(self, rows: DriftRows) -> None:
         """Buffer a batch (cheap: the detectors run in :meth:`flush`)."""
         if len(rows.function):
             with self._pending_lock:
@@ -204,10 +291,9 @@ class DriftMonitor:
                     rows = _take(rows, np.arange(0, len(rows.function), 10))
                 self._pending.append(rows)
 
-    def flush(self, keys: Sequence[tuple[str, str]], volume: CostWindows | None = None,
-              now: float | None = None) -> None:
-        """Feed the buffered rows to the detectors, per function, in arrival order."""
-        self.keys = list(keys)
+    def flush(self, now: float | None = None) -> None:
+        """Feed the buffered rows to the detectors, per function, in arrival order (and,
+        given ``now``, the request volume up to the last complete minute)."""
         with self._pending_lock:
             pending, self._pending, self._pending_rows = self._pending, [], 0
         if pending:
@@ -218,8 +304,8 @@ class DriftMonitor:
                 idx = rows if len(rows) <= self.MAX_ROWS_PER_FLUSH else rows[np.linspace(
                     0, len(rows) - 1, self.MAX_ROWS_PER_FLUSH).astype(np.int64)]
                 self._feed(int(r.function[idx[0]]), r, idx)
-        if volume is not None and now is not None:
-            self._feed_volume(volume, now)
+        if now is not None:
+            self._feed_volume(self.requests, now)
 
     def _series(self, f: int) -> _Series:
         s = self.series.get(f)
@@ -259,10 +345,10 @@ class DriftMonitor:
             d.pin()
             s.pinned.add(metric)
 
-    def _feed_volume(self, volume: CostWindows, now: float) -> None:
+    def _feed_volume(self, volume: RingSums, now: float) -> None:
         """Requests per minute over the same hour's average on the last days (>= 1)."""
         minute = math.floor(now / 60) - 1  # the last complete minute
-        for f in range(min(volume.groups, len(self.keys))):
+        for f in range(min(volume.groups, len(self.index.function_keys))):
             s = self._series(f)
             since = self._relearn(f, s).get("volume")
             first = max(s.last_minute + 1, minute - 59)
@@ -270,7 +356,7 @@ class DriftMonitor:
                 first = max(first, math.ceil(since / 60))
             ratios = []
             for m in range(first, minute + 1):
-                col = m % CostWindows.MINUTES
+                col = m % RingSums.MINUTES
                 if volume.minute_id[col] != m:
                     continue
                 expected = _same_hour_rate(volume, f, m * 60.0)
@@ -281,17 +367,18 @@ class DriftMonitor:
             if ratios:
                 self._update(s, "volume", np.array(ratios))
 
-    def evaluate(self, now: float) -> tuple[list[Evidence], list[AlertChange]]:
+    def test(self, now: float) -> tuple[list[Evidence], list[AlertChange]]:
         """Test every candidate (and, periodically, every metric); alert on confirmed
         drifts; resolve alerts quiet for an hour."""
         evidence: list[Evidence] = []
         changes: list[AlertChange] = []
-        wanted: set[str] = set()
+        wanted: set[AlertKey] = set()
         due = self._periodic_due(now)
+        keys = self.index.function_keys
         for f, s in self.series.items():
-            if f >= len(self.keys):
+            if f >= len(keys):
                 continue
-            tenant, function = self.keys[f]
+            tenant, function = keys[f]
             periodic = f in due
             for metric, d in s.detectors.items():
                 alarm = metric in s.candidates
@@ -314,12 +401,12 @@ class DriftMonitor:
                     if confirmed:
                         s.confirmed[metric] = now
                         s.drifts[metric] = s.drifts.get(metric, 0) + 1
-                        key = f"{tenant}\x1fdrift:{function}:{metric}"
+                        key = AlertKey(tenant, f"drift:{function}:{metric}")
                         pinned = self.control(tenant, function, metric).pinned
                         if not pinned:  # pinned: it keeps alarming while the drift lasts
                             d.refresh()  # learn the new normal
                             s.pinned.discard(metric)
-                        if key not in self.open:
+                        if key not in self.episodes.open:
                             changes.append(self._alert(key, function, metric, cusums=cusums,
                                                        confirmed=confirmed, ref=ref, cur=cur,
                                                        pinned=pinned))
@@ -327,24 +414,23 @@ class DriftMonitor:
                 s.last_periodic = now
             for metric, at in s.confirmed.items():
                 if now - at < self.QUIET_SECONDS:
-                    wanted.add(f"{tenant}\x1fdrift:{function}:{metric}")
+                    wanted.add(AlertKey(tenant, f"drift:{function}:{metric}"))
         wanted |= {k for k, at in self._restored.items() if now - at < self.QUIET_SECONDS}
-        for key in sorted(self.open - wanted):
-            tenant, fp = key.split("\x1f", 1)
-            function, metric = fp[len("drift:"):].rsplit(":", 1)
-            why = self._relearned_alerts.pop(key, None) or (
-                "No drift confirmed for an hour: the data are back at the pinned reference."
-                if self.control(tenant, function, metric).pinned else
-                "No new drift for an hour: the new level is the reference now.")
-            changes.append(_change(tenant, function, fp, "resolve", "resolved", "info", "",
-                                   why, 0.0, 0.0))
-        self.open = (self.open & wanted) | {f"{c.tenant_id}\x1f{c.fingerprint}"
-                                            for c in changes if c.action == "fire"}
+        changes = self.episodes.settle(wanted, changes, self._resolved)
         self.snapshot = self.gauges()
         return evidence, changes
 
+    def _resolved(self, key: AlertKey) -> AlertChange:
+        function, metric = key.fingerprint[len("drift:"):].rsplit(":", 1)
+        why = self._relearned_alerts.pop(key, None) or (
+            "No drift confirmed for an hour: the data are back at the pinned reference."
+            if self.control(key.tenant_id, function, metric).pinned else
+            "No new drift for an hour: the new level is the reference now.")
+        return alert_change("resolve", key, "drift", rule="drift", function=function,
+                            message=why)
+
     def _names(self, codes: Any) -> npt.NDArray[Any]:
-        names = np.asarray(list(self.model_names) or ["?"], dtype=object)
+        names = np.asarray(self.index.model_names or ["?"], dtype=object)
         out: npt.NDArray[Any] = names[np.clip(np.asarray(codes, np.int64), 0, len(names) - 1)]
         return out
 
@@ -364,9 +450,8 @@ class DriftMonitor:
                     break
         return due
 
-    def _alert(self, key: str, function: str, metric: str, *, cusums: tuple[str, ...],
+    def _alert(self, key: AlertKey, function: str, metric: str, *, cusums: tuple[str, ...],
                confirmed: list[TestResult], ref: Any, cur: Any, pinned: bool) -> AlertChange:
-        tenant, fp = key.split("\x1f", 1)
         best = min(confirmed, key=lambda r: r.p_value)
         what = ", ".join(c.replace("_", " ") for c in cusums) or "a change"
         message = (f"{metric} of {function} drifted ({what}): {_describe(metric, ref, cur)}; "
@@ -376,33 +461,37 @@ class DriftMonitor:
                        "The reference is pinned: the alert stays open while the data stay "
                        "away from it." if pinned else "The detector now learns the new level "
                        "(`stream-mlops drift pin` keeps the reference instead)."))
-        return _change(tenant, function, fp, "fire", "firing", "warning",
-                       f"Drift in {metric} of {function} (tenant {tenant})", message,
-                       best.effect_size, best.threshold)
+        return alert_change("fire", key, "drift", rule="drift", severity="warning",
+                            function=function,
+                            title=f"Drift in {metric} of {function} (tenant {key.tenant_id})",
+                            message=message, value=best.effect_size,
+                            threshold=best.threshold)
 
-    def gauges(self) -> list[tuple[str, str, str, bool, float, int, dict[str, float]]]:
+    def gauges(self) -> Snapshot:
         """(tenant, function, metric, drift open, detector level / threshold, confirmed
         drifts, {test: latest p-value}) for /metrics."""
         out = []
+        keys = self.index.function_keys
         for f, s in self.series.items():
-            if f >= len(self.keys):
+            if f >= len(keys):
                 continue
-            tenant, function = self.keys[f]
+            tenant, function = keys[f]
             for metric, d in s.detectors.items():
                 level = 0.0 if d.warming_up else d.state().level
                 p = {t: v for (m, t), v in s.p_values.items() if m == metric}
                 out.append((tenant, function, metric,
-                            f"{tenant}\x1fdrift:{function}:{metric}" in self.open, level,
+                            AlertKey(tenant, f"drift:{function}:{metric}") in self.episodes.open,
+                            level,
                             s.drifts.get(metric, 0), p))
         return out
 
 
-def _same_hour_rate(volume: CostWindows, f: int, t: float) -> float | None:
+def _same_hour_rate(volume: RingSums, f: int, t: float) -> float | None:
     """Average requests per minute in the same hour on up to 7 previous days."""
     rates = []
     for d in range(1, 8):
         h = math.floor((t - d * 86400) / 3600)
-        col = h % CostWindows.HOURS
+        col = h % RingSums.HOURS
         if volume.hour_id[col] == h:
             rates.append(volume.hour_sums[f, col] / 60)
     return float(np.median(rates)) if rates else None
@@ -472,8 +561,41 @@ def _concat(parts: list[DriftRows]) -> DriftRows:
         [e for p in parts for e in p.error_type], np.concatenate([p.model for p in parts]))
 
 
-def _change(tenant: str, function: str, fingerprint: str, action: str,  # noqa: PLR0917
-            notify: str, severity: str, title: str, message: str, value: float,
-            threshold: float) -> AlertChange:
-    return AlertChange(action, notify, tenant, function, fingerprint, "drift", severity,
-                       title, message, value, threshold, details="{}", alert_type="drift")
+def _num(v: float) -> float | None:
+    return v if math.isfinite(v) else None  # JSON (and so the table) has no NaN
+
+
+def evidence_json(evidence: list[Evidence]) -> str:
+    """Evidence as the JSON array ``insert_drift_evidence`` reads."""
+    return json.dumps([{
+        "tenant_id": e.tenant_id, "function_name": e.function_name,
+        "metric_name": e.metric_name, "test_name": e.result.test_name,
+        "statistic": _num(e.result.statistic), "p_value": _num(e.result.p_value),
+        "threshold": e.result.threshold, "effect_size": _num(e.result.effect_size),
+        "drift_detected": e.result.drift_detected,
+        "reference_window": e.reference, "current_window": e.current | {"alarm": e.alarm},
+    } for e in evidence], allow_nan=False)
+
+
+def _families(drift: Snapshot) -> Iterator[Metric]:
+    labels = ["tenant", "function", "metric"]
+    detected = GaugeMetricFamily("mlops_drift_detected",
+                                 "1 while a confirmed drift's alert is open.", labels=labels)
+    statistic = GaugeMetricFamily(
+        "mlops_drift_statistic", "Highest CUSUM level of the metric's detector relative "
+        "to its alarm threshold (1 = alarm).", labels=labels)
+    p_value = GaugeMetricFamily("mlops_drift_p_value",
+                                "Latest two-sample test of recent values vs the reference.",
+                                labels=[*labels, "test"])
+    events = CounterMetricFamily("mlops_drift_events",
+                                 "Drifts confirmed by the detector and the tests.",
+                                 labels=labels)
+    for tenant, function, metric, is_open, level, drifts, p in drift:
+        lv = [tenant, function, metric]
+        detected.add_metric(lv, float(is_open))
+        statistic.add_metric(lv, level)
+        events.add_metric(lv, drifts)
+        for test, v in p.items():
+            if math.isfinite(v):
+                p_value.add_metric([*lv, test], v)
+    yield from (detected, statistic, p_value, events)

@@ -8,7 +8,7 @@
 Each function's last ``current_hours`` are compared with the ``reference_days`` before
 them using the guide's tests (KS, Mann-Whitney U, Anderson-Darling for numbers,
 chi-square for error flags and categories), each with an effect size: a verdict needs a
-small p-value *and* a meaningful effect (see ``stream_mlops.drift.detectors.compare_windows``).
+small p-value *and* a meaningful effect (see ``stream_mlops.stats.drift.compare_windows``).
 The live processor does this continuously (``mlops.drift_detection``); this is the
 batch form, for reports and notebooks.
 """
@@ -25,8 +25,8 @@ import numpy as np
 
 from stream_mlops.db.connect import connect
 from stream_mlops.db.queries import q
-from stream_mlops.drift.detectors import TestResult, compare_windows
 from stream_mlops.errors import ConfigError
+from stream_mlops.stats.drift import TestResult, compare_windows
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
--- Experiments: configuration, lifecycle and live results (stream_mlops/db/experiments.py).
+-- Experiments: configuration, lifecycle and live results (experiments/store.py, monitor.py).
 
 -- name: create_experiment
 INSERT INTO mlops.experiments (tenant_id, name, function_name, variants, primary_metric,
@@ -28,8 +28,9 @@ FROM mlops.experiments ORDER BY created_at DESC;
 
 -- What the processor follows: every experiment that is running (or was, to keep its
 -- numbers exported until it is concluded).
+-- Columns of experiments.monitor.LiveExperimentRow.
 -- name: live_experiments
-SELECT id::text, tenant_id, name, function_name, status, variants, primary_metric,
+SELECT id::text AS id, tenant_id, name, function_name, status, variants, primary_metric,
        guardrails, alpha, min_effect, min_samples, auto_stop, results
 FROM mlops.experiments WHERE status IN ('running', 'stopped');
 
@@ -40,11 +41,17 @@ SET results = %(results)s::jsonb, decision = %(decision)s, updated_at = now(),
     status = CASE WHEN %(conclude)s THEN 'concluded' ELSE status END
 WHERE id = %(id)s::uuid AND status = 'running';
 
+-- An experiment's consumed rows after its stored cursor, column-wise, in cursor order
+-- (one row of arrays: experiments.monitor.ArmColumns).
 -- name: experiment_rows
-SELECT variant, latency_ms, status = 'error', coalesce(confidence, -1),
-       coalesce((cost_usd * 1000000000000)::bigint, -1)
-FROM mlops.model_performance
-WHERE experiment_id = %(id)s::uuid
-  AND (xid, id) > (%(from_xid)s::text::xid8, %(from_id)s::bigint)
-  AND (xid, id) <= (%(xid)s::text::xid8, %(last_id)s::bigint)
-ORDER BY xid, id;
+SELECT coalesce(array_agg(variant), '{}') AS variant,
+       coalesce(array_agg(latency_ms), '{}') AS latency_ms,
+       coalesce(array_agg(status = 'error'), '{}') AS is_error,
+       coalesce(array_agg(coalesce(confidence, -1)), '{}') AS confidence,
+       coalesce(array_agg(coalesce((cost_usd * 1000000000000)::bigint, -1)), '{}') AS cost_pico
+FROM (SELECT variant, latency_ms, status, confidence, cost_usd
+      FROM mlops.model_performance
+      WHERE experiment_id = %(id)s::uuid
+        AND (xid, id) > (%(from_xid)s::text::xid8, %(from_id)s::bigint)
+        AND (xid, id) <= (%(cursor_xid)s::text::xid8, %(cursor_id)s::bigint)
+      ORDER BY xid, id) r;

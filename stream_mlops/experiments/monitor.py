@@ -1,29 +1,35 @@
 """Running experiments, live: every request of an experiment updates its always-valid tests.
 
-Pure like the rest of the processor. Per running experiment and per treatment arm, one
-:class:`~stream_mlops.experiments.sequential.SequentialTest` per metric (the primary and each
+A monitor (see :mod:`stream_mlops.core.monitor`). Per running experiment and per treatment arm, one
+:class:`~stream_mlops.stats.sequential.SequentialTest` per metric (the primary and each
 guardrail) against the control (``variants[0]``), at ``alpha / (arms - 1)`` each
 (Bonferroni across treatment arms), and one sequential SRM test over all arms.
 
 Exactly once: the tests' state is stored in the experiment's ``results`` together with the
 cursor it corresponds to. After a restart (or when an experiment starts or resumes), the
-consumer restores that state and replays the experiment's rows consumed after that
+tracker restores that state and replays the experiment's rows consumed after that
 cursor, so every consumed row is counted once, and never a row the cursor has not passed.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from prometheus_client.core import GaugeMetricFamily, Metric
 
-from stream_mlops.alerts.performance import AlertChange
+from stream_mlops.core.alerts import AlertChange, AlertKey, Episodes, Severity, alert_change
+from stream_mlops.core.batch import Batch
+from stream_mlops.core.monitor import NOTHING, Job, MetricsBuilder, Monitor, Observed, Store
+from stream_mlops.core.rows import OpenAlertRow
+from stream_mlops.core.series import KEY_SEPARATOR
 from stream_mlops.experiments.config import HIGHER_IS_BETTER, variants_from_row
-from stream_mlops.experiments.sequential import SequentialTest, SRMTest, make_test
+from stream_mlops.stats.sequential import SequentialTest, SRMTest, make_test
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -32,6 +38,36 @@ B = npt.NDArray[np.bool_]
 KIND = {"error_rate": "proportion", "latency": "mean", "confidence": "mean",
         "cost_per_request": "mean", "cost_per_successful_request": "mean"}
 DECISION_VALUE = {"continue": 0, "treatment_better": 1, "treatment_worse": -1}
+
+
+@dataclass(frozen=True)
+class LiveExperimentRow:
+    """An experiment the processor follows (``live_experiments``)."""
+
+    id: str
+    tenant_id: str
+    name: str
+    function_name: str
+    status: str
+    variants: Any  # JSON as stored: validated by variants_from_row
+    primary_metric: str
+    guardrails: list[str] | None
+    alpha: float
+    min_effect: float | None
+    min_samples: int
+    auto_stop: bool
+    results: Any  # JSON as stored
+
+
+@dataclass(frozen=True)
+class ArmColumns:
+    """An experiment's consumed rows, column-wise (``experiment_rows``)."""
+
+    variant: list[str]
+    latency_ms: list[float]
+    is_error: list[bool]
+    confidence: list[float]
+    cost_pico: list[int]
 
 
 @dataclass
@@ -75,17 +111,14 @@ class LiveExperiment:
         return [self.primary, *[g for g in self.guardrails if g != self.primary]]
 
     @classmethod
-    def from_row(cls, row: Sequence[Any]) -> LiveExperiment:
-        """From ``live_experiments``: id, tenant, name, function, status, variants, primary,
-        guardrails, alpha, min_effect, min_samples, auto_stop, results."""
-        (eid, tenant, name, function, _status, variants, primary, guardrails, alpha,
-         min_effect, min_samples, auto_stop, results) = row
-        arms = variants_from_row(variants)
-        e = cls(str(eid), tenant, name, function, [a.name for a in arms],
-                [a.weight for a in arms], primary, list(guardrails or []), float(alpha),
-                None if min_effect is None else float(min_effect), int(min_samples),
-                bool(auto_stop))
-        state = (results or {}).get("state")
+    def from_row(cls, row: LiveExperimentRow) -> LiveExperiment:
+        arms = variants_from_row(row.variants)
+        e = cls(row.id, row.tenant_id, row.name, row.function_name, [a.name for a in arms],
+                [a.weight for a in arms], row.primary_metric, list(row.guardrails or []),
+                float(row.alpha), None if row.min_effect is None else float(row.min_effect),
+                int(row.min_samples), bool(row.auto_stop))
+        results = row.results if isinstance(row.results, Mapping) else {}
+        state = results.get("state")
         e._build(state if isinstance(state, Mapping) else None)
         return e
 
@@ -219,21 +252,78 @@ class ResultWrite:
     conclude: bool
 
 
-class ExperimentTracker:
+class ExperimentTracker(Monitor):
     """Every running experiment, fed from the request stream."""
+
+    name = "experiments"
+    EVERY_SECONDS = 5.0  # following new experiments and writing results
 
     def __init__(self) -> None:
         self.live: dict[str, LiveExperiment] = {}
-        self.open: set[str] = set()  # keys of open experiment alerts
+        self.episodes = Episodes()
         # Running experiments that cannot be followed (a row written around the API's
         # checks), id -> why; and those refused by the last sync, for the log.
         self.unusable: dict[str, str] = {}
         self.refused: list[str] = []
 
-    def sync(self, rows: Iterable[Sequence[Any]]) -> list[LiveExperiment]:
-        """Follow the running experiments in ``rows`` (``live_experiments``); returns the
-        newly followed ones, which the consumer must replay from their stored cursor."""
-        running = {str(r[0]): r for r in rows if r[4] == "running"}
+    # -- the monitor contract ---------------------------------------------------------
+    def restore(self, store: Store) -> None:
+        self.restore_open(AlertKey(r.tenant_id, r.fingerprint) for r in store.rows(
+            "open_alerts", OpenAlertRow, type="experiment"))
+        self.follow(store)
+
+    def observe(self, batch: Batch) -> Observed:
+        """Rows of followed experiments into their tests (variants from the raw labels:
+        folding must not merge arms)."""
+        if not self.live:
+            return NOTHING
+        rows = [i for i, e in enumerate(batch.rows.experiment_id) if e is not None]
+        if rows:
+            part = batch.rows.take(np.array(rows, np.int64))
+            self.observe_rows(
+                part.experiment_id, [k.rsplit(KEY_SEPARATOR, 1)[-1] for k in part.key],
+                ArmRows(part.latency_ms, part.is_error, part.confidence, part.cost_pico))
+        return NOTHING
+
+    def jobs(self) -> Sequence[Job]:
+        return (Job("experiments", self.EVERY_SECONDS, self.follow_and_write),)
+
+    def follow_and_write(self, store: Store) -> list[AlertChange]:
+        """Follow new experiments (replaying their rows), write every followed one's
+        results with the cursor they belong to, and alert on decisions."""
+        self.follow(store)
+        writes, changes = self.evaluate_results(store.cursor)
+        for w in writes:
+            store.execute("write_experiment_results", id=w.id, results=json.dumps(w.results),
+                          decision=w.decision, conclude=w.conclude)
+        return changes
+
+    def follow(self, store: Store) -> None:
+        """Follow the running experiments; a newly followed one resumes from its stored
+        state and replays its rows consumed since (exactly once, see the module)."""
+        new = self.sync(store.rows("live_experiments", LiveExperimentRow))
+        for why in self.refused:
+            store.report(why)
+        xid, last_id = store.cursor
+        for e in new:
+            if (int(e.cursor[0]), e.cursor[1]) > (int(xid), last_id):
+                e.reset()  # a state from a later cursor (a restored database): rebuild
+            cols, = store.rows("experiment_rows", ArmColumns, id=e.id,
+                               from_xid=e.cursor[0], from_id=e.cursor[1])
+            if cols.variant:
+                e.observe(cols.variant, ArmRows(
+                    np.array(cols.latency_ms, np.float64), np.array(cols.is_error, np.bool_),
+                    np.array(cols.confidence, np.float64), np.array(cols.cost_pico, np.int64)))
+
+    def metrics(self, now: float) -> MetricsBuilder:
+        gauges = self.gauges()
+        return lambda: _families(gauges)
+
+    # -- following --------------------------------------------------------------------
+    def sync(self, rows: Iterable[LiveExperimentRow]) -> list[LiveExperiment]:
+        """Follow the running experiments in ``rows``; returns the newly followed ones,
+        which must be replayed from their stored cursor."""
+        running = {r.id: r for r in rows if r.status == "running"}
         for gone in set(self.live) - set(running):
             del self.live[gone]
         self.unusable = {k: v for k, v in self.unusable.items() if k in running}
@@ -244,15 +334,15 @@ class ExperimentTracker:
             try:
                 e = LiveExperiment.from_row(row)
             except Exception as exc:  # one bad configuration must not stop the others
-                self.unusable[eid] = f"experiment {row[2]} cannot be followed: {exc}"
+                self.unusable[eid] = f"experiment {row.name} cannot be followed: {exc}"
                 self.refused.append(self.unusable[eid])
                 continue
             self.live[eid] = e
             new.append(e)
         return new
 
-    def observe(self, experiment_ids: Sequence[str | None], variants: Sequence[str],
-                rows: ArmRows) -> None:
+    def observe_rows(self, experiment_ids: Sequence[str | None], variants: Sequence[str],
+                     rows: ArmRows) -> None:
         """A batch (all rows; those without a followed experiment are skipped)."""
         if not self.live:
             return
@@ -267,25 +357,26 @@ class ExperimentTracker:
                 ArmRows(rows.latency_ms[idx], rows.is_error[idx], rows.confidence[idx],
                         rows.cost_pico[idx]))
 
-    def evaluate(self, cursor: tuple[str, int]) -> tuple[list[ResultWrite], list[AlertChange]]:
+    def evaluate_results(self, cursor: tuple[str, int]
+                         ) -> tuple[list[ResultWrite], list[AlertChange]]:
         """Results to write (state at ``cursor``) and alert changes. Decisions, harmed
         guardrails and SRM flags are final while an experiment runs, so their alerts stay
         open until it stops or concludes."""
-        writes, changes = [], []
+        writes, fired = [], []
+        wanted: set[AlertKey] = set()
         for e in self.live.values():
             decision, arm = e.decision()
             writes.append(ResultWrite(e.id, e.results(cursor), decision,
                                       e.auto_stop and decision != "continue"))
-            changes += [c for key, c in self._alerts(e, decision, arm) if key not in self.open]
-        prefixes = tuple(f"experiment:{e.id}:" for e in self.live.values())
-        ended = sorted(k for k in self.open if not k.split("\x1f", 1)[1].startswith(prefixes))
-        for key in ended:
-            tenant, fingerprint = key.split("\x1f", 1)
-            changes.append(_change(tenant, "", fingerprint, "resolve", "resolved", "info",
-                                   "", "The experiment is no longer running.", 0.0, 0.0))
-        self.open = (self.open - set(ended)) | {
-            f"{c.tenant_id}\x1f{c.fingerprint}" for c in changes if c.action == "fire"}
-        return writes, changes
+            prefix = f"experiment:{e.id}:"
+            wanted |= {k for k in self.episodes.open if k.fingerprint.startswith(prefix)}
+            for c in self._alerts(e, decision, arm):
+                wanted.add(c.key)
+                if c.key not in self.episodes.open:
+                    fired.append(c)
+        return writes, self.episodes.settle(wanted, fired, lambda key: alert_change(
+            "resolve", key, "experiment", rule="experiment",
+            message="The experiment is no longer running."))
 
     def gauges(self) -> list[dict[str, Any]]:
         """What /metrics exports, per followed experiment."""
@@ -302,53 +393,49 @@ class ExperimentTracker:
                         "srm": None if e.srm is None else (e.srm.mismatch, e.srm.p_value)})
         return out
 
-    def restore_open(self, keys: Iterable[str]) -> None:
-        self.open = set(keys)
+    def restore_open(self, keys: Iterable[AlertKey]) -> None:
+        self.episodes.open = set(keys)
 
-    def _alerts(self, e: LiveExperiment, decision: str, arm: str | None
-                ) -> list[tuple[str, AlertChange]]:
+    def _alerts(self, e: LiveExperiment, decision: str, arm: str | None) -> list[AlertChange]:
         out = []
         base = f"experiment:{e.id}"
         if decision != "continue" and arm is not None:
             t = e.tests[e.primary][arm]
             s = t.summary()
             word = "better" if decision == "treatment_better" else "worse"
-            fp = f"{base}:decision"
-            out.append((f"{e.tenant_id}\x1f{fp}", _change(
-                e.tenant_id, e.function_name, fp, "fire", "firing", "info",
-                f"Experiment {e.name}: {arm} is {word} than {e.control} on {e.primary}",
-                f"{arm} vs {e.control} on {e.primary}: "
+            out.append(_fire(
+                AlertKey(e.tenant_id, f"{base}:decision"), e.function_name, "info",
+                title=f"Experiment {e.name}: {arm} is {word} than {e.control} on {e.primary}",
+                message=f"{arm} vs {e.control} on {e.primary}: "
                 f"{format_value(s.treatment.mean, e.primary)} vs "
                 f"{format_value(s.control.mean, e.primary)} ({_lift(s.lift, s.lift_ci)}), "
                 f"always-valid p = {s.p_value:.4f} after {s.control.n + s.treatment.n} "
                 f"requests (alpha {t.alpha:g})."
                 + (" The experiment concludes itself (auto_stop)." if e.auto_stop else ""),
-                1.0 if decision == "treatment_better" else -1.0, t.alpha)))
+                value=1.0 if decision == "treatment_better" else -1.0, threshold=t.alpha))
         for metric, harmed in e.harmed_guardrails():
             t = e.tests[metric][harmed]
             s = t.summary()
-            fp = f"{base}:guardrail:{metric}:{harmed}"
-            out.append((f"{e.tenant_id}\x1f{fp}", _change(
-                e.tenant_id, e.function_name, fp, "fire", "firing", "warning",
-                f"Experiment {e.name}: {harmed} harms the {metric} guardrail",
-                f"{harmed} vs {e.control} on {metric}: "
+            out.append(_fire(
+                AlertKey(e.tenant_id, f"{base}:guardrail:{metric}:{harmed}"), e.function_name,
+                "warning", title=f"Experiment {e.name}: {harmed} harms the {metric} guardrail",
+                message=f"{harmed} vs {e.control} on {metric}: "
                 f"{format_value(s.treatment.mean, metric)} vs "
                 f"{format_value(s.control.mean, metric)} ({_lift(s.lift, s.lift_ci)}), "
                 f"always-valid p = {s.p_value:.4f}. Consider stopping it: "
-                f"`stream-mlops experiment stop {e.name}`.", -1.0, t.alpha)))
+                f"`stream-mlops experiment stop {e.name}`.", value=-1.0, threshold=t.alpha))
         if e.srm is not None and e.srm.mismatch:
             srm = e.srm.summary()
-            fp = f"{base}:srm"
             observed = "/".join(f"{(o or 0) * 100:.1f}" for o in srm.observed_shares)
             expected = "/".join(f"{x * 100:.1f}" for x in srm.expected_shares)
-            out.append((f"{e.tenant_id}\x1f{fp}", _change(
-                e.tenant_id, e.function_name, fp, "fire", "firing", "critical",
-                f"Experiment {e.name}: sample ratio mismatch",
-                f"Traffic split {observed} % ({'/'.join(srm.arms)}, {sum(srm.counts)} "
+            out.append(_fire(
+                AlertKey(e.tenant_id, f"{base}:srm"), e.function_name, "critical",
+                title=f"Experiment {e.name}: sample ratio mismatch",
+                message=f"Traffic split {observed} % ({'/'.join(srm.arms)}, {sum(srm.counts)} "
                 f"requests) where {expected} % was configured; always-valid p = "
                 f"{srm.p_value:.2g}. Assignment or logging is broken somewhere, so no other "
                 "number of this experiment can be trusted until it is fixed.",
-                srm.p_value, srm.alpha)))
+                value=srm.p_value, threshold=srm.alpha))
         return out
 
 
@@ -372,9 +459,43 @@ def _lift(lift: float | None, ci: tuple[float, float] | None) -> str:
     return text + (f", CI {ci[0]:+.1%} to {ci[1]:+.1%}" if ci else "")
 
 
-def _change(tenant: str, function: str, fingerprint: str, action: str, notify: str,  # noqa: PLR0917
-            severity: str, title: str, message: str, value: float,
-            threshold: float) -> AlertChange:
-    return AlertChange(action, notify, tenant, function, fingerprint, "experiment", severity,
-                       title, message, value, threshold, details="{}",
-                       alert_type="experiment")
+def _fire(key: AlertKey, function: str, severity: Severity, *, title: str, message: str,
+          value: float, threshold: float) -> AlertChange:
+    return alert_change("fire", key, "experiment", rule="experiment", severity=severity,
+                        function=function, title=title, message=message, value=value,
+                        threshold=threshold)
+
+
+def _families(experiments: Sequence[dict[str, Any]]) -> Iterator[Metric]:
+    samples = GaugeMetricFamily("mlops_experiment_samples",
+                                "Requests counted per arm of a running experiment.",
+                                labels=["tenant", "experiment", "variant"])
+    labels = ["tenant", "experiment", "metric", "variant"]
+    p_value = GaugeMetricFamily(
+        "mlops_experiment_p_value", "Always-valid p-value of variant vs control "
+        "(valid whenever read).", labels=labels)
+    lift = GaugeMetricFamily("mlops_experiment_lift",
+                             "Relative difference variant / control - 1.", labels=labels)
+    decision = GaugeMetricFamily(
+        "mlops_experiment_decision",
+        "1 variant better, -1 worse, 0 undecided (direction-aware per metric).",
+        labels=labels)
+    srm = GaugeMetricFamily("mlops_experiment_srm",
+                            "1 once the traffic split is shown not to match the weights.",
+                            labels=["tenant", "experiment"])
+    srm_p = GaugeMetricFamily("mlops_experiment_srm_p_value",
+                              "Always-valid p-value of the sample-ratio check.",
+                              labels=["tenant", "experiment"])
+    for e in experiments:
+        t, name = e["tenant"], e["experiment"]
+        for arm, n in e["samples"].items():
+            samples.add_metric([t, name, arm], n)
+        for metric, arm, p, d, lf in e["tests"]:
+            p_value.add_metric([t, name, metric, arm], p)
+            decision.add_metric([t, name, metric, arm], d)
+            if math.isfinite(lf):
+                lift.add_metric([t, name, metric, arm], lf)
+        if e["srm"] is not None:
+            srm.add_metric([t, name], float(e["srm"][0]))
+            srm_p.add_metric([t, name], e["srm"][1])
+    yield from (samples, p_value, lift, decision, srm, srm_p)

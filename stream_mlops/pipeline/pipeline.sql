@@ -3,9 +3,11 @@
 -- name: system_identifier
 SELECT system_identifier::text FROM pg_control_system();
 
+-- Columns of pipeline.repository.Checkpoint.
 -- name: get_checkpoint
-SELECT system_identifier, last_xid::text, last_id, events_total, quarantined_total,
-       date_part('epoch', updated_at), id_horizon, state_version
+SELECT system_identifier, last_xid::text AS last_xid, last_id, events_total,
+       quarantined_total, date_part('epoch', updated_at) AS updated_at, id_horizon,
+       state_version
 FROM mlops.consumer_checkpoints WHERE consumer = %(consumer)s;
 
 -- name: create_checkpoint
@@ -13,12 +15,13 @@ INSERT INTO mlops.consumer_checkpoints (consumer, system_identifier)
 VALUES (%(consumer)s, %(system_identifier)s)
 ON CONFLICT (consumer) DO NOTHING;
 
+-- Columns of pipeline.repository.SeriesRow.
 -- name: load_series
 SELECT tenant_id, function_name, model, variant, success_count, error_count,
        latency_sum_seconds, latency_buckets, prompt_tokens, completion_tokens, cached_tokens,
-       input_token_buckets, output_token_buckets, cost_pico_usd::text, unpriced_count,
-       confidence_count, confidence_sum, confidence_buckets,
-       coalesce(date_part('epoch', last_event_at), '-Infinity')
+       input_token_buckets, output_token_buckets, cost_pico_usd::text AS cost_pico,
+       unpriced_count, confidence_count, confidence_sum, confidence_buckets,
+       coalesce(date_part('epoch', last_event_at), '-Infinity') AS last_event_at
 FROM mlops.series_totals WHERE consumer = %(consumer)s
 ORDER BY tenant_id, function_name, model, variant;
 
@@ -26,7 +29,8 @@ ORDER BY tenant_id, function_name, model, variant;
 -- certainly finished, so a row whose transaction commits later (with a lower id or xid)
 -- is never skipped: it is simply not read until every older transaction has ended.
 -- The batch comes back as one row of arrays (column-wise, in cursor order: the aggregate
--- reads the LIMIT's ordered index scan), which costs far less than a Python tuple per row.
+-- reads the LIMIT's ordered index scan), which costs far less than a Python tuple per row;
+-- the columns are named like the fields of core.batch.RawBatch.
 -- name: fetch_batch
 WITH batch AS (
     SELECT xid, id, tenant_id, function_name, model, variant, created_at, latency_ms,
@@ -38,38 +42,45 @@ WITH batch AS (
     ORDER BY xid, id
     LIMIT %(limit)s
 )
-SELECT count(*),
-       array_agg(xid::text::bigint),
-       array_agg(id),
-       array_agg(tenant_id || chr(31) || function_name || chr(31) || model || chr(31) || variant),
-       array_agg(date_part('epoch', created_at)),
-       array_agg(latency_ms),
-       array_agg(prompt_tokens::bigint),
-       array_agg(completion_tokens::bigint),
-       array_agg(cached_tokens::bigint),
-       array_agg(coalesce((cost_usd * 1000000000000)::bigint, -1)),
-       array_agg(coalesce(confidence, -1)),
-       array_agg(status = 'error'),
-       array_agg(cache_write_tokens::bigint),
-       array_agg(cost_source = 'caller'),
-       array_agg(experiment_id::text),
-       array_agg(coalesce(query_length, -1)),
-       array_agg(error_type)
+SELECT count(*) AS rows,
+       array_agg(xid::text::bigint) AS xid,
+       array_agg(id) AS id,
+       array_agg(tenant_id || chr(31) || function_name || chr(31) || model || chr(31) || variant)
+           AS key,
+       array_agg(date_part('epoch', created_at)) AS created_at,
+       array_agg(latency_ms) AS latency_ms,
+       array_agg(prompt_tokens::bigint) AS prompt_tokens,
+       array_agg(completion_tokens::bigint) AS completion_tokens,
+       array_agg(cached_tokens::bigint) AS cached_tokens,
+       array_agg(coalesce((cost_usd * 1000000000000)::bigint, -1)) AS cost_pico,
+       array_agg(coalesce(confidence, -1)) AS confidence,
+       array_agg(status = 'error') AS is_error,
+       array_agg(cache_write_tokens::bigint) AS cache_write_tokens,
+       array_agg(cost_source = 'caller') AS caller_cost,
+       array_agg(experiment_id::text) AS experiment_id,
+       array_agg(coalesce(query_length, -1)) AS query_length,
+       array_agg(error_type) AS error_type
 FROM batch;
 
--- Where the last %(limit)s consumed rows begin: fetch_batch from this cursor with that many
--- rows returns exactly them (drift detectors learn their references from them at start-up).
--- name: recent_consumed_start
-WITH w AS (
-    SELECT xid, id FROM mlops.model_performance
-    WHERE (xid, id) <= (%(xid)s::text::xid8, %(id)s::bigint)
-    ORDER BY xid DESC, id DESC
-    LIMIT %(limit)s + 1
-)
-SELECT CASE WHEN count(*) > %(limit)s THEN min(xid)::text ELSE '0' END,
-       CASE WHEN count(*) > %(limit)s THEN (array_agg(id ORDER BY xid, id))[1] ELSE 0 END,
-       least(count(*), %(limit)s)
-FROM w;
+-- Rows already consumed (at or before the cursor), newest first: those created after
+-- %(since)s (unix seconds), at most %(limit)s (NULL: all). Restarts replay them into the
+-- monitors; a tuple per row is fine there. Columns named like core.batch.RawBatch's fields.
+-- name: consumed_rows
+SELECT xid::text::bigint AS xid, id,
+       tenant_id || chr(31) || function_name || chr(31) || model || chr(31) || variant AS key,
+       date_part('epoch', created_at) AS created_at, latency_ms,
+       prompt_tokens::bigint AS prompt_tokens, completion_tokens::bigint AS completion_tokens,
+       cached_tokens::bigint AS cached_tokens,
+       coalesce((cost_usd * 1000000000000)::bigint, -1) AS cost_pico,
+       coalesce(confidence, -1) AS confidence, status = 'error' AS is_error,
+       cache_write_tokens::bigint AS cache_write_tokens, cost_source = 'caller' AS caller_cost,
+       experiment_id::text AS experiment_id, coalesce(query_length, -1) AS query_length,
+       error_type
+FROM mlops.model_performance
+WHERE (xid, id) <= (%(cursor_xid)s::text::xid8, %(cursor_id)s::bigint)
+  AND created_at > to_timestamp(%(since)s)
+ORDER BY xid DESC, id DESC
+LIMIT %(limit)s;
 
 -- The oldest committed row the consumer has not taken yet (held back by the horizon or
 -- simply not reached): its age is the processor's lag.
@@ -87,10 +98,13 @@ SELECT coalesce(max(date_part('epoch', now() - xact_start)), 0)
 FROM pg_stat_activity
 WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid();
 
--- Everything a batch changes, in ONE statement (so it is atomic even in autocommit, and
--- costs one round trip): advance the cursor (compare-and-set: no row when someone else
--- moved it, and then nothing else is written), upsert the absolute totals of the series the
--- batch touched, quarantine bad rows.
+-- name: database_now
+SELECT date_part('epoch', now());
+
+-- What a batch changes in the pipeline's own tables, in one statement: advance the cursor
+-- (compare-and-set: no row when someone else moved it, and then nothing else is written),
+-- upsert the absolute totals of the series the batch touched, quarantine bad rows. The
+-- monitors' writes follow in the same transaction (Repository.persist).
 -- name: persist_batch
 WITH checkpoint AS (
     UPDATE mlops.consumer_checkpoints
@@ -158,15 +172,8 @@ WITH checkpoint AS (
     JOIN mlops.model_performance m ON m.id = r.id
     WHERE EXISTS (SELECT FROM checkpoint)
     ON CONFLICT (consumer, source_table, source_id) DO NOTHING
-), costs AS (
-    SELECT mlops.add_hourly_costs(%(c_tenant)s::text[], %(c_function)s::text[],
-        %(c_model)s::text[], %(c_hour)s::bigint[], %(c_requests)s::bigint[],
-        %(c_prompt)s::bigint[], %(c_completion)s::bigint[], %(c_cached)s::bigint[],
-        %(c_cost)s::numeric[]) AS n
-    WHERE EXISTS (SELECT FROM checkpoint)
 )
--- Referencing costs makes it run: a plain SELECT in a WITH runs only when used.
-SELECT at FROM checkpoint LEFT JOIN costs ON true;
+SELECT at FROM checkpoint;
 
 -- name: try_lock
 SELECT pg_try_advisory_lock(hashtextextended('stream_mlops.consumer:' || %(consumer)s, 0));
@@ -190,15 +197,3 @@ SET system_identifier = %(system_identifier)s,
     last_id = coalesce((SELECT max(id) FROM mlops.model_performance WHERE xid = '1'::xid8), 0),
     updated_at = now()
 WHERE consumer = %(consumer)s;
-
--- Rows already consumed whose event time is inside the alert window: replayed into the
--- windows at start-up, so a restart neither forgets a burst nor resolves it early.
--- name: recent_consumed
-SELECT array_agg(tenant_id || chr(31) || function_name || chr(31) || model || chr(31) || variant),
-       array_agg(date_part('epoch', created_at)),
-       array_agg(latency_ms),
-       array_agg(status = 'error'),
-       array_agg(coalesce(confidence, -1))
-FROM mlops.model_performance
-WHERE created_at > now() - make_interval(secs => %(seconds)s)
-  AND (xid, id) <= (%(xid)s::text::xid8, %(id)s::bigint);

@@ -7,18 +7,28 @@ Costs are integers of pico-dollars (1e-12 USD) so totals equal ``SUM(cost_usd)``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from stream_mlops.stats.rings import exact_grouped_sum
+
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
-SeriesKey = tuple[str, str, str, str]  # tenant_id, function_name, model, variant
 
-UNKNOWN_COST = -1  # sentinel for "model not in the price table"
-NO_CONFIDENCE = -1.0  # sentinel for "caller sent no confidence"
+# Histogram bucket advice of the OpenTelemetry GenAI semantic conventions.
+DURATION_BUCKETS_SECONDS: tuple[float, ...] = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)
+TOKEN_BUCKETS: tuple[float, ...] = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)
+CONFIDENCE_BUCKETS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+
+LATENCY_BOUNDS = np.array(DURATION_BUCKETS_SECONDS)
+TOKEN_BOUNDS = np.array(TOKEN_BUCKETS, dtype=np.float64)
+CONFIDENCE_BOUNDS = np.array(CONFIDENCE_BUCKETS)
 
 
 @dataclass(frozen=True)
@@ -31,8 +41,8 @@ class Columns:
     prompt_tokens: I64
     completion_tokens: I64
     cached_tokens: I64
-    cost_pico: I64  # UNKNOWN_COST when unpriced
-    confidence: F64  # NO_CONFIDENCE when absent
+    cost_pico: I64  # core.batch.UNKNOWN_COST when unpriced
+    confidence: F64  # core.batch.NO_CONFIDENCE when absent
     is_error: npt.NDArray[np.bool_]
 
     def __len__(self) -> int:
@@ -157,21 +167,13 @@ def aggregate(
     )
 
 
-def exact_grouped_sum(slot: I64, values: I64, n: int) -> list[int]:
-    # int64 is exact while the batch total cannot overflow; beyond that use Python ints.
-    if len(values) == 0 or int(values.max()) < (2**63 - 1) // max(len(values), 1):
-        return [int(v) for v in _grouped_sum_int(slot, values, n)]
-    sums = [0] * n
-    for s, v in zip(slot.tolist(), values.tolist(), strict=True):
-        sums[s] += v
-    return sums
-
-
 class SeriesTotals:
-    """Running totals for every series, column-wise, indexed by series number."""
+    """Running totals for every series, column-wise, indexed by series number (the
+    processor's :class:`~stream_mlops.core.series.SeriesIndex` names them)."""
 
-    def __init__(self, n_latency: int, n_tokens: int, n_confidence: int) -> None:
-        self.keys: list[SeriesKey] = []
+    def __init__(self, n_latency: int = len(LATENCY_BOUNDS) + 1,
+                 n_tokens: int = len(TOKEN_BOUNDS) + 1,
+                 n_confidence: int = len(CONFIDENCE_BOUNDS) + 1) -> None:
         self._shape = (n_latency, n_tokens, n_confidence)
         self.success = np.zeros(0, np.int64)
         self.error = np.zeros(0, np.int64)
@@ -196,19 +198,20 @@ class SeriesTotals:
     )
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.cost_pico)
 
-    def add_series(self, key: SeriesKey) -> int:
-        """Append a zeroed series and return its index."""
-        self.keys.append(key)
+    def grow(self, n: int) -> None:
+        """Zeroed totals for series up to ``n`` (new series of the index)."""
+        extra = n - len(self)
+        if extra <= 0:
+            return
         for name in self._ARRAYS:
             arr = getattr(self, name)
-            pad = np.zeros((1, *arr.shape[1:]), arr.dtype)
+            pad = np.zeros((extra, *arr.shape[1:]), arr.dtype)
             if name == "last_event_at":
                 pad[:] = -np.inf
             setattr(self, name, np.concatenate([arr, pad]))
-        self.cost_pico.append(0)
-        return len(self.keys) - 1
+        self.cost_pico += [0] * extra
 
     def apply(self, d: Delta) -> None:
         """Add a batch's delta (after it has been committed)."""
@@ -235,9 +238,8 @@ class SeriesTotals:
             },
         )
 
-    def load(self, keys: Sequence[SeriesKey], d: Delta) -> None:
+    def load(self, d: Delta) -> None:
         """Replace everything with persisted totals (``d.series`` must be 0..n-1)."""
-        self.keys = list(keys)
         for name in self._ARRAYS:
             setattr(self, name, np.array(getattr(d, name), copy=True))
         self.cost_pico = list(d.cost_pico)

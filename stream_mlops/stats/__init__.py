@@ -4,12 +4,12 @@ The statistics live in their features (pure: values and a clock in, decisions ou
 I/O); this module re-exports the factories most users want:
 
 * :func:`make_detector` — streaming drift detection for numeric, binary and categorical
-  metrics (``stream_mlops.drift.detectors``);
+  metrics (``stream_mlops.stats.drift``);
 * :func:`make_test` — always-valid sequential A/B tests of means and proportions
-  (``stream_mlops.experiments.sequential``), with :class:`SRMTest` for the traffic split.
+  (``stream_mlops.stats.sequential``), with :class:`SRMTest` for the traffic split.
 """
 
-from stream_mlops.drift.detectors import compare_windows, make_detector
-from stream_mlops.experiments.sequential import SRMTest, make_test
+from stream_mlops.stats.drift import compare_windows, make_detector
+from stream_mlops.stats.sequential import SRMTest, make_test
 
 __all__ = ["SRMTest", "compare_windows", "make_detector", "make_test"]

@@ -5,15 +5,21 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Sequence
 from decimal import Decimal
 
 import psycopg
 import pytest
 
+from stream_mlops.core.alerts import AlertKey, alert_change
+from stream_mlops.core.series import SeriesKey
+from stream_mlops.costs.monitor import CostTracker
 from stream_mlops.errors import CursorConflict
 from stream_mlops.pipeline.consumer import Consumer
 from stream_mlops.pipeline.health import Thresholds, readiness
-from stream_mlops.pipeline.processor import Processor
+from stream_mlops.pipeline.processor import Effects, Processor
+from stream_mlops.pipeline.repository import Repository
+from stream_mlops.pipeline.scheduler import JobHealth, Worker
 from stream_mlops.pipeline.status import PipelineStatus
 from tests.helpers import INSERT, db_totals, insert_requests, persisted_totals, request_row
 
@@ -47,7 +53,7 @@ def test_late_commit_with_lower_id_is_not_skipped(db_url: str) -> None:
         assert c.step() == 0
         assert c.status.events_total == 0
         time.sleep(1.2)
-        c.measure()
+        c.run_jobs(force=True)
         # ... and the hold-up is visible: horizon age and lag both grow.
         assert c.status.horizon_age_seconds >= 1.0
         assert c.status.lag_seconds >= 1.0
@@ -115,14 +121,15 @@ def test_connection_lost_around_commit_neither_loses_nor_double_counts(
     before the process heard back: either way a restart ends with exact totals."""
     insert_requests(db_url, 0, 400, per_tx=100)
     c = make_consumer(db_url, batch_size=250)
-    original = c._persist
+    assert c.repo is not None
+    original = c.repo.persist
 
-    def lost(conn: psycopg.Connection[tuple[object, ...]], e: object) -> float:
+    def lost(e: Effects, keys: Sequence[SeriesKey], version: int) -> float:
         if committed:
-            original(conn, e)  # type: ignore[arg-type]
+            original(e, keys, version)
         raise psycopg.OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(c, "_persist", lost)
+    monkeypatch.setattr(c.repo, "persist", lost)
     with pytest.raises(psycopg.OperationalError):
         c.step()
     assert c.status.events_total == 0  # nothing moved in memory either way
@@ -143,36 +150,53 @@ def test_connection_lost_while_loading_leaves_the_previous_state_whole(
     c = make_consumer(db_url)
     drain(c)
     before = memory_totals(c)
-    windows = c.processor.costs.window_usd(time.time())[1]["7d"].sum()
+    windows = cost_windows(c)
     assert windows > 0
     c.close()
 
-    def cut(conn: psycopg.Connection[tuple[object, ...]], p: Processor) -> None:
-        conn.close()
+    def cut(self: CostTracker, store: Repository) -> None:
+        store.conn.close()
         raise psycopg.OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(c, "_load_costs", cut)  # after the totals are read
+    monkeypatch.setattr(CostTracker, "restore", cut)  # after the totals are read
     with pytest.raises(psycopg.OperationalError):
         c.open()
     assert memory_totals(c) == before
-    assert c.processor.costs.window_usd(time.time())[1]["7d"].sum() == windows
+    assert cost_windows(c) == windows
     monkeypatch.undo()
     c.close()
     assert c.open()
     assert memory_totals(c) == before == db_totals(db_url)
-    assert c.processor.costs.window_usd(time.time())[1]["7d"].sum() == windows
+    assert cost_windows(c) == windows
     c.close()
 
 
-def test_drift_results_of_the_previous_state_are_dropped_on_reload(db_url: str) -> None:
-    insert_requests(db_url, 0, 100, per_tx=100)
+def cost_windows(c: Consumer) -> float:
+    return float(c.processor.monitor(CostTracker).window_usd(time.time())[1]["7d"].sum())
+
+
+@pytest.mark.parametrize("reloaded", [False, True])
+def test_background_results_of_a_replaced_state_are_dropped(db_url: str,
+                                                            reloaded: bool) -> None:
+    """What a worker computed before a reload belongs to the state the reload replaced:
+    its alert changes are never written (the new state knows nothing of them)."""
     c = make_consumer(db_url)
-    drain(c)
-    c.background_drift = True
-    c.drift_results.put(c.run_drift())  # what the worker computed before the reconnect
-    c.close()
-    assert c.open()
-    assert c.drift_results.empty()
+    generation, job = c._current("drift")
+    assert job is not None
+    worker = Worker("drift", 10.0, lambda: c._current("drift"), threading.Event(),
+                    JobHealth("drift"))
+    c.scheduler.workers["drift"] = worker
+    c.background = True
+    fire = alert_change("fire", AlertKey("default", "drift:f:latency"), "drift", rule="drift")
+    worker.results.put((generation, ([], [fire])))
+    if reloaded:
+        c.close()
+        assert c.open()
+    c.run_jobs()
+    assert worker.results.empty()
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT count(*) FROM mlops.alerts").fetchone()
+    assert row is not None and row[0] == (0 if reloaded else 1)
     c.close()
 
 
@@ -270,7 +294,7 @@ def test_hourly_costs_and_windows_reconcile_exactly_and_survive_a_restart(db_url
     c.close()
     again = make_consumer(db_url)  # windows rebuilt from the roll-ups and the last hour
     now = time.time()
-    keys, usd = again.processor.costs.window_usd(now)
+    keys, usd = again.processor.monitor(CostTracker).window_usd(now)
     with psycopg.connect(db_url) as conn:
         for window, start in (("1h", "date_trunc('minute', to_timestamp(%s))"
                                      " - interval '59 minutes'"),

@@ -11,6 +11,7 @@ import psycopg
 
 from stream_mlops.client import RequestLogger
 from stream_mlops.dev.simulator import Scenario, Traffic
+from stream_mlops.drift.monitor import DriftMonitor
 from stream_mlops.drift.report import DataDriftDetector
 from stream_mlops.pipeline.consumer import Consumer
 from tests.integration.test_cli import assert_one_line_error, cli
@@ -26,8 +27,7 @@ def _send(url: str, traffic: Traffic, n: int, elapsed: float,
 
 
 def _tick(c: Consumer) -> None:
-    assert c.conn is not None
-    c.measure()
+    c.run_jobs(force=True)
 
 
 def test_input_drift_is_confirmed_stored_and_alerted(db_url: str) -> None:
@@ -57,7 +57,7 @@ def test_input_drift_is_confirmed_stored_and_alerted(db_url: str) -> None:
     assert "median " in message and " -> " in message and "ks p = " in message
     assert "effect size" in message
     assert {t for _, t in evidence} == {"ks", "mann_whitney", "anderson_darling"}
-    gauges = {(g[1], g[2]): g for g in c.processor.drift.gauges()}
+    gauges = {(g[1], g[2]): g for g in c.processor.monitor(DriftMonitor).gauges()}
     assert gauges[("summarize", "query_length")][3] is True  # mlops_drift_detected
     assert gauges[("summarize", "query_length")][5] == 1  # one confirmed drift
     c.close()
@@ -110,8 +110,8 @@ def test_pinned_and_relearned_references_from_the_cli(db_url: str) -> None:
     assert out.returncode == 0 and "a new reference is learned" in out.stdout, out
     c.close()
     c = make_consumer(db_url)  # every consumed row predates the request: none is learnt
-    f = c.processor.drift.keys.index(("tenant-0", "summarize"))
-    learnt = c.processor.drift.series[f].detectors.get("latency")
+    f = c.processor.monitor(DriftMonitor).index.function_keys.index(("tenant-0", "summarize"))
+    learnt = c.processor.monitor(DriftMonitor).series[f].detectors.get("latency")
     assert learnt is None or learnt.warming_up
     _tick(c)
     state, message = _drift_alerts(db_url)[("summarize", "query_length")]
@@ -120,7 +120,7 @@ def test_pinned_and_relearned_references_from_the_cli(db_url: str) -> None:
     _send(db_url, traffic, 6_000, elapsed=200)  # the new level, after the request
     drain(c)
     _tick(c)
-    assert not c.processor.drift.series[f].detectors["latency"].warming_up
+    assert not c.processor.monitor(DriftMonitor).series[f].detectors["latency"].warming_up
     assert _drift_alerts(db_url)[("summarize", "query_length")][0] == "resolved"
     c.close()
 
@@ -135,9 +135,9 @@ def test_steady_traffic_raises_no_drift_alert_and_restart_keeps_references(
         _tick(c)
     c.close()
     c = make_consumer(db_url)  # references re-learnt from the last consumed rows
-    states = {(g[1], g[2]) for g in c.processor.drift.gauges()}
+    states = {(g[1], g[2]) for g in c.processor.monitor(DriftMonitor).gauges()}
     assert ("summarize", "latency") in states
-    det = c.processor.drift.series[0].detectors["latency"]
+    det = c.processor.monitor(DriftMonitor).series[0].detectors["latency"]
     assert not det.warming_up
     _send(db_url, traffic, 4_000, elapsed=0)
     drain(c)

@@ -12,6 +12,7 @@ from stream_mlops.client import RequestLogger
 from stream_mlops.dev.simulator import ExperimentArms, Scenario, Traffic
 from stream_mlops.experiments import store as experiments
 from stream_mlops.experiments.config import ExperimentError, ExperimentSpec, Variant
+from stream_mlops.experiments.monitor import ExperimentTracker
 from stream_mlops.pipeline.consumer import Consumer
 from tests.helpers import ProcessorProcess, metric_sum, scrape, wait_for
 from tests.integration.test_cli import assert_one_line_error, cli
@@ -34,10 +35,8 @@ def _arms(url: str, name: str) -> ExperimentArms:
 
 
 def _refresh(c: Consumer) -> None:
-    """What measure() does every few seconds: follow experiments, write their results."""
-    assert c.conn is not None
-    c.sync_experiments(c.conn, c.processor)
-    c.write_experiments(c.conn)
+    """What the experiments job does every few seconds: follow, write results."""
+    c.run_jobs("experiments")
 
 
 def _variant_counts(url: str, eid: str) -> dict[str, int]:
@@ -160,7 +159,7 @@ def test_an_experiment_written_around_the_checks_is_skipped_not_fatal(db_url: st
             experiments.set_status(conn, name, "running")
     c = make_consumer(db_url)
     assert c.status.monitor_errors_total == 1
-    assert [e.name for e in c.processor.experiments.live.values()] == ["fine"]
+    assert [e.name for e in c.processor.monitor(ExperimentTracker).live.values()] == ["fine"]
     _send(db_url, Traffic(seed=3, experiment=_arms(db_url, "fine")), 500)
     assert drain(c) == 500
     _refresh(c)

@@ -13,6 +13,7 @@ import psycopg
 
 from stream_mlops.client.logger import COLUMNS, request_row
 from stream_mlops.client.usage import usage_from
+from stream_mlops.costs.monitor import CostTracker
 from stream_mlops.costs.price_store import import_prices, load_price_map, price_book, recompute
 from tests.integration.test_cli import assert_one_line_error, cli
 from tests.integration.test_consumer import drain, make_consumer, memory_totals
@@ -162,9 +163,9 @@ def test_caller_cost_off_the_price_table_is_counted_and_alerted(db_url: str) -> 
             (json.dumps([dict(zip(COLUMNS, _jsonable(r), strict=True)) for r in rows]),))
     c = make_consumer(db_url)
     assert drain(c) == 12
-    tracker = c.processor.costs
+    tracker = c.processor.monitor(CostTracker)
     assert tracker.mismatch[("default", "gpt-4o")][:2] == [8, 12]
-    c.measure()  # evaluates the rules and writes alert changes
+    c.run_jobs("rules")  # evaluates the rules and writes alert changes
     with psycopg.connect(db_url) as conn:
         alerts = conn.execute("SELECT fingerprint, message FROM mlops.alerts"
                               " WHERE fingerprint LIKE 'cost:mismatch:%'").fetchall()
@@ -175,7 +176,7 @@ def test_caller_cost_off_the_price_table_is_counted_and_alerted(db_url: str) -> 
     assert "$0.006500 per request sent against $0.003500" in message
     c.close()
     c = make_consumer(db_url)  # a restart neither re-pages nor resolves the episode
-    c.measure()
+    c.run_jobs("rules")
     with psycopg.connect(db_url) as conn:
         states = conn.execute("SELECT state FROM mlops.alerts"
                               " WHERE fingerprint = 'cost:mismatch:gpt-4o'").fetchall()

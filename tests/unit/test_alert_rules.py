@@ -9,8 +9,10 @@ import pytest
 
 from stream_mlops.alerts import rules as alerts
 from stream_mlops.alerts.rules import AlertThresholds, Lifecycle, Verdict, Windows, evaluate
+from stream_mlops.core.alerts import AlertKey
 
 TH = [AlertThresholds()]
+FP = AlertKey("t", "performance:error_rate:f")
 
 
 def window_of(errors: np.ndarray, latency_s: np.ndarray, confidence: np.ndarray,
@@ -72,20 +74,20 @@ def test_lifecycle_fires_once_updates_sparingly_and_resolves() -> None:
     fire = Verdict(0, "error_rate", True, "warning", 0.2, 0.18, 0.05, 1000, "m")
     clear = Verdict(0, "error_rate", False, "warning", 0.03, 0.02, 0.05, 1000, "m")
     unsure = Verdict(0, "error_rate", None, "warning", 0.06, 0.04, 0.05, 1000, "m")
-    t = life.step("fp", fire, 0)
+    t = life.step(FP, fire, 0)
     assert t is not None and (t.action, t.notify) == ("fire", "firing")
-    assert life.step("fp", fire, 5) is None  # nothing new within update_every
-    t = life.step("fp", fire, 11)
+    assert life.step(FP, fire, 5) is None  # nothing new within update_every
+    t = life.step(FP, fire, 11)
     assert t is not None and (t.action, t.notify) == ("update", None)
     crit = Verdict(0, "error_rate", True, "critical", 0.4, 0.35, 0.05, 1000, "m")
-    t = life.step("fp", crit, 12)
+    t = life.step(FP, crit, 12)
     assert t is not None and t.notify == "escalated"
-    assert life.step("fp", unsure, 13) is None  # hovering: no flapping
-    t = life.step("fp", fire, 700)
+    assert life.step(FP, unsure, 13) is None  # hovering: no flapping
+    t = life.step(FP, fire, 700)
     assert t is not None and t.notify == "still firing"  # reminder after the cool-down
-    t = life.step("fp", clear, 701)
+    t = life.step(FP, clear, 701)
     assert t is not None and (t.action, t.notify) == ("resolve", "resolved")
-    assert life.step("fp", clear, 702) is None
+    assert life.step(FP, clear, 702) is None
 
 
 def test_windows_validate_their_shape() -> None:
@@ -97,11 +99,12 @@ def test_a_series_without_rows_in_the_window_reads_as_empty() -> None:
     """A series the processor knows before any of its rows reach the alert windows (one
     seen only in the cost roll-ups at start-up) must not break the evaluation of all."""
     from stream_mlops.alerts.performance import PerformanceAlerts
+    from stream_mlops.core.batch import batch_of
 
     a = PerformanceAlerts(AlertThresholds())
     keys = [("t", "f", "m", "control"), ("t", "g", "m", "control")]
-    a.observe(keys, np.zeros(200, np.int64), created_at=np.full(200, 1000.0),
-              latency_ms=np.full(200, 5.0), is_error=np.ones(200, bool),
-              confidence=np.full(200, 0.9))
-    changes = a.evaluate(1001.0)
+    seen = a.observe(batch_of(a.index, keys, np.zeros(200, np.int64),
+                              created_at=np.full(200, 1000.0), latency_ms=np.full(200, 5.0),
+                              is_error=np.ones(200, bool), confidence=np.full(200, 0.9)))
+    changes = seen.alerts + a.evaluate(1001.0)
     assert [(c.function_name, c.rule) for c in changes] == [("f", "error_rate")]

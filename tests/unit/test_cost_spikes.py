@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from benchmarks.costs import KEYS, feed, minute_rows
+from stream_mlops.core.batch import batch_of
 from stream_mlops.costs import pricing
 from stream_mlops.costs.monitor import CostTracker
 from stream_mlops.costs.pricing import Price, PriceBook, PriceMapError, changed, parse_price_map
@@ -68,9 +69,8 @@ def test_the_spend_gate_keeps_small_functions_quiet() -> None:
     for m in range(at, at + 30):  # `tiny` (peak $0.40/hour) up 30x: still cents
         series, t, cost = minute_rows(rng, m, {"tiny": 30.0})
         tiny = series == 0
-        zeros = np.zeros(int(tiny.sum()), np.int64)
-        tracker.observe(KEYS, series[tiny], created_at=t[tiny], cost_pico=cost[tiny] // 100,
-                        prompt=zeros, completion=zeros, cached=zeros)
+        tracker.observe(batch_of(tracker.index, KEYS, series[tiny], created_at=t[tiny],
+                                 cost_pico=cost[tiny] // 100))
         assert _fired(tracker, m * 60.0 + 59.0, "cost_spike") == []
 
 
@@ -82,17 +82,15 @@ def test_cost_per_request_jump_names_the_pricier_model() -> None:
     t0 = START * 60.0
     for h in range(48):  # two days of 600 requests an hour on the cheap model
         t = t0 + h * 3600 + np.sort(rng.random(600)) * 3600
-        zeros = np.zeros(600, np.int64)
-        tracker.observe(keys, zeros, created_at=t, cost_pico=np.full(600, cheap),
-                        prompt=zeros, completion=zeros, cached=zeros)
+        tracker.observe(batch_of(tracker.index, keys, np.zeros(600, np.int64), created_at=t,
+                                 cost_pico=np.full(600, cheap)))
     now = t0 + 48 * 3600
     assert _fired(tracker, now, "cost_per_request") == []
     # Then 90 % of the traffic moves to gpt-4o, at 2,000 requests an hour ($5.4/hour).
     t = now + np.sort(rng.random(500)) * 900
     series = (rng.random(500) < 0.9).astype(np.int64)
-    zeros = np.zeros(500, np.int64)
-    tracker.observe(keys, series, created_at=t, cost_pico=np.where(series == 1, dear, cheap),
-                    prompt=zeros, completion=zeros, cached=zeros)
+    tracker.observe(batch_of(tracker.index, keys, series, created_at=t,
+                             cost_pico=np.where(series == 1, dear, cheap)))
     (message,) = _fired(tracker, now + 900, "cost_per_request")
     assert "7-day median of $0.000200" in message
     assert "gpt-4o now makes" in message and "(was 0%)" in message
@@ -108,9 +106,9 @@ def test_caller_costs_checked_against_the_price_in_force() -> None:
     prompt, completion = np.full(n, 1000), np.full(n, 100)
     # Every caller uses the old price: right before the change, stale after it.
     cost = np.full(n, (1000 * 1 + 100 * 2) * 10**6)
-    zeros = np.zeros(n, np.int64)
-    tracker.observe(keys, zeros, created_at=t, cost_pico=cost, prompt=prompt,
-                    completion=completion, cached=zeros, caller_cost=np.ones(n, np.bool_))
+    tracker.observe(batch_of(tracker.index, keys, np.zeros(n, np.int64), created_at=t,
+                             cost_pico=cost, prompt_tokens=prompt,
+                             completion_tokens=completion, caller_cost=np.ones(n, np.bool_)))
     mismatched, checked, sent, table = tracker.mismatch[("t", "m")][:4]
     assert (mismatched, checked) == (5, 10)
     assert (sent, table) == (5 * 1.2e9, 5 * 2.4e9)

@@ -9,9 +9,13 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from stream_mlops.costs import windows as costs
+from stream_mlops.core.alerts import AlertKey
+from stream_mlops.core.batch import batch_of
+from stream_mlops.core.rows import ThresholdRow
+from stream_mlops.costs import rules as costs
 from stream_mlops.costs.monitor import CostTracker
-from stream_mlops.costs.windows import CostWindows, period_bounds, read_budget
+from stream_mlops.costs.rules import period_bounds, read_budget, window_sums
+from stream_mlops.stats.rings import RingSums
 
 UTC = ZoneInfo("UTC")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -52,11 +56,11 @@ def test_windows_equal_naive_sums_exactly() -> None:
     t = now - rng.uniform(0, 40 * 86400, 20000)
     c = rng.integers(0, 10**9, 20000)
     g = rng.integers(0, 3, 20000)
-    w = CostWindows()
+    w = RingSums()
     order = np.argsort(t)  # arrive in time order, in batches
     for chunk in np.array_split(order, 40):
         w.add(g[chunk], t[chunk], c[chunk])
-    got = w.window_sums(now, UTC)
+    got = window_sums(w, now, UTC)
     minute, hour = now // 60 * 60, now // 3600 * 3600
     for k in range(3):
         m = g == k
@@ -79,9 +83,9 @@ def test_forecast_of_a_linear_burn() -> None:
 
 def tracker_with(spend_usd: float, at: float, **kw: object) -> CostTracker:
     t = CostTracker(budgets={"day": 10.0, "week": 1e9, "month": 1e9}, **kw)  # type: ignore[arg-type]
-    t.observe([("acme", "summarize", "gpt-4o", "control")], np.array([0]),
-              created_at=np.array([at]), cost_pico=np.array([int(spend_usd * 1e12)]),
-              prompt=np.array([1]), completion=np.array([1]), cached=np.array([0]))
+    t.observe(batch_of(t.index, [("acme", "summarize", "gpt-4o", "control")], np.array([0]),
+                       created_at=np.array([at]), cost_pico=np.array([int(spend_usd * 1e12)]),
+                       prompt_tokens=np.array([1]), completion_tokens=np.array([1])))
     return t
 
 
@@ -96,9 +100,9 @@ def test_early_warnings_fire_once_each_and_resolve_with_the_day() -> None:
     assert "At this rate the daily budget of $10.00 is reached on Nov 26 at 13:21 UTC" in \
         forecast.message
     assert t.evaluate(morning + 120) == []  # once per period
-    t.observe([("acme", "summarize", "gpt-4o", "control")], np.array([0]),
-              created_at=np.array([morning + 180]), cost_pico=np.array([3 * 10**12]),
-              prompt=np.array([1]), completion=np.array([1]), cached=np.array([0]))
+    t.observe(batch_of(t.index, [("acme", "summarize", "gpt-4o", "control")], np.array([0]),
+                       created_at=np.array([morning + 180]), cost_pico=np.array([3 * 10**12]),
+                       prompt_tokens=np.array([1]), completion_tokens=np.array([1])))
     second = t.evaluate(morning + 240)  # 90 %: the 80 % level fires and supersedes 50 %
     assert [(c.action, c.fingerprint, c.notify) for c in second] == [
         ("fire", "cost:*:day:2026-11-26:budget:80", "firing"),
@@ -116,14 +120,14 @@ def test_a_jump_past_every_level_pages_once_also_after_a_restart() -> None:
         ("cost:*:day:2026-11-26:budget:100", "critical")]
     assert fired[0].title == "Daily budget 100% used (tenant acme)"
     again = tracker_with(12.0, at)  # a restart: the open episode comes back from the table
-    again.restore_open(["acme\x1fcost:*:day:2026-11-26:budget:100"], at + 90)
+    again.restore_open([AlertKey("acme", "cost:*:day:2026-11-26:budget:100")], at + 90)
     assert again.evaluate(at + 120) == []
 
 
 def test_per_function_budget_override() -> None:
     at = ts(2026, 11, 26, 20)
     t = tracker_with(3.0, at)
-    t.set_overrides([("acme", "summarize", "daily_budget_usd", 2.0)])
+    t.set_overrides([ThresholdRow("acme", "summarize", "daily_budget_usd", 2.0)])
     fps = sorted(c.fingerprint for c in t.evaluate(at + 60))
     assert "cost:summarize:day:2026-11-26:budget:100" in fps  # $3 of its own $2
     assert "cost:*:day:2026-11-26:budget:50" not in fps  # 30 % of the tenant's $10
@@ -133,9 +137,9 @@ def test_an_unpriced_model_is_named_once_and_resolves_after_a_quiet_day() -> Non
     at = ts(2026, 11, 26, 9)
     t = CostTracker()
     for k in range(3):
-        t.observe([("acme", "f", "my-finetune", "control")], np.array([0]),
-                  created_at=np.array([at + k]), cost_pico=np.array([-1]),
-                  prompt=np.array([5]), completion=np.array([1]), cached=np.array([0]))
+        t.observe(batch_of(t.index, [("acme", "f", "my-finetune", "control")], np.array([0]),
+                           created_at=np.array([at + k]), cost_pico=np.array([-1]),
+                           prompt_tokens=np.array([5]), completion_tokens=np.array([1])))
     fired = t.evaluate(at + 10)
     assert [c.fingerprint for c in fired] == ["cost:unpriced:my-finetune"]
     assert fired[0].message.startswith("3 request(s) to my-finetune since Nov 26 09:00 UTC")
@@ -147,5 +151,5 @@ def test_an_unpriced_model_is_named_once_and_resolves_after_a_quiet_day() -> Non
 
 def test_open_unpriced_alert_survives_a_restart() -> None:
     t = CostTracker()
-    t.restore_open(["acme\x1fcost:unpriced:x"], now=1000.0)
+    t.restore_open([AlertKey("acme", "cost:unpriced:x")], now=1000.0)
     assert t.evaluate(1060.0) == []  # still within its quiet day: neither re-fired nor closed

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stream_mlops.drift import detectors as drift
-from stream_mlops.drift.detectors import (
+from stream_mlops.stats import drift
+from stream_mlops.stats.drift import (
     BinaryDriftDetector,
     CategoricalDriftDetector,
     NumericDriftDetector,

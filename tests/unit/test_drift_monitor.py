@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stream_mlops.alerts.performance import AlertChange
-from stream_mlops.drift.monitor import DriftMonitor, DriftRows
+from stream_mlops.core.alerts import AlertChange, AlertKey
+from stream_mlops.drift.monitor import DriftMonitor, DriftRows, ReferenceRow
 
 KEYS = [("t", "fn")]
 T0 = 1_800_000_000.0
@@ -26,11 +26,17 @@ def rows(latency: np.ndarray[Any, Any], start: float) -> DriftRows:
         error_type=[None] * n, model=np.zeros(n, np.int64))
 
 
+def monitor() -> DriftMonitor:
+    m = DriftMonitor()
+    m.index.function_id(*KEYS[0])
+    return m
+
+
 def feed(m: DriftMonitor, latency: np.ndarray[Any, Any], start: float,
          now: float) -> list[AlertChange]:
-    m.observe(rows(latency, start))
-    m.flush(KEYS)
-    return m.evaluate(now)[1]
+    m.buffer(rows(latency, start))
+    m.flush()
+    return m.test(now)[1]
 
 
 def latency_changes(changes: list[AlertChange]) -> list[tuple[str, str]]:
@@ -41,9 +47,9 @@ def shifted_run(pinned: bool) -> tuple[DriftMonitor, list[list[tuple[str, str]]]
     """3,000 rows at the old level, then 3,000 at twice the latency, then an hour later
     3,000 more at the new level, then another hour of it."""
     rng = np.random.default_rng(7)
-    m = DriftMonitor()
+    m = monitor()
     if pinned:
-        m.set_controls([("t", "fn", "latency", True, None)])
+        m.set_controls([ReferenceRow("t", "fn", "latency", True, None)])
     base = rng.lognormal(5.0, 0.5, 3000)
     out = [latency_changes(feed(m, base, T0, T0 + 3000))]
     for k in range(1, 4):
@@ -69,7 +75,7 @@ def test_pinned_reference_keeps_the_alert_open_while_the_drift_lasts() -> None:
     (action, message), = steps[1]
     assert action == "fire" and "The reference is pinned" in message
     assert steps[2] == steps[3] == []  # confirmed again every time: still open
-    assert "t\x1fdrift:fn:latency" in m.open
+    assert AlertKey("t", "drift:fn:latency") in m.episodes.open
     assert m.series[0].drifts["latency"] >= 3
 
 
@@ -79,7 +85,8 @@ def test_relearn_resolves_and_learns_only_from_later_rows() -> None:
     rng = np.random.default_rng(11)
     at = T0 + 10 * HOUR
     before, after = 2 * rng.lognormal(5.0, 0.5, 500), 2 * rng.lognormal(5.0, 0.5, 1500)
-    m.set_controls([("t", "fn", "latency", True, None), ("t", "fn", "*", False, at)])
+    m.set_controls([ReferenceRow("t", "fn", "latency", True, None),
+                    ReferenceRow("t", "fn", "*", False, at)])
     changes = latency_changes(feed(m, np.concatenate([before, after]), at - 500, at + 1500))
     assert len(changes) == 1 and changes[0][0] == "resolve"
     assert "relearned from the requests after 2027-01-15 " in changes[0][1]
@@ -100,9 +107,9 @@ def test_relearn_resolves_and_learns_only_from_later_rows() -> None:
 def test_control_combines_the_metric_and_the_function_wide_decision(
         own: tuple[bool, float | None] | None, every: tuple[bool, float | None] | None,
         want: tuple[bool, float | None]) -> None:
-    m = DriftMonitor()
-    m.set_controls([("t", "fn", metric, *c) for metric, c in (("latency", own), ("*", every))
-                    if c is not None])
+    m = monitor()
+    m.set_controls([ReferenceRow("t", "fn", metric, *c)
+                    for metric, c in (("latency", own), ("*", every)) if c is not None])
     c = m.control("t", "fn", "latency")
     assert (c.pinned, c.relearn_from) == want
     assert m.control("t", "other", "latency").pinned is False

@@ -4,7 +4,6 @@ made, and a running one written around those checks is skipped, not fatal."""
 from __future__ import annotations
 
 import doctest
-from typing import Any
 
 import pytest
 
@@ -15,7 +14,7 @@ from stream_mlops.experiments.config import (
     Variant,
     parse_variants,
 )
-from stream_mlops.experiments.monitor import ExperimentTracker
+from stream_mlops.experiments.monitor import ExperimentTracker, LiveExperimentRow
 from stream_mlops.stats import SRMTest
 
 
@@ -46,11 +45,11 @@ def test_variant_names_and_weights_are_trimmed() -> None:
         ("a", 1.0), ("b", 3.0)]
 
 
-def row(eid: str, weights: tuple[float, float]) -> tuple[Any, ...]:
-    return (eid, "t0", f"name-{eid}", "f", "running",
-            [{"name": "control", "weight": weights[0]},
-             {"name": "treatment", "weight": weights[1]}],
-            "error_rate", [], 0.05, None, 100, False, {})
+def row(eid: str, weights: tuple[float, float]) -> LiveExperimentRow:
+    return LiveExperimentRow(eid, "t0", f"name-{eid}", "f", "running",
+                             [{"name": "control", "weight": weights[0]},
+                              {"name": "treatment", "weight": weights[1]}],
+                             "error_rate", [], 0.05, None, 100, False, {})
 
 
 def test_an_unusable_running_experiment_is_skipped_and_reported_once() -> None:

@@ -7,7 +7,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stream_mlops.pipeline.processor import OTHER, LabelFolder, Processor, RawBatch
+from stream_mlops.core.batch import RawBatch
+from stream_mlops.core.series import OTHER, LabelFolder
+from stream_mlops.pipeline.processor import Processor
 
 NOW = 1_800_000_000.0
 
@@ -82,7 +84,7 @@ def test_label_folder_bounds_each_label() -> None:
 def test_folded_series_share_one_index() -> None:
     p = proc()
     p.commit(p.prepare(batch(*(row(i, function=f"fn{i}") for i in range(10)))))
-    assert [k[1] for k in p.totals.keys] == ["fn0", "fn1", "fn2", OTHER]
+    assert [k[1] for k in p.index.keys] == ["fn0", "fn1", "fn2", OTHER]
     assert p.totals.success.tolist() == [1, 1, 1, 7]
 
 
@@ -90,11 +92,11 @@ def test_load_restores_known_labels() -> None:
     p = proc()
     p.commit(p.prepare(batch(*(row(i, function=f"fn{i}") for i in range(3)))))
     q = proc()
-    keys = list(p.totals.keys)
+    keys = list(p.index.keys)
     from stream_mlops.pipeline.totals import Delta
     snap = Delta(series=np.arange(len(keys)), cost_pico=list(p.totals.cost_pico),
                  **{n: getattr(p.totals, n) for n in p.totals._ARRAYS})
     q.load(keys, snap)
     q.commit(q.prepare(batch(row(9, function="fn1"), row(10, function="new"))))
     assert q.totals.success.tolist() == [1, 2, 1, 1]
-    assert q.totals.keys[-1][1] == OTHER
+    assert q.index.keys[-1][1] == OTHER

@@ -13,8 +13,8 @@ import numpy.typing as npt
 import pytest
 from scipy import stats
 
-from stream_mlops.experiments import sequential
-from stream_mlops.experiments.sequential import (
+from stream_mlops.stats import sequential
+from stream_mlops.stats.sequential import (
     SequentialTest,
     SRMTest,
     log_evidence,

@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 
 from stream_mlops.pipeline import totals
-from stream_mlops.pipeline.processor import CONFIDENCE_BOUNDS, LATENCY_BOUNDS, TOKEN_BOUNDS
-from stream_mlops.pipeline.totals import Columns, SeriesTotals, aggregate
+from stream_mlops.pipeline.totals import (
+    CONFIDENCE_BOUNDS,
+    LATENCY_BOUNDS,
+    TOKEN_BOUNDS,
+    Columns,
+    SeriesTotals,
+    aggregate,
+)
 
 
 def random_columns(rng: np.random.Generator, n: int, n_series: int) -> Columns:
@@ -89,9 +95,8 @@ def test_huge_costs_are_summed_exactly_without_overflow() -> None:
 
 def test_apply_equals_after_and_accumulates_across_batches() -> None:
     rng = np.random.default_rng(5)
-    t = SeriesTotals(len(LATENCY_BOUNDS) + 1, len(TOKEN_BOUNDS) + 1, len(CONFIDENCE_BOUNDS) + 1)
-    for i in range(5):
-        t.add_series(("t", f"f{i}", "m", "v"))
+    t = SeriesTotals()
+    t.grow(5)
     a, b = random_columns(rng, 500, 5), random_columns(rng, 700, 5)
     for cols in (a, b):
         d = aggregate(cols, LATENCY_BOUNDS, TOKEN_BOUNDS, CONFIDENCE_BOUNDS)

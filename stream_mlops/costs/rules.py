@@ -1,10 +1,10 @@
-"""Cost windows and budgets (pure: values and a clock in, numbers and decisions out).
+"""Cost windows, budgets and spend spikes (pure: values and a clock in, numbers and
+decisions out).
 
-Costs are integers of pico-dollars, so every window equals ``SUM(cost_usd)`` over the
-same range exactly. Each group (tenant, function, model) keeps one ring of minute sums
-for the last hour and one of hour sums for the last 35 days (the same hours that
-``mlops.cost_tracking`` holds, from which the ring is reloaded after a restart); the
-rings share their clock, so memory is ``groups x (61 + 840)`` integers.
+Costs are integers of pico-dollars in :class:`~stream_mlops.stats.rings.RingSums` (a ring
+of minute sums for the last hour and one of hour sums for the last 35 days per group, the
+same hours that ``mlops.cost_tracking`` holds), so every window equals ``SUM(cost_usd)``
+over the same range exactly.
 
 Windows: ``1h`` is rolling by minutes (from the start of the minute 59 minutes before the
 current one), ``24h`` and ``7d`` rolling by hours (from the start of the hour 23, resp.
@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
+
+from stream_mlops.stats.rings import RingSums, live_sum
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -62,90 +64,27 @@ def period_bounds(period: str, now: float, tz: ZoneInfo) -> tuple[float, float]:
     return start.timestamp(), nxt.timestamp()
 
 
-class CostWindows:
-    """Exact per-group cost sums over rolling and calendar windows.
+def window_sums(rings: RingSums, now: float, tz: ZoneInfo) -> dict[str, I64]:
+    """Pico-dollars per group for every window in :data:`WINDOWS`.
 
     Examples
     --------
-    >>> w = CostWindows()
+    >>> w = RingSums()
     >>> w.add(np.array([0, 0, 1]), np.array([3600.0 * 100, 3600.0 * 100 + 61, 3600.0 * 90]),
     ...       np.array([5, 7, 11]))
-    >>> w.window_sums(3600.0 * 100 + 120, ZoneInfo("UTC"))["1h"].tolist()
+    >>> window_sums(w, 3600.0 * 100 + 120, ZoneInfo("UTC"))["1h"].tolist()
     [12, 0]
     """
-
-    MINUTES = 61
-    HOURS = 35 * 24
-
-    def __init__(self) -> None:
-        self.groups = 0
-        self._cap = 0
-        self.minute_sums = np.zeros((0, self.MINUTES), np.int64)
-        self.hour_sums = np.zeros((0, self.HOURS), np.int64)
-        # Which minute / hour each column holds now (shared by all groups).
-        self.minute_id = np.full(self.MINUTES, -1, np.int64)
-        self.hour_id = np.full(self.HOURS, -1, np.int64)
-
-    def _grow(self, groups: int) -> None:
-        if groups > self._cap:
-            cap = max(groups, 2 * self._cap, 16)
-            for name, width in (("minute_sums", self.MINUTES), ("hour_sums", self.HOURS)):
-                old = getattr(self, name)
-                new = np.zeros((cap, width), np.int64)
-                new[: old.shape[0]] = old
-                setattr(self, name, new)
-            self._cap = cap
-        self.groups = max(self.groups, groups)
-
-    @staticmethod
-    def _advance(ids: I64, sums: I64, unit: I64) -> npt.NDArray[np.bool_]:
-        """Claim columns for newer units (zeroing them); True where a row's unit fits."""
-        col = unit % len(ids)
-        newest = np.full(len(ids), -1, np.int64)
-        np.maximum.at(newest, col, unit)
-        fresh = newest > ids
-        if fresh.any():
-            sums[:, fresh] = 0
-            ids[fresh] = newest[fresh]
-        fits: npt.NDArray[np.bool_] = ids[col] == unit
-        return fits
-
-    def add(self, group: I64, t: F64, cost_pico: I64) -> None:
-        """Add priced rows (``cost_pico`` >= 0) of ``group`` at event times ``t``."""
-        if not len(group):
-            return
-        self._grow(int(group.max()) + 1)
-        for ids, sums, unit in ((self.minute_id, self.minute_sums, (t // 60).astype(np.int64)),
-                                (self.hour_id, self.hour_sums, (t // 3600).astype(np.int64))):
-            ok = self._advance(ids, sums, unit)
-            np.add.at(sums, (group[ok], unit[ok] % len(ids)), cost_pico[ok])
-
-    def _sum(self, ids: I64, sums: I64, first: int, last: int) -> I64:
-        return live_sum(ids, sums[: self.groups], first, last)
-
-    def window_sums(self, now: float, tz: ZoneInfo) -> dict[str, I64]:
-        """Pico-dollars per group for every window in :data:`WINDOWS`."""
-        minute, hour = math.floor(now / 60), math.floor(now / 3600)
-        out = {
-            "1h": self._sum(self.minute_id, self.minute_sums, minute - 59, minute),
-            "24h": self._sum(self.hour_id, self.hour_sums, hour - 23, hour),
-            "7d": self._sum(self.hour_id, self.hour_sums, hour - 167, hour),
-        }
-        for period in PERIODS:
-            start, _ = period_bounds(period, now, tz)
-            out[period] = self._sum(self.hour_id, self.hour_sums, math.floor(start / 3600),
-                                    hour)
-        return out
-
-    def load(self, group: I64, unit: I64, pico: I64, *, minutes: bool) -> None:
-        """Restore sums (of one minute or one hour each) after a restart."""
-        if not len(group):
-            return
-        self._grow(int(group.max()) + 1)
-        ids, sums = ((self.minute_id, self.minute_sums) if minutes
-                     else (self.hour_id, self.hour_sums))
-        ok = self._advance(ids, sums, unit)
-        np.add.at(sums, (group[ok], unit[ok] % len(ids)), pico[ok])
+    minute, hour = math.floor(now / 60), math.floor(now / 3600)
+    out = {
+        "1h": rings.minutes(minute - 59, minute),
+        "24h": rings.hours(hour - 23, hour),
+        "7d": rings.hours(hour - 167, hour),
+    }
+    for period in PERIODS:
+        start, _ = period_bounds(period, now, tz)
+        out[period] = rings.hours(math.floor(start / 3600), hour)
+    return out
 
 
 @dataclass(frozen=True)
@@ -218,13 +157,6 @@ class SpendLevels:
     baseline_cpr_usd: F64  # NaN without enough history
 
 
-def live_sum(ids: I64, sums: I64, first: int, last: int) -> I64:
-    """Per row of ``sums``, the total of the ring columns holding units first..last."""
-    live = (ids >= first) & (ids <= last)
-    out: I64 = sums[:, live].sum(axis=1).astype(np.int64)
-    return out
-
-
 def _masked_median(values: F64, ok: npt.NDArray[np.bool_]) -> F64:
     """Median of each column over the rows where ``ok`` (NaN for an empty column)."""
     if not ok.any():
@@ -236,7 +168,7 @@ def _masked_median(values: F64, ok: npt.NDArray[np.bool_]) -> F64:
     return out
 
 
-def spend_levels(cost: CostWindows, requests: CostWindows, now: float,
+def spend_levels(cost: RingSums, requests: RingSums, now: float,
                  rule: SpikeRule = SpikeRule()) -> SpendLevels:
     """Spend rate of the last ``rule.recent_minutes`` per group, against a seasonal,
     robust baseline: the median of the hourly spend at the same hour of the week over the
@@ -248,7 +180,7 @@ def spend_levels(cost: CostWindows, requests: CostWindows, now: float,
 
     Examples
     --------
-    >>> c, n = CostWindows(), CostWindows()
+    >>> c, n = RingSums(), RingSums()
     >>> hours = np.arange(24 * 8, dtype=np.float64) * 3600  # 8 days at $1 per hour
     >>> c.add(np.zeros(len(hours), np.int64), hours, np.full(len(hours), 10**12))
     >>> n.add(np.zeros(len(hours), np.int64), hours, np.full(len(hours), 100))
@@ -268,7 +200,7 @@ def spend_levels(cost: CostWindows, requests: CostWindows, now: float,
     rate = recent_cost / 1e12 * (60 / m)
 
     # Hour-ring views aligned by absolute hour: column of hour u is u % HOURS.
-    width = CostWindows.HOURS
+    width = RingSums.HOURS
     valid_cols = cost.hour_id >= 0
     req_hours = requests.hour_sums[:g] if requests.groups >= g else np.zeros((g, width), np.int64)
     active = (req_hours > 0) & valid_cols[None, :]

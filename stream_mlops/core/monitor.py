@@ -1,0 +1,157 @@
+"""The monitor contract: what every capability of the processor implements.
+
+A monitor (performance alerts, costs, drift, experiments, ...) is a pure state machine
+over the request stream:
+
+* :attr:`Monitor.index` is the processor's series index, set by the processor on every
+  monitor it holds: read it, and grow it only in ``restore``;
+* :meth:`Monitor.restore` rebuilds its state from what the database holds (its own
+  tables, open alerts, rows already consumed), through a :class:`Store`;
+* :meth:`Monitor.observe` takes each batch *before* it is committed and returns what must
+  be written with it (:class:`Observed`: statements in the batch's transaction, and alert
+  changes written after the commit);
+* :meth:`Monitor.evaluate` re-reads its rules at a time (once a second: silence resolves
+  alerts too);
+* :meth:`Monitor.metrics` describes its Prometheus metrics at scrape time;
+* optionally :meth:`Monitor.configure` re-reads configuration tables and
+  :meth:`Monitor.jobs` names periodic work that needs the database (:class:`Job`) or a
+  thread of its own (:class:`BackgroundJob`); the pipeline's scheduler runs them.
+
+Monitors never open connections, sockets or files: everything goes through the
+:class:`Store` the pipeline passes in, so they are tested with plain data.
+
+Commit semantics: ``observe`` may change a monitor's memory before the batch commits.
+When the commit fails, the pipeline discards every monitor and restores them all from
+the database (see ``stream_mlops.pipeline.processor``), so no state of an uncommitted
+batch survives.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, Self, TypeVar
+
+from prometheus_client.core import Metric
+
+from stream_mlops.core.alerts import AlertChange
+from stream_mlops.core.batch import Batch, RawBatch
+from stream_mlops.core.series import SeriesIndex
+from stream_mlops.settings import Settings
+
+R = TypeVar("R")
+Cursor = tuple[str, int]  # (transaction id as text, row id): the consumer's position
+
+
+class Store(Protocol):
+    """The database as a monitor sees it: named queries (``-- name:`` blocks of the
+    features' ``.sql`` files), rows as the dataclass asked for (columns by name). Every
+    query also gets ``cursor_xid`` and ``cursor_id``, the consumer's position."""
+
+    @property
+    def cursor(self) -> Cursor:
+        """Where the consumer is: every row at or before it is consumed."""
+        ...
+
+    @property
+    def now(self) -> float:
+        """The time (unix seconds) the state is read at."""
+        ...
+
+    def rows(self, query: str, row: type[R], /, **params: Any) -> list[R]:
+        """Rows of a named query."""
+        ...
+
+    def execute(self, query: str, /, **params: Any) -> None:
+        """Run a named statement (dict and list-of-dict parameters are sent as JSONB)."""
+        ...
+
+    def consumed(self, *, seconds: float | None = None, last: int | None = None) -> RawBatch:
+        """Valid rows already consumed (quarantined ones left out), in cursor order:
+        those created in the last ``seconds``, or the ``last`` n."""
+        ...
+
+    def report(self, problem: str) -> None:
+        """A record the monitor had to leave out (a configuration it cannot follow, a
+        stored state it cannot read): logged and counted, and processing goes on."""
+        ...
+
+
+@dataclass(frozen=True)
+class Write:
+    """A named statement written in the batch's transaction, with the cursor."""
+
+    query: str
+    params: Mapping[str, Any]
+
+
+@dataclass
+class Observed:
+    """What one batch makes a monitor write."""
+
+    writes: list[Write] = field(default_factory=list)
+    alerts: list[AlertChange] = field(default_factory=list)
+
+
+NOTHING = Observed()
+
+
+@dataclass(frozen=True)
+class Job:
+    """Periodic work on the consumer's thread, between batches, with the database."""
+
+    name: str
+    every_seconds: float
+    run: Callable[[Store], list[AlertChange]]
+
+
+@dataclass(frozen=True)
+class BackgroundJob:
+    """Periodic work too heavy for the consumer's thread: ``compute`` runs on a thread of
+    its own (pure: no store); ``apply`` takes its result on the consumer's thread."""
+
+    name: str
+    every_seconds: float
+    compute: Callable[[float], Any]
+    apply: Callable[[Store, Any], list[AlertChange]]
+
+
+MetricsBuilder = Callable[[], Iterable[Metric]]
+
+
+class Monitor(ABC):
+    """Base of every monitor (see the module docstring for the contract)."""
+
+    name: ClassVar[str]
+    index: SeriesIndex  # the processor's (see the module docstring)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """The monitor as the service runs it (defaults where no setting applies)."""
+        return cls()
+
+    @abstractmethod
+    def restore(self, store: Store) -> None:
+        """Rebuild the state from the database (the index holds the persisted series;
+        add the groups your state names, nothing else)."""
+
+    @abstractmethod
+    def observe(self, batch: Batch) -> Observed:
+        """Take a batch of valid rows, before it is committed."""
+
+    def evaluate(self, now: float) -> list[AlertChange]:
+        """Re-read the rules at ``now`` (once a second)."""
+        return []
+
+    def configure(self, store: Store) -> None:  # noqa: B027 (optional: most have none)
+        """Re-read configuration tables (at restore and every 30 s)."""
+
+    def jobs(self) -> Sequence[Job | BackgroundJob]:
+        """Named periodic work."""
+        return ()
+
+    @abstractmethod
+    def metrics(self, now: float) -> MetricsBuilder:
+        """Called at scrape time under the processor's lock: copy what the metrics need
+        and return a function that builds them once the lock is released."""

@@ -1,0 +1,210 @@
+"""The series index: every series the processor knows and the groups monitors sum by.
+
+A series is one ``(tenant, function, model, variant)``; monitors aggregate by function
+``(tenant, function)``, by model group ``(tenant, function, model)`` or by model name.
+The processor owns the index and grows it as batches bring new series; monitors read it
+(during a restore, before the state is taken over, they may add the groups their durable
+state names). Everything is numbered in order of first appearance, so a monitor's arrays
+only ever grow at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+I64 = npt.NDArray[np.int64]
+SeriesKey = tuple[str, str, str, str]  # tenant_id, function_name, model, variant
+FunctionKey = tuple[str, str]  # tenant_id, function_name
+GroupKey = tuple[str, str, str]  # tenant_id, function_name, model
+
+OTHER = "__other__"
+LABELS = ("tenant", "function", "model", "variant")
+KEY_SEPARATOR = "\x1f"  # the fetch query joins the four labels with it (pipeline.sql)
+
+
+class LabelFolder:
+    """Bounds label cardinality: past ``limit`` distinct values a label folds to ``__other__``.
+
+    One misbehaving client sending a fresh function name per request must not be able to
+    create unbounded Prometheus series (or unbounded processor memory).
+
+    Examples
+    --------
+    >>> f = LabelFolder(limit=1)
+    >>> f.fold(("t", "a", "m", "v")), f.fold(("t", "b", "m", "v"))
+    (('t', 'a', 'm', 'v'), ('t', '__other__', 'm', 'v'))
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.known: list[set[str]] = [set() for _ in LABELS]
+        self.folded_values = [0] * len(LABELS)
+
+    def remember(self, key: SeriesKey) -> None:
+        for seen, value in zip(self.known, key, strict=True):
+            if value != OTHER:
+                seen.add(value)
+
+    def fold(self, key: SeriesKey) -> SeriesKey:
+        out = []
+        for i, value in enumerate(key):
+            seen = self.known[i]
+            if value in seen:
+                out.append(value)
+            elif len(seen) < self.limit:
+                seen.add(value)
+                out.append(value)
+            else:
+                self.folded_values[i] += 1
+                out.append(OTHER)
+        return (out[0], out[1], out[2], out[3])
+
+
+class _Numbering:
+    """Keys numbered in order of first appearance."""
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[str, ...]] = []
+        self.ids: dict[tuple[str, ...], int] = {}
+
+    def of(self, key: tuple[str, ...]) -> int:
+        i = self.ids.get(key)
+        if i is None:
+            i = self.ids[key] = len(self.keys)
+            self.keys.append(key)
+        return i
+
+
+class SeriesIndex:
+    """Series numbers, their folding, and series -> function / model group / model name.
+
+    Examples
+    --------
+    >>> ix = SeriesIndex(max_label_values=10)
+    >>> ix.series_of(["t\\x1fsum\\x1fgpt-4o\\x1fcontrol", "t\\x1fsum\\x1fgpt-4o\\x1fB",
+    ...               "t\\x1fask\\x1fgpt-4o\\x1fcontrol"]).tolist()
+    [0, 1, 2]
+    >>> ix.function.tolist(), ix.group.tolist(), ix.function_keys
+    ([0, 0, 1], [0, 0, 1], [('t', 'sum'), ('t', 'ask')])
+    """
+
+    # A cache of raw key -> series; cleared when a flood of junk keys grows it.
+    RAW_CACHE_LIMIT = 100_000
+
+    def __init__(self, max_label_values: int = 200) -> None:
+        self.folder = LabelFolder(max_label_values)
+        self.keys: list[SeriesKey] = []
+        self._series: dict[SeriesKey, int] = {}
+        self._raw: dict[str, int] = {}
+        self._functions = _Numbering()
+        self._groups = _Numbering()
+        self._models = _Numbering()
+        self._of_series: list[tuple[int, int, int]] = []  # function, group, model
+        self._group_function: list[int] = []
+        self._arrays: tuple[int, I64, I64, I64, I64] | None = None
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    # -- growing ----------------------------------------------------------------------
+    def load(self, keys: Iterable[SeriesKey]) -> None:
+        """Number ``keys`` 0..n-1 as given (persisted series: already folded)."""
+        for key in keys:
+            self.folder.remember(key)
+            self._add(key)
+
+    def _add(self, key: SeriesKey) -> int:
+        i = self._series.get(key)
+        if i is None:
+            i = self._series[key] = len(self.keys)
+            self.keys.append(key)
+            self._of_series.append((self.function_id(key[0], key[1]),
+                                    self.group_id(key[0], key[1], key[2]),
+                                    self._models.of((key[2],))))
+            self._arrays = None
+        return i
+
+    def function_id(self, tenant: str, function: str) -> int:
+        """The function's number (added when new)."""
+        n = len(self._functions.keys)
+        f = self._functions.of((tenant, function))
+        if f == n:
+            self._arrays = None
+        return f
+
+    def group_id(self, tenant: str, function: str, model: str) -> int:
+        """The model group's number (added when new)."""
+        g = self._groups.of((tenant, function, model))
+        if g == len(self._group_function):
+            self._group_function.append(self.function_id(tenant, function))
+            self._arrays = None
+        return g
+
+    def series(self, raw: str) -> int:
+        """The (folded) series of a raw key, labels joined by :data:`KEY_SEPARATOR`;
+        ValueError if it is malformed."""
+        idx = self._raw.get(raw)
+        if idx is None:
+            parts = raw.split(KEY_SEPARATOR)
+            if len(parts) != 4:
+                raise ValueError("label values must not contain control characters")
+            key = (parts[0], parts[1], parts[2], parts[3])
+            idx = self._series.get(key)
+            if idx is None:
+                idx = self._add(self.folder.fold(key))
+            if len(self._raw) >= self.RAW_CACHE_LIMIT:
+                self._raw.clear()
+            self._raw[raw] = idx
+        return idx
+
+    def series_of(self, raw_keys: Sequence[str]) -> I64:
+        """:meth:`series` of every raw key."""
+        # The per-row cost to beat: one C-level dict lookup per row, Python for new keys.
+        idx: list[int | None] = list(map(self._raw.get, raw_keys))
+        if None in idx:
+            idx = [self.series(k) if i is None else i
+                   for i, k in zip(idx, raw_keys, strict=True)]
+        return np.array(idx, dtype=np.int64)
+
+    # -- reading ----------------------------------------------------------------------
+    @property
+    def function_keys(self) -> list[FunctionKey]:
+        return self._functions.keys  # type: ignore[return-value]
+
+    @property
+    def group_keys(self) -> list[GroupKey]:
+        return self._groups.keys  # type: ignore[return-value]
+
+    @property
+    def model_names(self) -> list[str]:
+        return [k[0] for k in self._models.keys]
+
+    def _built(self) -> tuple[int, I64, I64, I64, I64]:
+        if self._arrays is None:
+            rows = np.array(self._of_series, np.int64).reshape(len(self._of_series), 3)
+            self._arrays = (len(self.keys), rows[:, 0].copy(), rows[:, 1].copy(),
+                            rows[:, 2].copy(), np.array(self._group_function, np.int64))
+        return self._arrays
+
+    @property
+    def function(self) -> I64:
+        """Series -> function number."""
+        return self._built()[1]
+
+    @property
+    def group(self) -> I64:
+        """Series -> model group number."""
+        return self._built()[2]
+
+    @property
+    def model(self) -> I64:
+        """Series -> model name number (see :attr:`model_names`)."""
+        return self._built()[3]
+
+    @property
+    def group_function(self) -> I64:
+        """Model group -> function number."""
+        return self._built()[4]

@@ -1,0 +1,217 @@
+"""Prometheus metrics computed at scrape time from the processor's committed state.
+
+No per-event work happens in prometheus-client: the processor keeps column-wise totals
+and this collector turns them into metric families when Prometheus asks. Each monitor
+describes its own metrics (:meth:`~stream_mlops.core.monitor.Monitor.metrics`); this
+collector adds the series totals, the OpenTelemetry GenAI metrics and the pipeline's
+health, and registers the process and platform collectors of prometheus-client.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from prometheus_client import PlatformCollector, ProcessCollector
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from stream_mlops.core.series import LABELS
+from stream_mlops.pipeline.processor import Processor
+from stream_mlops.pipeline.scheduler import JobHealth, Scheduler
+from stream_mlops.pipeline.status import PipelineStatus
+from stream_mlops.pipeline.totals import CONFIDENCE_BOUNDS, LATENCY_BOUNDS, TOKEN_BOUNDS
+
+SERIES_LABELS = ["tenant", "function", "model", "variant"]
+
+
+def _le(bounds: np.ndarray[Any, Any]) -> list[str]:
+    return [format(float(b), "g") for b in bounds] + ["+Inf"]
+
+
+def _buckets(le: list[str], counts: np.ndarray[Any, Any]) -> list[tuple[str, float]]:
+    return list(zip(le, np.cumsum(counts).astype(float).tolist(), strict=True))
+
+
+class ProcessorCollector(Collector):
+    def __init__(self, processor: Processor, status: PipelineStatus,
+                 scheduler: Scheduler | None = None) -> None:
+        self.processor = processor
+        self.status = status
+        self.scheduler = scheduler
+        self._le_latency = _le(LATENCY_BOUNDS)
+        self._le_tokens = _le(TOKEN_BOUNDS)
+        self._le_conf = _le(CONFIDENCE_BOUNDS)
+
+    def collect(self) -> Iterator[Metric]:
+        with self.status.lock:
+            p = self.processor
+            t = p.totals
+            keys = list(p.index.keys)
+            snap = {name: np.array(getattr(t, name), copy=True) for name in t._ARRAYS}
+            cost = list(t.cost_pico)
+            folded = list(p.index.folder.folded_values)
+            builders = list(p.metrics(time.time()))
+        yield from self._series_metrics(keys, snap, cost)
+        for build in builders:
+            yield from build()
+        yield from self._pipeline_metrics(folded, len(keys))
+        if self.scheduler is not None:
+            yield from _job_metrics(list(self.scheduler.health.values()))
+
+    def _series_metrics(
+        self, keys: Sequence[tuple[str, ...]], s: dict[str, Any], cost: list[int]
+    ) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "mlops_requests", "AI requests processed, by outcome.",
+            labels=[*SERIES_LABELS, "status"])
+        duration = HistogramMetricFamily(
+            "mlops_request_duration_seconds", "Latency of AI requests.", labels=SERIES_LABELS)
+        tokens = CounterMetricFamily(
+            "mlops_tokens", "Tokens used; prompt includes cached (cache-read) tokens.",
+            labels=[*SERIES_LABELS, "type"])
+        cost_total = CounterMetricFamily(
+            "mlops_cost_usd", "Cost of AI requests in US dollars (priced rows only).",
+            labels=SERIES_LABELS)
+        unpriced = CounterMetricFamily(
+            "mlops_unpriced_requests", "Requests whose model has no price: cost unknown.",
+            labels=SERIES_LABELS)
+        confidence = HistogramMetricFamily(
+            "mlops_confidence", "Model confidence scores (0..1) reported by callers.",
+            labels=SERIES_LABELS)
+        for i, key in enumerate(keys):
+            labels = list(key)
+            requests.add_metric([*labels, "success"], float(s["success"][i]))
+            requests.add_metric([*labels, "error"], float(s["error"][i]))
+            duration.add_metric(labels, _buckets(self._le_latency, s["latency_buckets"][i]),
+                                float(s["latency_sum_seconds"][i]))
+            tokens.add_metric([*labels, "prompt"], float(s["prompt_tokens"][i]))
+            tokens.add_metric([*labels, "completion"], float(s["completion_tokens"][i]))
+            tokens.add_metric([*labels, "cached"], float(s["cached_tokens"][i]))
+            cost_total.add_metric(labels, cost[i] / 1e12)
+            unpriced.add_metric(labels, float(s["unpriced"][i]))
+            confidence.add_metric(labels, _buckets(self._le_conf, s["confidence_buckets"][i]),
+                                  float(s["confidence_sum"][i]))
+        yield from (requests, duration, tokens, cost_total, unpriced, confidence)
+        yield from self._gen_ai_metrics(keys, s)
+
+    def _gen_ai_metrics(
+        self, keys: Sequence[tuple[str, ...]], s: dict[str, Any]
+    ) -> Iterator[Metric]:
+        """The OpenTelemetry GenAI client metrics, aggregated per requested model."""
+        models = sorted({k[2] for k in keys})
+        model_col = np.array([k[2] for k in keys], dtype=object)
+        op = HistogramMetricFamily(
+            "gen_ai_client_operation_duration_seconds", "GenAI operation duration.",
+            labels=["gen_ai_request_model"])
+        usage = HistogramMetricFamily(
+            "gen_ai_client_token_usage", "Number of input and output tokens used.",
+            labels=["gen_ai_request_model", "gen_ai_token_type"])
+        for m in models:
+            rows = model_col == m
+            op.add_metric([m], _buckets(self._le_latency, s["latency_buckets"][rows].sum(0)),
+                          float(s["latency_sum_seconds"][rows].sum()))
+            usage.add_metric([m, "input"],
+                             _buckets(self._le_tokens, s["input_token_buckets"][rows].sum(0)),
+                             float(s["prompt_tokens"][rows].sum()))
+            usage.add_metric([m, "output"],
+                             _buckets(self._le_tokens, s["output_token_buckets"][rows].sum(0)),
+                             float(s["completion_tokens"][rows].sum()))
+        yield op
+        yield usage
+
+    def _pipeline_metrics(self, folded: list[int], n_series: int) -> Iterator[Metric]:
+        st = self.status
+        c = [st.consumer]
+
+        def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+            m = CounterMetricFamily(name, doc, labels=["consumer"])
+            m.add_metric(c, value)
+            return m
+
+        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+            m = GaugeMetricFamily(name, doc, labels=["consumer"])
+            m.add_metric(c, value)
+            return m
+
+        yield counter("mlops_processor_events", "Rows consumed (persisted total).",
+                      st.events_total)
+        yield counter("mlops_processor_quarantined", "Rows set aside as unprocessable.",
+                      st.quarantined_total)
+        yield counter("mlops_processor_batches", "Batches committed by this process.",
+                      st.batches_total)
+        yield counter("mlops_processor_reconnects", "Database reconnections by this process.",
+                      st.reconnects_total)
+        yield counter("mlops_processor_monitor_errors",
+                      "Drift or experiment evaluations that failed (see the log); consuming "
+                      "goes on.", st.monitor_errors_total)
+        yield gauge("mlops_processor_lag_seconds",
+                    "Age of the oldest committed row not yet processed.", st.lag_seconds)
+        yield gauge("mlops_processor_horizon_age_seconds",
+                    "Age of the oldest open writing transaction, which holds the consumer back.",
+                    st.horizon_age_seconds)
+        yield gauge("mlops_processor_last_checkpoint_timestamp_seconds",
+                    "Unix time of the last committed checkpoint.", st.last_checkpoint_at)
+        yield gauge("mlops_processor_listening", "1 while the LISTEN connection is up.",
+                    float(st.listening))
+        yield gauge("mlops_processor_active",
+                    "1 while this process holds the consumer lock (0: standby).",
+                    float(st.active))
+        yield gauge("mlops_processor_last_batch_seconds", "Duration of the last batch.",
+                    st.last_batch_seconds)
+        yield gauge("mlops_series", "Distinct series (tenant, function, model, variant).",
+                    float(n_series))
+        yield counter("mlops_alert_notifications_queued",
+                      "Alert notifications queued for e-mail by this process.",
+                      st.alert_messages_queued)
+        yield counter("mlops_alert_emails_sent", "Alert e-mails accepted by the SMTP server.",
+                      st.emails_sent_total)
+        yield counter("mlops_alert_emails_failed",
+                      "Alert e-mail attempts that failed (retried with backoff).",
+                      st.emails_failed_total)
+        folds = CounterMetricFamily(
+            "mlops_label_values_folded",
+            "Distinct label values folded into __other__ by the cardinality limit.",
+            labels=["label"])
+        for name, n in zip(LABELS, folded, strict=True):
+            folds.add_metric([name], float(n))
+        yield folds
+
+
+def _job_metrics(jobs: Sequence[JobHealth]) -> Iterator[Metric]:
+    labels = ["job"]
+    runs = CounterMetricFamily("mlops_job_runs", "Runs of a periodic job.", labels=labels)
+    failures = CounterMetricFamily(
+        "mlops_job_failures", "Runs of a job that raised (logged with the traceback; "
+        "retried with backoff).", labels=labels)
+    restarts = CounterMetricFamily(
+        "mlops_job_restarts", "Threads started again after they died.", labels=labels)
+    up = GaugeMetricFamily("mlops_job_up", "0 while a job is failing or its thread is down.",
+                           labels=labels)
+    last = GaugeMetricFamily("mlops_job_last_success_timestamp_seconds",
+                             "Unix time of the job's last successful run (0: none yet).",
+                             labels=labels)
+    for h in jobs:
+        runs.add_metric([h.name], h.runs_total)
+        failures.add_metric([h.name], h.failures_total)
+        restarts.add_metric([h.name], h.restarts_total)
+        up.add_metric([h.name], float(not h.down and h.failing_since is None))
+        last.add_metric([h.name], h.last_success_at)
+    yield from (runs, failures, restarts, up, last)
+
+
+def build_registry(processor: Processor, status: PipelineStatus,
+                   scheduler: Scheduler | None = None) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ProcessorCollector(processor, status, scheduler))
+    # Memory, CPU and file descriptors of a stateful process belong on its /metrics.
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry

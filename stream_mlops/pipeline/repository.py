@@ -1,0 +1,315 @@
+"""The pipeline's SQL: the checkpoint, batches, their persistence, and the monitors' store.
+
+Everything the consumer and the monitors read comes back as dataclasses (columns by name,
+``pipeline.sql`` and the features' ``.sql`` files); nothing outside this module indexes
+a row by position.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import psycopg
+from psycopg.rows import class_row, dict_row, kwargs_row
+
+from stream_mlops.core.batch import RawBatch
+from stream_mlops.core.monitor import Cursor
+from stream_mlops.core.series import SeriesKey
+from stream_mlops.db.queries import q
+from stream_mlops.errors import CursorConflict, SchemaError
+from stream_mlops.pipeline.processor import Effects
+from stream_mlops.pipeline.totals import CONFIDENCE_BOUNDS, LATENCY_BOUNDS, TOKEN_BOUNDS, Delta
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+KEY_COLUMNS = ("tenant_id", "function_name", "model", "variant")
+# series_totals column -> Delta attribute (cost and last_event_at need care of their own);
+# the parameters of persist_batch are named like the columns.
+SERIES_COLUMNS = {
+    "success_count": "success", "error_count": "error",
+    "latency_sum_seconds": "latency_sum_seconds", "latency_buckets": "latency_buckets",
+    "prompt_tokens": "prompt_tokens", "completion_tokens": "completion_tokens",
+    "cached_tokens": "cached_tokens", "input_token_buckets": "input_token_buckets",
+    "output_token_buckets": "output_token_buckets", "unpriced_count": "unpriced",
+    "confidence_count": "confidence_count", "confidence_sum": "confidence_sum",
+    "confidence_buckets": "confidence_buckets",
+}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The durable cursor of one consumer (``get_checkpoint``)."""
+
+    system_identifier: str
+    last_xid: str
+    last_id: int
+    events_total: int
+    quarantined_total: int
+    updated_at: float
+    id_horizon: int
+    state_version: int
+
+    @property
+    def cursor(self) -> Cursor:
+        return (self.last_xid, self.last_id)
+
+
+@dataclass(frozen=True)
+class SeriesRow:
+    """One series' persisted totals (``load_series``)."""
+
+    tenant_id: str
+    function_name: str
+    model: str
+    variant: str
+    success_count: int
+    error_count: int
+    latency_sum_seconds: float
+    latency_buckets: list[int]
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    input_token_buckets: list[int]
+    output_token_buckets: list[int]
+    cost_pico: str  # numeric(38, 0) as text: exact beyond 64 bits
+    unpriced_count: int
+    confidence_count: int
+    confidence_sum: float
+    confidence_buckets: list[int]
+    last_event_at: float
+
+    @property
+    def key(self) -> SeriesKey:
+        return (self.tenant_id, self.function_name, self.model, self.variant)
+
+
+def _fetched(rows: int, **columns: Any) -> RawBatch | None:
+    """``fetch_batch``'s one row of arrays as a batch (None when nothing is new)."""
+    if not rows:
+        return None
+    return _raw_batch(columns)
+
+
+def _raw_batch(c: dict[str, Any]) -> RawBatch:
+    return RawBatch(
+        xid=np.array(c["xid"], np.int64), id=np.array(c["id"], np.int64), key=list(c["key"]),
+        created_at=np.array(c["created_at"], np.float64),
+        latency_ms=np.array(c["latency_ms"], np.float64),
+        prompt_tokens=np.array(c["prompt_tokens"], np.int64),
+        completion_tokens=np.array(c["completion_tokens"], np.int64),
+        cached_tokens=np.array(c["cached_tokens"], np.int64),
+        cost_pico=np.array(c["cost_pico"], np.int64),
+        confidence=np.array(c["confidence"], np.float64),
+        is_error=np.array(c["is_error"], np.bool_),
+        cache_write_tokens=np.array(c["cache_write_tokens"], np.int64),
+        caller_cost=np.array(c["caller_cost"], np.bool_),
+        experiment_id=list(c["experiment_id"]),
+        query_length=np.array(c["query_length"], np.float64),
+        error_type=list(c["error_type"]))
+
+
+class Repository:
+    """The consumer's connection, spoken to by name; also the monitors' :class:`Store`.
+
+    ``valid`` keeps the rows a replay may use (the processor's validation), so monitors
+    never re-learn from rows the batch path quarantined.
+    """
+
+    def __init__(self, conn: Conn, consumer: str, *,
+                 valid: Callable[[RawBatch], RawBatch] = lambda rows: rows) -> None:
+        self.conn = conn
+        self.consumer = consumer
+        self.valid = valid
+        self._cursor: Cursor = ("0", 0)
+        self.problems: list[str] = []
+
+    # -- the Store protocol -----------------------------------------------------------
+    @property
+    def cursor(self) -> Cursor:
+        return self._cursor
+
+    @cursor.setter
+    def cursor(self, value: Cursor) -> None:
+        self._cursor = value
+
+    @property
+    def now(self) -> float:
+        return time.time()
+
+    def rows(self, query: str, row: type[R], /, **params: Any) -> list[R]:
+        with self.conn.cursor(row_factory=class_row(row)) as cur:
+            return cur.execute(q(query), self._params(params)).fetchall()
+
+    def execute(self, query: str, /, **params: Any) -> None:
+        self.conn.execute(q(query), self._params(params))
+
+    def consumed(self, *, seconds: float | None = None, last: int | None = None) -> RawBatch:
+        since = -math.inf if seconds is None else time.time() - seconds
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(q("consumed_rows"), self._params(
+                {"since": since, "limit": last})).fetchall()
+        rows.reverse()  # newest first -> cursor order
+        columns = {k: [r[k] for r in rows] for k in (rows[0] if rows else _EMPTY)}
+        return self.valid(_raw_batch(columns or {k: [] for k in _EMPTY}))
+
+    def report(self, problem: str) -> None:
+        self.problems.append(problem)
+
+    def _params(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"cursor_xid": self._cursor[0], "cursor_id": self._cursor[1],
+                "consumer": self.consumer, **params}
+
+    # -- the cursor -------------------------------------------------------------------
+    def try_lock(self) -> bool:
+        row = self.conn.execute(q("try_lock"), {"consumer": self.consumer}).fetchone()
+        return bool(row and row[0])
+
+    def checkpoint(self) -> Checkpoint:
+        """This consumer's checkpoint (created at the start), on this very cluster."""
+        sysid = self._scalar("system_identifier")
+        self.conn.execute(q("create_checkpoint"),
+                          {"consumer": self.consumer, "system_identifier": sysid})
+        cp, = self.rows("get_checkpoint", Checkpoint, consumer=self.consumer)
+        if cp.system_identifier != sysid:
+            raise SchemaError(
+                f"cursor '{self.consumer}' was recorded on Postgres cluster "
+                f"{cp.system_identifier} but this is cluster {sysid} (restored from a "
+                "dump?): transaction ids are not comparable across clusters; run "
+                "`stream-mlops reset-cursor --after-restore`")
+        return cp
+
+    def series(self) -> list[SeriesRow]:
+        return self.rows("load_series", SeriesRow)
+
+    def fetch(self, limit: int) -> RawBatch | None:
+        """The next rows after the cursor whose transactions have all ended."""
+        xid, last_id = self._cursor
+        with self.conn.cursor(row_factory=kwargs_row(_fetched), binary=True) as cur:
+            row = cur.execute(q("fetch_batch"),
+                              {"xid": xid, "id": last_id, "limit": limit}).fetchone()
+        return row
+
+    def persist(self, e: Effects, keys: Sequence[SeriesKey], version: int) -> float:
+        """Cursor (compare-and-set), series totals, quarantine and the monitors' writes in
+        one transaction, pipelined into one round trip; returns the checkpoint's time."""
+        xid, last_id = self._cursor
+        with self.conn.pipeline(), self.conn.transaction():
+            cur = self.conn.execute(q("persist_batch"), {
+                "consumer": self.consumer, "old_xid": xid, "old_id": last_id,
+                "version": version, "new_xid": str(e.last_xid), "new_id": e.last_id,
+                "events": e.events, "quarantined": len(e.quarantine),
+                **_series_params(e.persisted, keys),
+                "quarantine_ids": [i for i, _ in e.quarantine],
+                "quarantine_reasons": [r for _, r in e.quarantine],
+            })
+            for w in e.writes:
+                self.execute(w.query, **w.params)
+            row = cur.fetchone()
+            if row is None:  # raising rolls the monitors' writes back with the rest
+                raise CursorConflict(
+                    f"cursor '{self.consumer}' was moved by another process, or its totals "
+                    "were re-costed (`stream-mlops prices recompute`); reloading state")
+        return float(row[0])
+
+    def lag(self) -> tuple[float, float]:
+        """(age of the oldest row not consumed yet, age of the oldest open writing
+        transaction), in seconds."""
+        xid, last_id = self._cursor
+        with self.conn.transaction():
+            pending = self.conn.execute(q("oldest_pending"),
+                                        {"xid": xid, "id": last_id}).fetchone()
+            horizon = self._scalar("horizon_age")
+            now = self._scalar("database_now")
+        return (max(0.0, now - float(pending[0])) if pending else 0.0), float(horizon)
+
+    def _scalar(self, query: str) -> Any:
+        row = self.conn.execute(q(query)).fetchone()
+        assert row is not None
+        return row[0]
+
+
+_EMPTY = ("xid", "id", "key", "created_at", "latency_ms", "prompt_tokens", "completion_tokens",
+          "cached_tokens", "cost_pico", "confidence", "is_error", "cache_write_tokens",
+          "caller_cost", "experiment_id", "query_length", "error_type")
+
+
+def delta_from_rows(rows: list[SeriesRow]) -> Delta:
+    """Persisted series rows -> absolute totals, series numbered 0..n-1 in row order."""
+    n = len(rows)
+
+    def ints(name: str) -> np.ndarray[Any, np.dtype[np.int64]]:
+        return np.array([getattr(r, name) for r in rows], dtype=np.int64).reshape(n)
+
+    def floats(name: str) -> np.ndarray[Any, np.dtype[np.float64]]:
+        return np.array([getattr(r, name) for r in rows], dtype=np.float64).reshape(n)
+
+    def matrix(name: str, width: int) -> np.ndarray[Any, np.dtype[np.int64]]:
+        return np.array([getattr(r, name) for r in rows], dtype=np.int64).reshape(n, width)
+
+    nl, nt, nc = len(LATENCY_BOUNDS) + 1, len(TOKEN_BOUNDS) + 1, len(CONFIDENCE_BOUNDS) + 1
+    return Delta(
+        series=np.arange(n, dtype=np.int64),
+        success=ints("success_count"), error=ints("error_count"),
+        latency_sum_seconds=floats("latency_sum_seconds"),
+        latency_buckets=matrix("latency_buckets", nl), prompt_tokens=ints("prompt_tokens"),
+        completion_tokens=ints("completion_tokens"), cached_tokens=ints("cached_tokens"),
+        input_token_buckets=matrix("input_token_buckets", nt),
+        output_token_buckets=matrix("output_token_buckets", nt),
+        cost_pico=[int(r.cost_pico) for r in rows], unpriced=ints("unpriced_count"),
+        confidence_count=ints("confidence_count"), confidence_sum=floats("confidence_sum"),
+        confidence_buckets=matrix("confidence_buckets", nc),
+        last_event_at=floats("last_event_at"))
+
+
+def _series_params(p: Delta | None, keys: Sequence[SeriesKey]) -> dict[str, Any]:
+    """Absolute totals of the touched series, one array literal per column."""
+    if p is None:
+        return {name: "{}" for name in (*KEY_COLUMNS, *SERIES_COLUMNS,
+                                        "cost_pico_usd", "last_event_at")} | \
+            {"nl": 1, "nt": 1, "nc": 1}
+    touched = [keys[i] for i in p.series.tolist()]
+    params: dict[str, Any] = dict(zip(KEY_COLUMNS, (list(c) for c in zip(*touched, strict=True)),
+                                      strict=True))
+    params |= {name: _array(getattr(p, attr)) for name, attr in SERIES_COLUMNS.items()}
+    params["cost_pico_usd"] = _array(p.cost_pico)
+    params["last_event_at"] = _array(np.where(np.isfinite(p.last_event_at),
+                                              p.last_event_at, 0.0))
+    params |= {"nl": p.latency_buckets.shape[1], "nt": p.input_token_buckets.shape[1],
+               "nc": p.confidence_buckets.shape[1]}
+    return params
+
+
+def _array(values: np.ndarray[Any, Any] | list[int]) -> str:
+    """A flat Postgres array literal: much cheaper than adapting long lists element by
+    element, and exact (Python's repr of a float round-trips)."""
+    flat = values.ravel().tolist() if isinstance(values, np.ndarray) else values
+    return "{" + ",".join(map(str, flat)) + "}"
+
+
+def reset_after_restore(conn: Conn, consumer: str) -> tuple[str, str] | None:
+    """Make a cursor recorded on another cluster valid here (see rewrite_restored_xids).
+
+    Returns (old, new) system identifiers, or None when the cursor already matches.
+    Other consumers' cursors on the same table are not rewritten: reset them the same way.
+    """
+    repo = Repository(conn, consumer)
+    with conn.transaction():
+        conn.execute("LOCK TABLE mlops.model_performance IN SHARE ROW EXCLUSIVE MODE")
+        sysid = repo._scalar("system_identifier")
+        found = repo.rows("get_checkpoint", Checkpoint, consumer=consumer)
+        if not found or found[0].system_identifier == sysid:
+            return None
+        cp = found[0]
+        conn.execute(q("rewrite_restored_xids"),
+                     {"xid": cp.last_xid, "id": cp.last_id, "id_horizon": cp.id_horizon})
+        conn.execute(q("reset_checkpoint_after_restore"),
+                     {"consumer": consumer, "system_identifier": sysid})
+        return cp.system_identifier, str(sysid)
