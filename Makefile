@@ -16,6 +16,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # pytest exits 5 when it collected nothing: that is a failure here, never a pass.
 test: lint
@@ -27,6 +28,7 @@ unit: setup
 	$(BIN)/pytest tests/unit
 
 bench: setup
+	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/pipeline.py
 
 clean:

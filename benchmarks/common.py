@@ -11,8 +11,8 @@ from typing import Any
 
 import psycopg
 
-from stream_mlops.db.migrations import migrate
 from stream_mlops.dev.embedded import EmbeddedPostgres
+from stream_mlops.schema import migrate
 
 COLUMNS = ("tenant_id", "function_name", "model", "variant", "latency_ms", "prompt_tokens",
            "completion_tokens", "cached_tokens", "confidence", "status")

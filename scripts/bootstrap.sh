@@ -27,5 +27,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 .venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -v -e "is ignored" -e "^ *$" || true
-.venv/bin/python -c "import stream_mlops, psycopg, numpy, scipy, river, prometheus_client, aiosmtplib"
+.venv/bin/python -c "import stream_mlops, psycopg, numpy, scipy, prometheus_client, aiosmtplib"
 echo "bootstrap: ready (.venv)"

@@ -1,12 +1,16 @@
 """Checks for the text labels of a request (tenant, function, model, ...), shared by the
-client, experiments and price maps: what the database and /metrics accept."""
+client, experiments, price maps and the processor: what the database and /metrics accept."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-_CONTROL = re.compile(r"[\x00-\x1f]")
+# C0 and C1 controls, line/paragraph separators and bidirectional controls: what would
+# break a log line, an e-mail header or a terminal, or make a name read as another one
+# (mirrored by mlops.is_safe_label in SQL).
+UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u061c\u202a-\u202e"
+                    "\u2066-\u2069]")
 MAX_LENGTH = {"tenant_id": 100, "function_name": 200, "model": 200, "model_version": 100,
               "variant": 100, "deployment_slot": 50, "request_id": 200, "error_type": 200,
               "provider": 100}
@@ -23,7 +27,11 @@ def label_text(name: str, value: Any, *, required: bool = False) -> str | None:
     >>> label_text("model", "gpt\x1b[31m")
     Traceback (most recent call last):
     ...
-    ValueError: model must not contain control characters
+    ValueError: model must not contain control characters (...)
+    >>> label_text("function_name", "summarize\u2028")
+    Traceback (most recent call last):
+    ...
+    ValueError: function_name must not contain control characters (...)
     """
     if value is None:
         if required:
@@ -35,6 +43,7 @@ def label_text(name: str, value: Any, *, required: bool = False) -> str | None:
         raise ValueError(f"{name} is required")
     if len(value) > MAX_LENGTH[name]:
         raise ValueError(f"{name} is longer than {MAX_LENGTH[name]} characters")
-    if _CONTROL.search(value):
-        raise ValueError(f"{name} must not contain control characters")
+    if UNSAFE.search(value):
+        raise ValueError(f"{name} must not contain control characters (C0/C1 controls, "
+                         "line separators or bidirectional controls)")
     return value

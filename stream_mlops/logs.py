@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from typing import Any
 
@@ -42,6 +43,16 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # A thread that dies would print a bare traceback to stderr: log it like the rest.
+    threading.excepthook = _log_thread_death
+
+
+def _log_thread_death(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit or args.exc_value is None:
+        return
+    logging.getLogger("stream_mlops.threads").error(
+        "thread died", exc_info=args.exc_value,
+        extra={"thread": args.thread.name if args.thread else "?"})
 
 
 def redact_url(url: str) -> str:

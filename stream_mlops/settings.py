@@ -23,7 +23,10 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=20000, ge=1, le=1_000_000)
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
     min_batch_interval_seconds: float = Field(default=0.02, ge=0, le=10)
-    max_label_values: int = Field(default=200, ge=1, le=100_000)
+    # Series (function, model, variant) per tenant, and in all, before new ones fold into
+    # the tenant's own __other__ series (per-tenant overrides: max_series in thresholds).
+    max_series_per_tenant: int = Field(default=1000, ge=1, le=1_000_000)
+    max_series: int = Field(default=50_000, ge=1, le=10_000_000)
     max_future_skew_seconds: float = Field(default=300.0, ge=0)
     lag_threshold_seconds: float = Field(default=60.0, gt=0)
     horizon_age_threshold_seconds: float = Field(default=300.0, gt=0)

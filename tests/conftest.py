@@ -13,8 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from stream_mlops.db.migrations import migrate
 from stream_mlops.dev.embedded import EmbeddedPostgres
+from stream_mlops.schema import migrate
 
 TEMPLATE = "mlops_template"
 _counter = itertools.count()

@@ -130,6 +130,14 @@ class ProcessorProcess:
     def events(self) -> float:
         return metric_sum(scrape(self.port), "mlops_processor_events_total")
 
+    def wait_consumed(self, events: int, timeout: float = 30.0) -> None:
+        """Wait until the processor has consumed ``events`` rows in all and its alert rules
+        have run once more after that: only then does "nothing happened" mean something."""
+        wait_for(lambda: self.events() >= events, timeout, f"{events} rows consumed")
+        runs = metric_sum(scrape(self.port), "mlops_job_runs_total", job="rules")
+        wait_for(lambda: metric_sum(scrape(self.port), "mlops_job_runs_total",
+                                    job="rules") > runs, timeout, "a run of the alert rules")
+
     def kill(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)

@@ -1,7 +1,7 @@
 -- Named queries of the alert lifecycle, its outbox and the alert commands.
 
 -- name: firing_alerts
-SELECT count(*) FROM mlops.alerts WHERE state = 'firing';
+SELECT count(*) AS firing FROM mlops.alerts WHERE state = 'firing';
 
 -- name: open_alerts
 SELECT tenant_id, fingerprint, severity, state,
@@ -13,6 +13,7 @@ FROM mlops.alerts WHERE state <> 'resolved' AND alert_type = %(type)s;
 SELECT tenant_id, function_name, metric, value FROM mlops.thresholds;
 
 -- One open episode per (tenant, fingerprint): a replayed "fire" only refreshes it.
+-- fire_alert, update_alert and resolve_alert: columns of alerts.store.WrittenAlert.
 -- name: fire_alert
 INSERT INTO mlops.alerts AS a (tenant_id, alert_type, severity, function_name, fingerprint,
                                title, message, details, rule, value, threshold, notified_at)
@@ -43,9 +44,10 @@ INSERT INTO mlops.alert_outbox (alert_id, tenant_id, kind)
 VALUES (%(alert_id)s, %(tenant_id)s, %(kind)s);
 
 -- Due messages, locked so that two senders never take the same one.
+-- Columns of alerts.outbox.DueNotification.
 -- name: claim_notifications
 SELECT o.id, o.kind, o.attempts, a.tenant_id, a.severity, a.function_name, a.title,
-       a.message, a.rule, a.state, date_part('epoch', a.first_seen)
+       a.message, a.rule, a.state, date_part('epoch', a.first_seen) AS first_seen
 FROM mlops.alert_outbox o JOIN mlops.alerts a ON a.id = o.alert_id
 WHERE o.sent_at IS NULL AND o.next_attempt_at <= now()
 ORDER BY o.id
@@ -62,6 +64,7 @@ SET attempts = attempts + 1, last_error = %(error)s,
     next_attempt_at = now() + make_interval(secs => least(300, 2 ^ (attempts + 1)))
 WHERE id = ANY(%(ids)s::bigint[]);
 
+-- Columns of cli.alerts.AlertRow.
 -- name: list_alerts
 SELECT id, state, severity, tenant_id, function_name, rule, title, message,
        first_seen, last_seen, resolved_at
@@ -79,11 +82,12 @@ UPDATE mlops.alerts SET state = 'resolved', resolved_at = now()
 WHERE id = %(id)s AND state <> 'resolved' RETURNING id;
 
 -- Alert episodes opened after a given one (the demo prints them as they come).
+-- Columns of dev.demo.NewAlert.
 -- name: alerts_after
 SELECT id, severity, title FROM mlops.alerts WHERE id > %(after)s ORDER BY id LIMIT 20;
 
 -- name: last_alert_id
-SELECT coalesce(max(id), 0) FROM mlops.alerts;
+SELECT coalesce(max(id), 0) AS last_id FROM mlops.alerts;
 
 -- name: alert_state
 SELECT state FROM mlops.alerts WHERE id = %(id)s;

@@ -9,6 +9,8 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
+from stream_mlops.labels import UNSAFE
+
 
 @dataclass(frozen=True)
 class Notice:
@@ -35,6 +37,19 @@ class Smtp:
     ca_file: str | None = None  # a private relay's CA (its certificate is always checked)
 
 
+def printable(text: str) -> str:
+    r"""``text`` with control, line-separator and bidirectional characters shown as
+    escapes: names and messages come from tenants' rows, and must neither break a header
+    nor make a line read as something else.
+
+    Examples
+    --------
+    >>> printable("High error rate in sum\u2028marize\x1b[31m")
+    'High error rate in sum\\u2028marize\\x1b[31m'
+    """
+    return UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def compose(notices: Sequence[Notice], smtp: Smtp, now: float | None = None) -> EmailMessage:
     """One message for everything due at once: a storm becomes a single e-mail."""
     now = time.time() if now is None else now
@@ -43,7 +58,7 @@ def compose(notices: Sequence[Notice], smtp: Smtp, now: float | None = None) -> 
     if len(notices) == 1:
         n = notices[0]
         label = "RESOLVED" if n.kind == "resolved" else f"{n.kind.upper()} {n.severity}"
-        subject = f"[stream-mlops] {label}: {n.title}"
+        subject = f"[stream-mlops] {label}: {printable(n.title)}"
     else:
         parts = [f"{len(firing)} firing"] if firing else []
         parts += [f"{len(resolved)} resolved"] if resolved else []
@@ -51,9 +66,10 @@ def compose(notices: Sequence[Notice], smtp: Smtp, now: float | None = None) -> 
     lines = []
     for n in notices:
         since = max(0, int(now - n.first_seen))
-        lines += [f"{n.kind.upper()} ({n.severity}) {n.title}",
-                  f"  {n.message}",
-                  f"  tenant: {n.tenant_id}   function: {n.function_name or '-'}   "
+        lines += [f"{n.kind.upper()} ({n.severity}) {printable(n.title)}",
+                  f"  {printable(n.message)}",
+                  f"  tenant: {printable(n.tenant_id)}   "
+                  f"function: {printable(n.function_name or '-')}   "
                   f"open for {since // 60} min {since % 60} s", ""]
     lines += ["Acknowledge with: stream-mlops alerts ack <id>   (list: stream-mlops alerts)"]
     msg = EmailMessage()

@@ -12,20 +12,44 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import aiosmtplib
 import psycopg
+from psycopg.rows import class_row
 
 from stream_mlops.alerts.email import Notice, Smtp, compose, send
 from stream_mlops.backoff import Backoff
 from stream_mlops.db.connect import connect, first_line
 from stream_mlops.db.queries import q
 from stream_mlops.errors import DatabaseUnavailable
-from stream_mlops.pipeline.status import PipelineStatus
 from stream_mlops.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DueNotification:
+    """A queued message that is due, with its alert (``claim_notifications``)."""
+
+    id: int
+    kind: str  # firing | escalated | still firing | resolved
+    attempts: int
+    tenant_id: str
+    severity: str
+    function_name: str | None
+    title: str
+    message: str
+    rule: str | None
+    state: str
+    first_seen: float
+
+    @property
+    def notice(self) -> Notice:
+        return Notice(kind=self.kind, tenant_id=self.tenant_id, severity=self.severity,
+                      function_name=self.function_name, title=self.title,
+                      message=self.message, first_seen=self.first_seen)
 
 
 def smtp_from_settings(s: Settings) -> Smtp:
@@ -36,8 +60,15 @@ def smtp_from_settings(s: Settings) -> Smtp:
                 ca_file=s.smtp_ca_file)
 
 
+class DeliveryCounts(Protocol):
+    """Where the notifier counts its e-mails (the pipeline's status, exported)."""
+
+    emails_sent_total: int
+    emails_failed_total: int
+
+
 class Notifier(threading.Thread):
-    def __init__(self, settings: Settings, stop: threading.Event, status: PipelineStatus,
+    def __init__(self, settings: Settings, stop: threading.Event, status: DeliveryCounts,
                  poll_seconds: float = 1.0) -> None:
         super().__init__(name="stream-mlops-notifier", daemon=True)
         self.url = settings.database_url
@@ -70,14 +101,12 @@ class Notifier(threading.Thread):
     def send_due(self, conn: psycopg.Connection[tuple[Any, ...]]) -> bool:
         """Send every due message as one e-mail; True if something was due."""
         with conn.transaction():
-            rows = conn.execute(q("claim_notifications")).fetchall()
-            if not rows:
+            with conn.cursor(row_factory=class_row(DueNotification)) as cur:
+                due = cur.execute(q("claim_notifications")).fetchall()
+            if not due:
                 return False
-            ids = [r[0] for r in rows]
-            notices = [Notice(kind=str(r[1]), tenant_id=str(r[3]), severity=str(r[4]),
-                              function_name=None if r[5] is None else str(r[5]),
-                              title=str(r[6]), message=str(r[7]), first_seen=float(r[10]))
-                       for r in rows]
+            ids = [n.id for n in due]
+            notices = [n.notice for n in due]
             try:
                 asyncio.run(send(compose(notices, self.smtp), self.smtp))
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:

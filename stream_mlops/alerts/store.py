@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from stream_mlops.core.alerts import AlertChange
 from stream_mlops.db.queries import q
 
 Conn = psycopg.Connection[tuple[Any, ...]]
+QUERIES = {"fire": "fire_alert", "update": "update_alert", "resolve": "resolve_alert"}
+
+
+@dataclass(frozen=True)
+class WrittenAlert:
+    """The episode an alert change wrote (``fire_alert``, ``update_alert``, ``resolve_alert``;
+    each returns the columns it knows)."""
+
+    id: int
+    created: bool | None = None  # fire_alert: False when it only refreshed an open episode
+    state: str | None = None  # update_alert: the episode's state (acknowledged or not)
 
 
 def write_changes(conn: Conn, changes: Sequence[AlertChange], *, notify: bool) -> int:
@@ -29,19 +42,17 @@ def write_changes(conn: Conn, changes: Sequence[AlertChange], *, notify: bool) -
                       "title": c.title, "message": c.message, "details": Jsonb(dict(c.details)),
                       "value": c.value, "threshold": c.threshold,
                       "notify": c.notify is not None, "alert_type": c.alert_type}
+            with conn.cursor(row_factory=class_row(WrittenAlert)) as cur:
+                row = cur.execute(q(QUERIES[c.action]), params).fetchone()
+            if row is None:
+                continue  # nothing open to update or resolve
             kind = c.notify
-            if c.action == "fire":
-                row = conn.execute(q("fire_alert"), params).fetchone()
-                if row is not None and not row[1]:
-                    kind = None  # replayed: the episode and its message exist already
-            elif c.action == "update":
-                row = conn.execute(q("update_alert"), params).fetchone()
-                if row is not None and row[1] == "acknowledged" and kind == "still firing":
-                    kind = None  # somebody is on it: no reminders
-            else:
-                row = conn.execute(q("resolve_alert"), params).fetchone()
-            if row is not None and kind is not None and notify:
+            if c.action == "fire" and not row.created:
+                kind = None  # replayed: the episode and its message exist already
+            elif c.action == "update" and row.state == "acknowledged" and kind == "still firing":
+                kind = None  # somebody is on it: no reminders
+            if kind is not None and notify:
                 conn.execute(q("queue_notification"),
-                             {"alert_id": row[0], "tenant_id": c.tenant_id, "kind": kind})
+                             {"alert_id": row.id, "tenant_id": c.tenant_id, "kind": kind})
                 queued += 1
     return queued

@@ -80,7 +80,7 @@ class RawBatch:
         """From row tuples ``(xid, id, tenant, function, model, variant, created_at,
         latency_ms, prompt, completion, cached, cost_pico, confidence, is_error)``
         (tests and tools; the repository reads columns directly)."""
-        c = list(zip(*rows, strict=True))
+        c = list(zip(*rows, strict=True)) or [()] * 14
         return cls(
             xid=np.array(c[0], np.int64), id=np.array(c[1], np.int64),
             key=[KEY_SEPARATOR.join(k) for k in zip(*c[2:6], strict=True)],

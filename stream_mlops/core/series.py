@@ -2,7 +2,8 @@
 
 A series is one ``(tenant, function, model, variant)``; monitors aggregate by function
 ``(tenant, function)``, by model group ``(tenant, function, model)`` or by model name.
-The processor owns the index and grows it as batches bring new series; monitors read it
+The processor owns the index and grows it as batches bring new series, within each
+tenant's budget (:class:`SeriesBudget`); monitors read it
 (during a restore, before the state is taken over, they may add the groups their durable
 state names). Everything is numbered in order of first appearance, so a monitor's arrays
 only ever grow at the end.
@@ -11,9 +12,12 @@ only ever grow at the end.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+
+from stream_mlops.labels import UNSAFE
 
 I64 = npt.NDArray[np.int64]
 SeriesKey = tuple[str, str, str, str]  # tenant_id, function_name, model, variant
@@ -21,46 +25,35 @@ FunctionKey = tuple[str, str]  # tenant_id, function_name
 GroupKey = tuple[str, str, str]  # tenant_id, function_name, model
 
 OTHER = "__other__"
-LABELS = ("tenant", "function", "model", "variant")
+FOLDED = (OTHER, OTHER, OTHER)  # function, model and variant of a tenant's fold series
 KEY_SEPARATOR = "\x1f"  # the fetch query joins the four labels with it (pipeline.sql)
+UNSAFE_LABELS = ("label values must not contain control characters (C0/C1 controls, line "
+                 "separators or bidirectional controls)")
 
 
-class LabelFolder:
-    """Bounds label cardinality: past ``limit`` distinct values a label folds to ``__other__``.
+@dataclass
+class SeriesBudget:
+    """How many series a tenant, and all tenants together, may have.
 
-    One misbehaving client sending a fresh function name per request must not be able to
-    create unbounded Prometheus series (or unbounded processor memory).
+    Past its budget a tenant's new series fold into one series of its own,
+    ``(tenant, __other__, __other__, __other__)``: its totals stay exact, other tenants
+    are untouched, and no client can make Prometheus (or the processor's memory) grow
+    without bound. ``overrides`` are per-tenant budgets (``mlops.thresholds``,
+    ``max_series``).
 
     Examples
     --------
-    >>> f = LabelFolder(limit=1)
-    >>> f.fold(("t", "a", "m", "v")), f.fold(("t", "b", "m", "v"))
-    (('t', 'a', 'm', 'v'), ('t', '__other__', 'm', 'v'))
+    >>> b = SeriesBudget(per_tenant=2, overrides={"big": 5})
+    >>> b.of("acme"), b.of("big")
+    (2, 5)
     """
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.known: list[set[str]] = [set() for _ in LABELS]
-        self.folded_values = [0] * len(LABELS)
+    per_tenant: int = 1000
+    total: int = 50_000
+    overrides: dict[str, int] = field(default_factory=dict)
 
-    def remember(self, key: SeriesKey) -> None:
-        for seen, value in zip(self.known, key, strict=True):
-            if value != OTHER:
-                seen.add(value)
-
-    def fold(self, key: SeriesKey) -> SeriesKey:
-        out = []
-        for i, value in enumerate(key):
-            seen = self.known[i]
-            if value in seen:
-                out.append(value)
-            elif len(seen) < self.limit:
-                seen.add(value)
-                out.append(value)
-            else:
-                self.folded_values[i] += 1
-                out.append(OTHER)
-        return (out[0], out[1], out[2], out[3])
+    def of(self, tenant: str) -> int:
+        return self.overrides.get(tenant, self.per_tenant)
 
 
 class _Numbering:
@@ -83,7 +76,7 @@ class SeriesIndex:
 
     Examples
     --------
-    >>> ix = SeriesIndex(max_label_values=10)
+    >>> ix = SeriesIndex()
     >>> ix.series_of(["t\\x1fsum\\x1fgpt-4o\\x1fcontrol", "t\\x1fsum\\x1fgpt-4o\\x1fB",
     ...               "t\\x1fask\\x1fgpt-4o\\x1fcontrol"]).tolist()
     [0, 1, 2]
@@ -94,9 +87,12 @@ class SeriesIndex:
     # A cache of raw key -> series; cleared when a flood of junk keys grows it.
     RAW_CACHE_LIMIT = 100_000
 
-    def __init__(self, max_label_values: int = 200) -> None:
-        self.folder = LabelFolder(max_label_values)
+    def __init__(self, budget: SeriesBudget | None = None) -> None:
+        self.budget = budget or SeriesBudget()
         self.keys: list[SeriesKey] = []
+        self.tenant_series: dict[str, int] = {}  # series within each tenant's budget
+        self._budgeted = 0  # their sum
+        self.folded: dict[str, int] = {}  # new series sent to the fold, per tenant
         self._series: dict[SeriesKey, int] = {}
         self._raw: dict[str, int] = {}
         self._functions = _Numbering()
@@ -113,7 +109,6 @@ class SeriesIndex:
     def load(self, keys: Iterable[SeriesKey]) -> None:
         """Number ``keys`` 0..n-1 as given (persisted series: already folded)."""
         for key in keys:
-            self.folder.remember(key)
             self._add(key)
 
     def _add(self, key: SeriesKey) -> int:
@@ -121,6 +116,9 @@ class SeriesIndex:
         if i is None:
             i = self._series[key] = len(self.keys)
             self.keys.append(key)
+            if key[1:] != FOLDED:
+                self.tenant_series[key[0]] = self.tenant_series.get(key[0], 0) + 1
+                self._budgeted += 1
             self._of_series.append((self.function_id(key[0], key[1]),
                                     self.group_id(key[0], key[1], key[2]),
                                     self._models.of((key[2],))))
@@ -149,16 +147,26 @@ class SeriesIndex:
         idx = self._raw.get(raw)
         if idx is None:
             parts = raw.split(KEY_SEPARATOR)
-            if len(parts) != 4:
-                raise ValueError("label values must not contain control characters")
+            if len(parts) != 4 or any(UNSAFE.search(p) for p in parts):
+                # Behind the table's checks (rows stored before them, NOT VALID): such a
+                # name would break e-mail headers, log lines and terminals downstream.
+                raise ValueError(UNSAFE_LABELS)
             key = (parts[0], parts[1], parts[2], parts[3])
             idx = self._series.get(key)
             if idx is None:
-                idx = self._add(self.folder.fold(key))
+                idx = self._add(key if self._fits(key[0]) else self._fold(key[0]))
             if len(self._raw) >= self.RAW_CACHE_LIMIT:
                 self._raw.clear()
             self._raw[raw] = idx
         return idx
+
+    def _fits(self, tenant: str) -> bool:
+        return (self.tenant_series.get(tenant, 0) < self.budget.of(tenant)
+                and self._budgeted < self.budget.total)
+
+    def _fold(self, tenant: str) -> SeriesKey:
+        self.folded[tenant] = self.folded.get(tenant, 0) + 1
+        return (tenant, *FOLDED)
 
     def series_of(self, raw_keys: Sequence[str]) -> I64:
         """:meth:`series` of every raw key."""

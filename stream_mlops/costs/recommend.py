@@ -80,7 +80,7 @@ DEFAULTS = RecommendConfig()
 
 
 @dataclass(frozen=True)
-class Usage:
+class UsageTotals:
     """Totals of a group of requests over the window.
 
     ``model`` / ``variant`` are None when the group spans all of them: (model, variant)
@@ -150,7 +150,7 @@ class Usage:
 
 
 @dataclass(frozen=True)
-class Price:
+class CurrentPrice:
     """Current price of a model for a tenant, USD per million tokens."""
 
     input_usd_per_mtok: float
@@ -191,7 +191,7 @@ class PromptOutliers:
 
 
 @dataclass(frozen=True)
-class Experiment:
+class DecidedExperiment:
     """An experiment with a decision in ``results`` (``variants`` as stored: a list of
     ``{"name", "weight", "model"?}``)."""
 
@@ -206,25 +206,25 @@ class Experiment:
 class UsageSnapshot:
     """Everything the rules read, for one window of ``days`` days.
 
-    ``usage`` holds every level of :class:`Usage`: cheaper_model and prompt_caching read
+    ``usage`` holds every level of :class:`UsageTotals`: cheaper_model and prompt_caching read
     the (model, None) level, variant_cost_per_success the (None, variant) level and
     prompt_length the (None, None) level. ``prices`` are keyed by (tenant, model).
     """
 
     days: float
-    usage: Sequence[Usage]
-    prices: Mapping[tuple[str, str], Price] = field(default_factory=dict, hash=False)
+    usage: Sequence[UsageTotals]
+    prices: Mapping[tuple[str, str], CurrentPrice] = field(default_factory=dict, hash=False)
     repeats: Sequence[PromptRepeats] = ()
     outliers: Sequence[PromptOutliers] = ()
-    experiments: Sequence[Experiment] = ()
+    experiments: Sequence[DecidedExperiment] = ()
 
     @property
     def per_month(self) -> float:
         return MONTH_DAYS / self.days
 
-    def level(self, *, model: bool, variant: bool) -> dict[tuple[str, str], list[Usage]]:
-        """Usage rows of one level, grouped by (tenant, function), in a stable order."""
-        out: dict[tuple[str, str], list[Usage]] = defaultdict(list)
+    def level(self, *, model: bool, variant: bool) -> dict[tuple[str, str], list[UsageTotals]]:
+        """UsageTotals rows of one level, grouped by (tenant, function), in a stable order."""
+        out: dict[tuple[str, str], list[UsageTotals]] = defaultdict(list)
         for u in self.usage:
             if (u.model is not None) == model and (u.variant is not None) == variant:
                 out[(u.tenant_id, u.function_name)].append(u)
@@ -277,7 +277,7 @@ def rate_difference_upper(k_new: int, n_new: int, k_old: int, n_old: int, z: flo
     return p_new - p_old + math.sqrt((hi_new - p_new) ** 2 + (p_old - lo_old) ** 2)
 
 
-def mean_difference_lower(new: Usage, old: Usage, z: float) -> float:
+def mean_difference_lower(new: UsageTotals, old: UsageTotals, z: float) -> float:
     """One-sided lower confidence bound of the difference of mean confidences (new - old),
     normal approximation with unpooled (Welch) variances."""
     assert new.confidence_mean is not None and old.confidence_mean is not None
@@ -296,7 +296,8 @@ class QualityCheck:
     confidence_diff_lower: float | None = None
 
 
-def not_worse(new: Usage, old: Usage, config: RecommendConfig = DEFAULTS) -> QualityCheck:
+def not_worse(new: UsageTotals, old: UsageTotals,
+              config: RecommendConfig = DEFAULTS) -> QualityCheck:
     """Whether ``new`` is shown to be not worse than ``old`` (a non-inferiority test).
 
     The rule, at one-sided level 5 % (``z`` = 1.645):
@@ -314,12 +315,12 @@ def not_worse(new: Usage, old: Usage, config: RecommendConfig = DEFAULTS) -> Qua
 
     Examples
     --------
-    >>> old = Usage("t", "fn", "big", None, requests=3000, errors=30)
-    >>> not_worse(Usage("t", "fn", "small", None, requests=3000, errors=36), old).ok
+    >>> old = UsageTotals("t", "fn", "big", None, requests=3000, errors=30)
+    >>> not_worse(UsageTotals("t", "fn", "small", None, requests=3000, errors=36), old).ok
     True
-    >>> not_worse(Usage("t", "fn", "small", None, requests=3000, errors=75), old).reason
+    >>> not_worse(UsageTotals("t", "fn", "small", None, requests=3000, errors=75), old).reason
     'error rate 2.5 % vs 1.0 %: may be up to 2.1 points worse (margin 1.0)'
-    >>> not_worse(Usage("t", "fn", "small", None, requests=50), old).reason
+    >>> not_worse(UsageTotals("t", "fn", "small", None, requests=50), old).reason
     'too few requests (50 and 3000; at least 100 each)'
     """
     need = config.min_requests
@@ -359,7 +360,7 @@ class Excluded:
     experiments: tuple[str, ...] = ()
 
 
-def excluded_by_experiments(experiments: Iterable[Experiment], tenant_id: str,
+def excluded_by_experiments(experiments: Iterable[DecidedExperiment], tenant_id: str,
                             function_name: str) -> Excluded:
     """What the function's experiments rule out.
 
@@ -374,7 +375,7 @@ def excluded_by_experiments(experiments: Iterable[Experiment], tenant_id: str,
 
     Examples
     --------
-    >>> e = Experiment("t", "fn", "mini-test",
+    >>> e = DecidedExperiment("t", "fn", "mini-test",
     ...                ({"name": "control", "weight": 0.5, "model": "gpt-4o"},
     ...                 {"name": "treatment", "weight": 0.5, "model": "gpt-4o-mini"}),
     ...                {"decision": "treatment_worse"})
@@ -427,8 +428,8 @@ def cheaper_model(snapshot: UsageSnapshot,
     Examples
     --------
     >>> snap = UsageSnapshot(7, [
-    ...     Usage("t", "summarize", "gpt-4o", None, requests=2800, errors=28, cost_usd=16.8),
-    ...     Usage("t", "summarize", "gpt-4o-mini", None, requests=2800, errors=28,
+    ...     UsageTotals("t", "summarize", "gpt-4o", None, requests=2800, errors=28, cost_usd=16.8),
+    ...     UsageTotals("t", "summarize", "gpt-4o-mini", None, requests=2800, errors=28,
     ...           cost_usd=1.12)])
     >>> [r] = cheaper_model(snap)
     >>> r.estimated_monthly_savings_usd
@@ -444,7 +445,7 @@ def cheaper_model(snapshot: UsageSnapshot,
         for cur in priced:
             cur_cpr = cur.cost_per_request
             assert cur_cpr is not None
-            best: tuple[float, Usage, QualityCheck] | None = None
+            best: tuple[float, UsageTotals, QualityCheck] | None = None
             for cand in priced:
                 cand_cpr = cand.cost_per_request
                 assert cand_cpr is not None
@@ -506,9 +507,9 @@ def prompt_caching(snapshot: UsageSnapshot,
     Examples
     --------
     >>> snap = UsageSnapshot(7, [
-    ...     Usage("t", "rag", "gpt-4o", None, requests=210, prompt_tokens=420_000,
+    ...     UsageTotals("t", "rag", "gpt-4o", None, requests=210, prompt_tokens=420_000,
     ...           prompt_p50=2000)],
-    ...     prices={("t", "gpt-4o"): Price(2.5, 1.25)},
+    ...     prices={("t", "gpt-4o"): CurrentPrice(2.5, 1.25)},
     ...     repeats=[PromptRepeats("t", "rag", "gpt-4o", hashed_requests=210,
     ...                            repeat_requests=140, cacheable_tokens=280_000)])
     >>> [r] = prompt_caching(snap)
@@ -561,7 +562,7 @@ def prompt_caching(snapshot: UsageSnapshot,
     return out
 
 
-def outlier_bound(usage: Usage, config: RecommendConfig = DEFAULTS) -> float | None:
+def outlier_bound(usage: UsageTotals, config: RecommendConfig = DEFAULTS) -> float | None:
     """Prompt length above which a request of the function is an outlier.
 
     ``max(p50 + 3 x (p90 - p50), 2 x p50, p95)``: the first term is a quantile version of
@@ -573,11 +574,11 @@ def outlier_bound(usage: Usage, config: RecommendConfig = DEFAULTS) -> float | N
 
     Examples
     --------
-    >>> u = Usage("t", "fn", None, None, 1000, prompt_p50=1000, prompt_p90=1500,
+    >>> u = UsageTotals("t", "fn", None, None, 1000, prompt_p50=1000, prompt_p90=1500,
     ...           prompt_p95=1700)
     >>> outlier_bound(u)
     2500.0
-    >>> outlier_bound(Usage("t", "fn", None, None, 1000, prompt_p50=500, prompt_p90=500,
+    >>> outlier_bound(UsageTotals("t", "fn", None, None, 1000, prompt_p50=500, prompt_p90=500,
     ...                     prompt_p95=500))
     1000.0
     """
@@ -601,9 +602,9 @@ def prompt_length(snapshot: UsageSnapshot,
     Examples
     --------
     >>> snap = UsageSnapshot(7, [
-    ...     Usage("t", "chat", None, None, 300, prompt_p50=500, prompt_p90=500,
+    ...     UsageTotals("t", "chat", None, None, 300, prompt_p50=500, prompt_p90=500,
     ...           prompt_p95=500)],
-    ...     prices={("t", "gpt-4o"): Price(2.5)},
+    ...     prices={("t", "gpt-4o"): CurrentPrice(2.5)},
     ...     outliers=[PromptOutliers("t", "chat", "gpt-4o", requests=14,
     ...                              trimmable_tokens=140_000)])
     >>> [r] = prompt_length(snap)
@@ -658,7 +659,7 @@ def variant_cost_per_success(snapshot: UsageSnapshot,
     """Serve a function's traffic with its variant of lowest cost per successful answer.
 
     Among variants with at least ``min_requests`` priced requests and some successes
-    (cost per success: see :attr:`Usage.cost_per_success`), by increasing cost per
+    (cost per success: see :attr:`UsageTotals.cost_per_success`), by increasing cost per
     success, the first that no experiment rules out (:func:`excluded_by_experiments`) and
     that :func:`not_worse` accepts against every costlier variant (its error rate, i.e.
     its success rate, and confidence) is recommended for the costlier ones' traffic.
@@ -670,8 +671,8 @@ def variant_cost_per_success(snapshot: UsageSnapshot,
     Examples
     --------
     >>> snap = UsageSnapshot(7, [
-    ...     Usage("t", "answer", None, "control", 1000, errors=10, cost_usd=2.1),
-    ...     Usage("t", "answer", None, "treatment", 1000, errors=10, cost_usd=0.7)])
+    ...     UsageTotals("t", "answer", None, "control", 1000, errors=10, cost_usd=2.1),
+    ...     UsageTotals("t", "answer", None, "treatment", 1000, errors=10, cost_usd=0.7)])
     >>> [r] = variant_cost_per_success(snap)
     >>> r.estimated_monthly_savings_usd
     6.0
@@ -734,10 +735,10 @@ def recommendations(snapshot: UsageSnapshot,
     Examples
     --------
     >>> snap = UsageSnapshot(7, [
-    ...     Usage("t", "answer", None, "control", 1000, errors=10, cost_usd=2.1),
-    ...     Usage("t", "answer", None, "treatment", 1000, errors=10, cost_usd=0.7),
-    ...     Usage("t", "tiny", None, "control", 1000, cost_usd=0.001),
-    ...     Usage("t", "tiny", None, "treatment", 1000, cost_usd=0.0009)])
+    ...     UsageTotals("t", "answer", None, "control", 1000, errors=10, cost_usd=2.1),
+    ...     UsageTotals("t", "answer", None, "treatment", 1000, errors=10, cost_usd=0.7),
+    ...     UsageTotals("t", "tiny", None, "control", 1000, cost_usd=0.001),
+    ...     UsageTotals("t", "tiny", None, "treatment", 1000, cost_usd=0.0009)])
     >>> [(r.function_name, r.estimated_monthly_savings_usd) for r in recommendations(snap)]
     [('answer', 6.0)]
     """

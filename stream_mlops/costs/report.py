@@ -32,14 +32,14 @@ from psycopg import pq
 
 from stream_mlops.costs.recommend import (
     DEFAULTS,
-    Experiment,
-    Price,
+    CurrentPrice,
+    DecidedExperiment,
     PromptOutliers,
     PromptRepeats,
     Recommendation,
     RecommendConfig,
-    Usage,
     UsageSnapshot,
+    UsageTotals,
     outlier_bound,
     recommendations,
 )
@@ -99,7 +99,7 @@ def load_snapshot(conn: psycopg.Connection[Any], days: int = 7,
              conf_sumsq, prompt, cached, pct) in conn.execute(
                  q("rec_usage"), {"days": days}).fetchall():
             p50, p90, p95, p99 = (float(v) for v in pct)
-            usage.append(Usage(
+            usage.append(UsageTotals(
                 tenant, fn, model if not level & 2 else None,
                 variant if not level & 1 else None, int(n), int(errors), _num(cost),
                 int(priced), int(conf_n), float(conf_sum), float(conf_sumsq), int(prompt),
@@ -123,13 +123,14 @@ def load_snapshot(conn: psycopg.Connection[Any], days: int = 7,
                  "ttl_seconds": config.cache_ttl_seconds}).fetchall()]
         pairs = sorted({(u.tenant_id, u.model) for u in usage if u.model is not None})
         prices = {
-            (tenant, model): Price(_num(inp), None if cached is None else _num(cached),
+            (tenant, model): CurrentPrice(_num(inp), None if cached is None else _num(cached),
                                    None if write is None else _num(write))
             for tenant, model, inp, cached, write in conn.execute(q("rec_current_prices"), {
                 "tenant_id": [t for t, _ in pairs], "model": [m for _, m in pairs]}).fetchall()}
         experiments = [
-            Experiment(tenant, fn, name, tuple(variants) if isinstance(variants, list) else (),
-                       results if isinstance(results, dict) else {})
+            DecidedExperiment(tenant, fn, name,
+                              tuple(variants) if isinstance(variants, list) else (),
+                              results if isinstance(results, dict) else {})
             for tenant, fn, name, variants, results in conn.execute(
                 q("rec_experiment_decisions")).fetchall()]
     return UsageSnapshot(float(days), usage, prices, repeats, outliers, experiments)
@@ -170,6 +171,22 @@ class CostMonitor:
         return await asyncio.to_thread(self.recommendations_sync, days)
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(row: dict[str, Any]) -> dict[str, Any]:
+    """Text cells a spreadsheet would run as a formula, neutralised as OWASP recommends
+    (a leading quote): function and model names come from tenants' rows.
+
+    Examples
+    --------
+    >>> csv_safe({"function_name": "=HYPERLINK('http://x')", "cost": -1.5})
+    {'function_name': "'=HYPERLINK('http://x')", 'cost': -1.5}
+    """
+    return {k: "'" + v if isinstance(v, str) and v.startswith(_FORMULA_START) else v
+            for k, v in row.items()}
+
+
 def render(costs: dict[str, FunctionCosts], fmt: str) -> str:
     rows = [asdict(c) for c in costs.values()]
     if fmt == "json":
@@ -178,7 +195,7 @@ def render(costs: dict[str, FunctionCosts], fmt: str) -> str:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(FunctionCosts.__dataclass_fields__))
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(map(csv_safe, rows))
         return buf.getvalue()
     lines = [f"{'tenant/function':40s} {'cost USD':>12s} {'requests':>10s} {'USD/request':>12s}"
              f" {'trend':>8s}"]
@@ -210,7 +227,7 @@ def render_recommendations(recs: Sequence[Recommendation], fmt: str) -> str:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=REC_FIELDS)
         writer.writeheader()
-        writer.writerows(_rec_row(r) for r in recs)
+        writer.writerows(csv_safe(_rec_row(r)) for r in recs)
         return buf.getvalue()
     if not recs:
         return "no recommendations (none would save $0.01/month or more with enough data)"
@@ -246,11 +263,11 @@ def render_report(costs: dict[str, FunctionCosts], recs: Sequence[Recommendation
         for c in costs.values():
             own = by_function.pop((c.tenant_id, c.function_name), [])
             if not own:
-                writer.writerow(asdict(c))
+                writer.writerow(csv_safe(asdict(c)))
             for r in own:
-                writer.writerow({**asdict(c), **_rec_row(r)})
+                writer.writerow(csv_safe({**asdict(c), **_rec_row(r)}))
         for rest in by_function.values():
             for r in rest:
-                writer.writerow(_rec_row(r))
+                writer.writerow(csv_safe(_rec_row(r)))
         return buf.getvalue()
     return render(costs, "table") + "\n\n" + render_recommendations(recs, "table")

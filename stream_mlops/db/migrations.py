@@ -10,7 +10,6 @@ from typing import Any
 
 import psycopg
 
-from stream_mlops.costs.price_store import seed_bundled
 from stream_mlops.errors import SchemaError
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
@@ -62,8 +61,9 @@ def pending(conn: Conn) -> list[Migration]:
     return todo
 
 
-def migrate(conn: Conn) -> list[str]:
-    """Apply pending migrations, each in its own transaction; returns their names."""
+def apply(conn: Conn) -> list[str]:
+    """Apply pending migrations, each in its own transaction; returns their names (see
+    :func:`stream_mlops.schema.migrate` for the data that goes with them)."""
     conn.autocommit = True
     conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
     try:
@@ -86,10 +86,6 @@ def migrate(conn: Conn) -> list[str]:
                     (m.version, m.name, m.checksum),
                 )
             names.append(m.name)
-        if names:
-            # Prices are data, not schema: the bundled snapshot is imported (idempotently)
-            # whenever the schema moves, so a fresh database prices the common models.
-            seed_bundled(conn)
         return names
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))

@@ -8,14 +8,15 @@ import shutil
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psycopg
+from psycopg.rows import class_row, dict_row
 
 from stream_mlops import logs
-from stream_mlops.db.migrations import migrate
 from stream_mlops.db.queries import q
 from stream_mlops.dev import simulator as simulate
 from stream_mlops.dev.embedded import EmbeddedPostgres
@@ -24,10 +25,21 @@ from stream_mlops.experiments.config import ExperimentError, ExperimentSpec
 from stream_mlops.experiments.monitor import ExperimentTracker
 from stream_mlops.pipeline.service import Service
 from stream_mlops.pipeline.totals import DURATION_BUCKETS_SECONDS
+from stream_mlops.schema import migrate
 from stream_mlops.settings import load_settings
 
 log = logging.getLogger(__name__)
 DEMO_DIR = Path(".stream-mlops") / "demo-postgres"
+Conn = psycopg.Connection[Any]
+
+
+@dataclass(frozen=True)
+class NewAlert:
+    """An alert episode opened since the last look (``alerts_after``)."""
+
+    id: int
+    severity: str
+    title: str
 
 
 def p95_seconds(buckets: np.ndarray[Any, Any]) -> float:
@@ -132,31 +144,41 @@ def _summarise(service: Service, url: str, stop: threading.Event, duration: floa
     started = time.monotonic()
     prev_events, prev_t = service.status.events_total, started
     with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(q("last_alert_id")).fetchone()
-        last_alert = row[0] if row else 0  # earlier runs' alerts are old news
+        last_alert = _column(conn, "last_alert_id", "last_id")  # earlier runs' are old news
         while not stop.wait(2.0):
             now = time.monotonic()
             st = service.status
-            with st.lock:
-                t = service.processor.totals
-                lat = t.latency_buckets.sum(0) if len(t) else np.zeros(1)
-                cost = sum(t.cost_pico) / 1e12
-                errors, total = int(t.error.sum()), int(t.success.sum() + t.error.sum())
-            row = conn.execute("SELECT count(*) FROM mlops.alerts"
-                               " WHERE state = 'firing'").fetchone()
             rate = (st.events_total - prev_events) / (now - prev_t)
             prev_events, prev_t = st.events_total, now
-            print(f"{time.strftime('%H:%M:%S')}  {rate:7.1f} req/s  "
-                  f"p95 {p95_seconds(lat) * 1000:6.0f} ms  "
-                  f"errors {100 * errors / max(total, 1):4.1f}%  cost ${cost:9.4f}  "
+            print(f"{time.strftime('%H:%M:%S')}  {rate:7.1f} req/s  {_totals_line(service)}  "
                   f"processed {st.events_total}  lag {st.lag_seconds:4.1f} s  "
-                  f"alerts firing {row[0] if row else 0}", flush=True)
+                  f"alerts firing {_column(conn, 'firing_alerts', 'firing')}", flush=True)
             experiment = _experiment_line(service)
             if experiment:
                 print(experiment, flush=True)
-            for aid, severity, title in conn.execute(q("alerts_after"), {"after": last_alert}):
-                print(f"          new alert #{aid} ({severity}): {title}", flush=True)
-                last_alert = aid
+            with conn.cursor(row_factory=class_row(NewAlert)) as cur:
+                for a in cur.execute(q("alerts_after"), {"after": last_alert}).fetchall():
+                    print(f"          new alert #{a.id} ({a.severity}): {a.title}", flush=True)
+                    last_alert = a.id
             if duration is not None and now - started >= duration:
                 break
+
+
+def _totals_line(service: Service) -> str:
+    """p95 latency, error rate and cost so far, from the processor's running totals."""
+    with service.status.lock:
+        t = service.processor.totals
+        lat = t.latency_buckets.sum(0) if len(t) else np.zeros(1)
+        cost = sum(t.cost_pico) / 1e12
+        errors, total = int(t.error.sum()), int(t.success.sum() + t.error.sum())
+    return (f"p95 {p95_seconds(lat) * 1000:6.0f} ms  "
+            f"errors {100 * errors / max(total, 1):4.1f}%  cost ${cost:9.4f}")
+
+
+def _column(conn: Conn, query: str, name: str) -> Any:
+    """Column ``name`` of the named query's one row."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(q(query)).fetchone()
+    assert row is not None
+    return row[name]
 

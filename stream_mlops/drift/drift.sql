@@ -12,7 +12,8 @@ FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
     drift_detected boolean, reference_window jsonb, current_window jsonb);
 
 -- Per function and metric: the latest evidence (its smallest p-value), the reference
--- decision in force and whether a drift alert is open.
+-- decision in force and whether a drift alert is open. Columns named like the keys of
+-- drift.store.drift_status's dicts.
 -- name: drift_status
 WITH latest AS (
     SELECT DISTINCT ON (tenant_id, function_name, metric_name)
@@ -20,13 +21,15 @@ WITH latest AS (
            effect_size, drift_detected, detected_at
     FROM mlops.drift_detection
     ORDER BY tenant_id, function_name, metric_name, detected_at DESC, p_value)
-SELECT l.tenant_id, l.function_name, l.metric_name, l.test_name, l.p_value, l.threshold,
-       l.effect_size, l.drift_detected, l.detected_at,
-       coalesce(m.pinned, false) OR coalesce(f.pinned, false),
-       greatest(m.relearn_from, f.relearn_from),
+SELECT l.tenant_id AS tenant, l.function_name AS function, l.metric_name AS metric,
+       l.test_name AS test, l.p_value, l.threshold, l.effect_size, l.drift_detected,
+       l.detected_at AS tested_at,
+       coalesce(m.pinned, false) OR coalesce(f.pinned, false) AS pinned,
+       greatest(m.relearn_from, f.relearn_from) AS relearn_from,
        EXISTS (SELECT 1 FROM mlops.alerts a
                WHERE a.tenant_id = l.tenant_id AND a.state <> 'resolved'
                  AND a.fingerprint = 'drift:' || l.function_name || ':' || l.metric_name)
+           AS alert_open
 FROM latest l
 LEFT JOIN mlops.drift_references m
        ON (m.tenant_id, m.function_name, m.metric) = (l.tenant_id, l.function_name, l.metric_name)
@@ -64,12 +67,14 @@ SELECT tenant_id, function_name, metric, pinned,
 FROM mlops.drift_references;
 
 -- Rows of one function in a time range, column-wise, for the on-demand drift report.
+-- Columns of drift.report.Window.
 -- name: drift_window
-SELECT array_agg(latency_ms), array_agg(coalesce(query_length, -1)),
-       array_agg(coalesce(confidence, -1)),
-       array_agg(coalesce((cost_usd * 1000000000000)::bigint, -1)),
-       array_agg(status = 'error'), array_agg(coalesce(error_type, 'unknown')),
-       array_agg(model), count(*)
+SELECT array_agg(latency_ms) AS latency_ms, array_agg(coalesce(query_length, -1)) AS query_length,
+       array_agg(coalesce(confidence, -1)) AS confidence,
+       array_agg(coalesce((cost_usd * 1000000000000)::bigint, -1)) AS cost_pico,
+       array_agg(status = 'error') AS is_error,
+       array_agg(coalesce(error_type, 'unknown')) AS error_type,
+       array_agg(model) AS model, count(*) AS rows
 FROM (SELECT * FROM mlops.model_performance
       WHERE tenant_id = %(tenant)s AND function_name = %(function)s
         AND created_at >= %(start)s AND created_at < %(end)s

@@ -381,35 +381,8 @@ class DriftMonitor(Monitor):
             tenant, function = keys[f]
             periodic = f in due
             for metric, d in s.detectors.items():
-                alarm = metric in s.candidates
-                if not (alarm or (periodic and not d.warming_up)):
-                    continue
-                ref, cur = d.reference_sample(), d.recent_sample()
-                if metric == "model":  # codes -> names, for the evidence and the message
-                    ref, cur = self._names(ref), self._names(cur)
-                if len(ref) < 20 or len(cur) < 20:
-                    continue
-                results = compare_windows(ref, cur, KINDS[metric],  # type: ignore[arg-type]
-                                          alpha=self.alpha, min_effect=self.min_effect)
-                for res in results:
-                    s.p_values[(metric, res.test_name)] = res.p_value
-                    evidence.append(Evidence(tenant, function, metric, res, _window(ref),
-                                             _window(cur), alarm))
-                if alarm:
-                    cusums = s.candidates.pop(metric)
-                    confirmed = [res for res in results if res.drift_detected]
-                    if confirmed:
-                        s.confirmed[metric] = now
-                        s.drifts[metric] = s.drifts.get(metric, 0) + 1
-                        key = AlertKey(tenant, f"drift:{function}:{metric}")
-                        pinned = self.control(tenant, function, metric).pinned
-                        if not pinned:  # pinned: it keeps alarming while the drift lasts
-                            d.refresh()  # learn the new normal
-                            s.pinned.discard(metric)
-                        if key not in self.episodes.open:
-                            changes.append(self._alert(key, function, metric, cusums=cusums,
-                                                       confirmed=confirmed, ref=ref, cur=cur,
-                                                       pinned=pinned))
+                if metric in s.candidates or (periodic and not d.warming_up):
+                    changes += self._test_metric(s, (tenant, function), metric, now, evidence)
             if periodic:
                 s.last_periodic = now
             for metric, at in s.confirmed.items():
@@ -419,6 +392,41 @@ class DriftMonitor(Monitor):
         changes = self.episodes.settle(wanted, changes, self._resolved)
         self.snapshot = self.gauges()
         return evidence, changes
+
+    def _test_metric(self, s: _Series, fn: tuple[str, str], metric: str, now: float,
+                     evidence: list[Evidence]) -> list[AlertChange]:
+        """Compare recent values with the reference (evidence); confirm an alarm or not."""
+        tenant, function = fn
+        d = s.detectors[metric]
+        alarm = metric in s.candidates
+        ref, cur = d.reference_sample(), d.recent_sample()
+        if metric == "model":  # codes -> names, for the evidence and the message
+            ref, cur = self._names(ref), self._names(cur)
+        if len(ref) < 20 or len(cur) < 20:
+            return []
+        results = compare_windows(ref, cur, KINDS[metric],  # type: ignore[arg-type]
+                                  alpha=self.alpha, min_effect=self.min_effect)
+        for res in results:
+            s.p_values[(metric, res.test_name)] = res.p_value
+            evidence.append(Evidence(tenant, function, metric, res, _window(ref),
+                                     _window(cur), alarm))
+        if not alarm:
+            return []
+        cusums = s.candidates.pop(metric)
+        confirmed = [res for res in results if res.drift_detected]
+        if not confirmed:
+            return []
+        s.confirmed[metric] = now
+        s.drifts[metric] = s.drifts.get(metric, 0) + 1
+        key = AlertKey(tenant, f"drift:{function}:{metric}")
+        pinned = self.control(tenant, function, metric).pinned
+        if not pinned:  # pinned: it keeps alarming while the drift lasts
+            d.refresh()  # learn the new normal
+            s.pinned.discard(metric)
+        if key in self.episodes.open:
+            return []
+        return [self._alert(key, function, metric, cusums=cusums, confirmed=confirmed,
+                            ref=ref, cur=cur, pinned=pinned)]
 
     def _resolved(self, key: AlertKey) -> AlertChange:
         function, metric = key.fingerprint[len("drift:"):].rsplit(":", 1)

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+from psycopg.rows import class_row, dict_row
 
 from stream_mlops.db.connect import connect
 from stream_mlops.db.queries import q
@@ -38,17 +39,32 @@ class DriftResult(TestResult):
     metric_name: str = ""
 
 
-def _columns(row: tuple[Any, ...]) -> dict[str, Any]:
-    latency, query, conf, cost, err, etype, model, _n = row
-    query_a, conf_a, cost_a = (np.array(v, np.float64) for v in (query, conf, cost))
-    err_a = np.array(err, np.bool_)
-    return {
-        "latency": np.array(latency, np.float64), "query_length": query_a[query_a >= 0],
-        "confidence": conf_a[conf_a >= 0], "cost_per_request": cost_a[cost_a >= 0] / 1e12,
-        "error_rate": err_a.astype(np.int8),
-        "error_type": [t for t, e in zip(etype, err, strict=True) if e],
-        "model": list(model),
-    }
+@dataclass(frozen=True)
+class Window:
+    """One function's rows in a time range, column-wise (``drift_window``)."""
+
+    latency_ms: list[float] | None
+    query_length: list[float] | None
+    confidence: list[float] | None
+    cost_pico: list[int] | None
+    is_error: list[bool] | None
+    error_type: list[str] | None
+    model: list[str] | None
+    rows: int
+
+    def values(self) -> dict[str, Any]:
+        """Each metric's values, as the two-sample tests take them."""
+        query_a, conf_a, cost_a = (np.array(v or [], np.float64)
+                                   for v in (self.query_length, self.confidence, self.cost_pico))
+        err = self.is_error or []
+        return {
+            "latency": np.array(self.latency_ms or [], np.float64),
+            "query_length": query_a[query_a >= 0], "confidence": conf_a[conf_a >= 0],
+            "cost_per_request": cost_a[cost_a >= 0] / 1e12,
+            "error_rate": np.array(err, np.bool_).astype(np.int8),
+            "error_type": [t for t, e in zip(self.error_type or [], err, strict=True) if e],
+            "model": list(self.model or []),
+        }
 
 
 KIND = {"latency": "numeric", "query_length": "numeric", "confidence": "numeric",
@@ -72,14 +88,16 @@ class DataDriftDetector:
         ref_start = start - timedelta(days=reference_days)
         out: list[DriftResult] = []
         with connect(self.database_url) as conn:
-            for tenant, function in conn.execute(q("drift_functions"),
-                                                 {"since": start}).fetchall():
+            functions = conn.cursor(row_factory=dict_row).execute(
+                q("drift_functions"), {"since": start}).fetchall()
+            for f in functions:
+                tenant, function = f["tenant_id"], f["function_name"]
                 windows = []
                 for a, b in ((ref_start, start), (start, end)):
-                    row = conn.execute(q("drift_window"), {
+                    w = conn.cursor(row_factory=class_row(Window)).execute(q("drift_window"), {
                         "tenant": tenant, "function": function, "start": a, "end": b,
                         "limit": self.max_rows}).fetchone()
-                    windows.append(_columns(row) if row and row[-1] else None)
+                    windows.append(w.values() if w is not None and w.rows else None)
                 ref, cur = windows
                 if ref is None or cur is None:
                     continue

@@ -81,6 +81,17 @@ class ExperimentSpec:
                 label_text(label, value, required=True)
             except ValueError as exc:
                 raise ExperimentError(str(exc)) from None
+        self._check_metrics()
+        self._check_variants()
+        if not 0 < self.alpha <= 0.5:
+            raise ExperimentError(f"alpha must be in (0, 0.5], got {self.alpha}")
+        if self.min_effect is not None and not (math.isfinite(self.min_effect)
+                                                and self.min_effect > 0):
+            raise ExperimentError(f"min_effect must be > 0, got {self.min_effect}")
+        if self.min_samples < 10:
+            raise ExperimentError(f"min_samples must be at least 10, got {self.min_samples}")
+
+    def _check_metrics(self) -> None:
         if self.primary_metric not in METRICS:
             raise ExperimentError(f"primary metric must be one of {', '.join(METRICS)}; got "
                                   f"{self.primary_metric!r}")
@@ -91,6 +102,8 @@ class ExperimentSpec:
                 raise ExperimentError(f"guardrail {g} is " + (
                     "the primary metric already" if g == self.primary_metric
                     else "listed twice"))
+
+    def _check_variants(self) -> None:
         if not 2 <= len(self.variants) <= 10:
             raise ExperimentError(f"an experiment needs 2 to 10 variants, got "
                                   f"{len(self.variants)}")
@@ -108,13 +121,6 @@ class ExperimentSpec:
             raise ExperimentError(
                 f"variant {small[0]} would get less than {MIN_SHARE:.2%} of the traffic "
                 "(weights are relative: 0.5/0.5, 1/1 and 50/50 are the same split)")
-        if not 0 < self.alpha <= 0.5:
-            raise ExperimentError(f"alpha must be in (0, 0.5], got {self.alpha}")
-        if self.min_effect is not None and not (math.isfinite(self.min_effect)
-                                                and self.min_effect > 0):
-            raise ExperimentError(f"min_effect must be > 0, got {self.min_effect}")
-        if self.min_samples < 10:
-            raise ExperimentError(f"min_samples must be at least 10, got {self.min_samples}")
 
     @property
     def control(self) -> str:

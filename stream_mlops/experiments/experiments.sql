@@ -14,12 +14,14 @@ UPDATE mlops.experiments SET status = %(status)s
 WHERE tenant_id = %(tenant_id)s AND name = %(name)s
 RETURNING id, status;
 
+-- Columns of experiments.store.ExperimentRow (the fields of Experiment).
 -- name: get_experiment
 SELECT id, tenant_id, name, function_name, status, variants, primary_metric, guardrails,
        alpha, min_effect, min_samples, seed, auto_stop, decision, results, description,
        created_at, started_at, stopped_at, concluded_at
 FROM mlops.experiments WHERE tenant_id = %(tenant_id)s AND name = %(name)s;
 
+-- Columns of experiments.store.ExperimentRow.
 -- name: list_experiments
 SELECT id, tenant_id, name, function_name, status, variants, primary_metric, guardrails,
        alpha, min_effect, min_samples, seed, auto_stop, decision, results, description,

@@ -18,8 +18,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import psycopg
+from psycopg.rows import class_row, dict_row
 from psycopg.types.json import Jsonb
 
 from stream_mlops.db.connect import connect
@@ -33,6 +35,32 @@ from stream_mlops.experiments.config import (
 )
 
 Conn = psycopg.Connection[Any]
+
+
+@dataclass(frozen=True)
+class ExperimentRow:
+    """An experiment as stored (``get_experiment``, ``list_experiments``)."""
+
+    id: UUID
+    tenant_id: str
+    name: str
+    function_name: str
+    status: str
+    variants: Any  # JSON as stored: validated by variants_from_row
+    primary_metric: str
+    guardrails: list[str] | None
+    alpha: float
+    min_effect: float | None
+    min_samples: int
+    seed: str
+    auto_stop: bool
+    decision: str
+    results: Any  # JSON as stored
+    description: str | None
+    created_at: datetime
+    started_at: datetime | None
+    stopped_at: datetime | None
+    concluded_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -59,49 +87,61 @@ class Experiment:
     concluded_at: datetime | None
 
     @classmethod
-    def from_row(cls, r: tuple[Any, ...]) -> Experiment:
-        return cls(str(r[0]), r[1], r[2], r[3], r[4], variants_from_row(r[5]), r[6],
-                   tuple(r[7] or ()), float(r[8]), r[9], int(r[10]), r[11], bool(r[12]),
-                   r[13], r[14] or {}, r[15], r[16], r[17], r[18], r[19])
+    def from_row(cls, r: ExperimentRow) -> Experiment:
+        return cls(
+            id=str(r.id), tenant_id=r.tenant_id, name=r.name, function_name=r.function_name,
+            status=r.status, variants=variants_from_row(r.variants),
+            primary_metric=r.primary_metric, guardrails=tuple(r.guardrails or ()),
+            alpha=float(r.alpha), min_effect=r.min_effect, min_samples=int(r.min_samples),
+            seed=r.seed, auto_stop=bool(r.auto_stop), decision=r.decision,
+            results=r.results or {}, description=r.description, created_at=r.created_at,
+            started_at=r.started_at, stopped_at=r.stopped_at, concluded_at=r.concluded_at)
 
 
 def create(conn: Conn, spec: ExperimentSpec) -> str:
     """Insert ``spec`` as a draft; returns its id."""
     try:
-        row = conn.execute(q("create_experiment"), {
-            "tenant_id": spec.tenant_id, "name": spec.name, "function_name": spec.function_name,
-            "variants": spec.variants_json(), "primary_metric": spec.primary_metric,
-            "guardrails": list(spec.guardrails), "alpha": spec.alpha,
-            "min_effect": spec.min_effect, "min_samples": spec.min_samples,
-            "auto_stop": spec.auto_stop, "description": spec.description}).fetchone()
+        with conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(q("create_experiment"), {
+                "tenant_id": spec.tenant_id, "name": spec.name,
+                "function_name": spec.function_name, "variants": spec.variants_json(),
+                "primary_metric": spec.primary_metric, "guardrails": list(spec.guardrails),
+                "alpha": spec.alpha, "min_effect": spec.min_effect,
+                "min_samples": spec.min_samples, "auto_stop": spec.auto_stop,
+                "description": spec.description}).fetchone()
     except psycopg.errors.UniqueViolation:
         raise ExperimentError(f"an experiment named {spec.name!r} already exists for tenant "
                               f"{spec.tenant_id!r}") from None
     assert row is not None
-    return str(row[0])
+    return str(row["id"])
 
 
 def get(conn: Conn, name: str, tenant_id: str = "default") -> Experiment:
-    row = conn.execute(q("get_experiment"), {"name": name, "tenant_id": tenant_id}).fetchone()
+    with conn.cursor(row_factory=class_row(ExperimentRow)) as cur:
+        row = cur.execute(q("get_experiment"), {"name": name, "tenant_id": tenant_id}
+                          ).fetchone()
     if row is None:
         raise ExperimentError(f"no experiment named {name!r} for tenant {tenant_id!r}")
     return Experiment.from_row(row)
 
 
 def list_all(conn: Conn) -> list[Experiment]:
-    return [Experiment.from_row(r) for r in conn.execute(q("list_experiments")).fetchall()]
+    with conn.cursor(row_factory=class_row(ExperimentRow)) as cur:
+        return [Experiment.from_row(r) for r in cur.execute(q("list_experiments")).fetchall()]
 
 
 def set_status(conn: Conn, name: str, status: str, tenant_id: str = "default") -> str:
     """Move an experiment along its lifecycle (the database refuses invalid moves)."""
     try:
-        row = conn.execute(q("set_experiment_status"),
-                           {"name": name, "status": status, "tenant_id": tenant_id}).fetchone()
+        with conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(q("set_experiment_status"),
+                              {"name": name, "status": status, "tenant_id": tenant_id}
+                              ).fetchone()
     except psycopg.errors.CheckViolation as exc:
         raise ExperimentError(str(exc.diag.message_primary or exc)) from None
     if row is None:
         raise ExperimentError(f"no experiment named {name!r} for tenant {tenant_id!r}")
-    return str(row[1])
+    return str(row["status"])
 
 
 class Experiments:

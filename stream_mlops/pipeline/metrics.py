@@ -23,7 +23,6 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from stream_mlops.core.series import LABELS
 from stream_mlops.pipeline.processor import Processor
 from stream_mlops.pipeline.scheduler import JobHealth, Scheduler
 from stream_mlops.pipeline.status import PipelineStatus
@@ -57,12 +56,11 @@ class ProcessorCollector(Collector):
             keys = list(p.index.keys)
             snap = {name: np.array(getattr(t, name), copy=True) for name in t._ARRAYS}
             cost = list(t.cost_pico)
-            folded = list(p.index.folder.folded_values)
             builders = list(p.metrics(time.time()))
         yield from self._series_metrics(keys, snap, cost)
         for build in builders:
             yield from build()
-        yield from self._pipeline_metrics(folded, len(keys))
+        yield from self._pipeline_metrics(len(keys))
         if self.scheduler is not None:
             yield from _job_metrics(list(self.scheduler.health.values()))
 
@@ -127,7 +125,7 @@ class ProcessorCollector(Collector):
         yield op
         yield usage
 
-    def _pipeline_metrics(self, folded: list[int], n_series: int) -> Iterator[Metric]:
+    def _pipeline_metrics(self, n_series: int) -> Iterator[Metric]:
         st = self.status
         c = [st.consumer]
 
@@ -176,13 +174,6 @@ class ProcessorCollector(Collector):
         yield counter("mlops_alert_emails_failed",
                       "Alert e-mail attempts that failed (retried with backoff).",
                       st.emails_failed_total)
-        folds = CounterMetricFamily(
-            "mlops_label_values_folded",
-            "Distinct label values folded into __other__ by the cardinality limit.",
-            labels=["label"])
-        for name, n in zip(LABELS, folded, strict=True):
-            folds.add_metric([name], float(n))
-        yield folds
 
 
 def _job_metrics(jobs: Sequence[JobHealth]) -> Iterator[Metric]:

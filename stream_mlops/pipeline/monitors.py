@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from stream_mlops.alerts.cardinality import SeriesBudgetAlerts
 from stream_mlops.alerts.performance import PerformanceAlerts
 from stream_mlops.core.monitor import Monitor
 from stream_mlops.costs.monitor import CostTracker
@@ -10,6 +11,7 @@ from stream_mlops.experiments.monitor import ExperimentTracker
 from stream_mlops.settings import Settings
 
 MONITORS: tuple[type[Monitor], ...] = (
+    SeriesBudgetAlerts,
     PerformanceAlerts,
     CostTracker,
     DriftMonitor,

@@ -85,7 +85,7 @@ LIMIT %(limit)s;
 -- The oldest committed row the consumer has not taken yet (held back by the horizon or
 -- simply not reached): its age is the processor's lag.
 -- name: oldest_pending
-SELECT date_part('epoch', created_at)
+SELECT date_part('epoch', created_at) AS created_at
 FROM mlops.model_performance
 WHERE (xid, id) > (%(xid)s::text::xid8, %(id)s::bigint)
 ORDER BY xid, id
@@ -99,7 +99,7 @@ FROM pg_stat_activity
 WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid();
 
 -- name: database_now
-SELECT date_part('epoch', now());
+SELECT date_part('epoch', now()) AS now;
 
 -- What a batch changes in the pipeline's own tables, in one statement: advance the cursor
 -- (compare-and-set: no row when someone else moved it, and then nothing else is written),

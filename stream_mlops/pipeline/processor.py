@@ -19,7 +19,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -28,7 +28,8 @@ import numpy.typing as npt
 from stream_mlops.core.alerts import AlertChange
 from stream_mlops.core.batch import NO_CONFIDENCE, UNKNOWN_COST, Batch, RawBatch
 from stream_mlops.core.monitor import BackgroundJob, Job, Monitor, Store, Write
-from stream_mlops.core.series import SeriesIndex, SeriesKey
+from stream_mlops.core.rows import ThresholdRow
+from stream_mlops.core.series import SeriesBudget, SeriesIndex, SeriesKey
 from stream_mlops.pipeline.monitors import build_monitors
 from stream_mlops.pipeline.totals import (
     CONFIDENCE_BOUNDS,
@@ -66,19 +67,19 @@ class Processor:
         self,
         *,
         monitors: Callable[[], Sequence[Monitor]] | None = None,
-        max_label_values: int = 200,
+        series_budget: SeriesBudget | None = None,
         max_future_skew_seconds: float = 300.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._new_monitors = monitors or default_monitors
-        self.max_label_values = max_label_values
+        self.series_budget = series_budget or SeriesBudget()
         self.max_future_skew_seconds = max_future_skew_seconds
         self.clock = clock
         self.generation = 0  # bumped by adopt(): work computed on older state is stale
         self._fresh()
 
     def _fresh(self) -> None:
-        self.index = SeriesIndex(self.max_label_values)
+        self.index = SeriesIndex(replace(self.series_budget))
         self.totals = SeriesTotals()
         self.monitors: list[Monitor] = list(self._new_monitors())
         for m in self.monitors:
@@ -99,6 +100,7 @@ class Processor:
         p = copy.copy(self)
         p._fresh()
         p.load(keys, persisted)
+        p.configure_budgets(store)
         for m in p.monitors:
             m.restore(store)
         p.totals.grow(len(p.index))  # monitors' replays may have met new series
@@ -126,8 +128,15 @@ class Processor:
         return [c for m in self.monitors for c in m.evaluate(at)]
 
     def configure(self, store: Store) -> None:
+        self.configure_budgets(store)
         for m in self.monitors:
             m.configure(store)
+
+    def configure_budgets(self, store: Store) -> None:
+        """Per-tenant series budgets (``max_series`` in mlops.thresholds)."""
+        self.index.budget.overrides = {
+            r.tenant_id: max(0, int(r.value)) for r in store.rows("alert_thresholds", ThresholdRow)
+            if r.metric == "max_series" and r.function_name is None}
 
     def jobs(self) -> list[Job | BackgroundJob]:
         return [j for m in self.monitors for j in m.jobs()]

@@ -14,6 +14,7 @@ import psycopg
 
 from stream_mlops.alerts.outbox import Notifier
 from stream_mlops.backoff import Backoff
+from stream_mlops.core.series import SeriesBudget
 from stream_mlops.db.connect import first_line
 from stream_mlops.errors import CursorConflict, DatabaseUnavailable
 from stream_mlops.metrics.server import MetricsServer
@@ -36,7 +37,7 @@ class Service:
         self.status = PipelineStatus(consumer=settings.consumer_name)
         self.processor = Processor(
             monitors=lambda: build_monitors(settings),
-            max_label_values=settings.max_label_values,
+            series_budget=SeriesBudget(settings.max_series_per_tenant, settings.max_series),
             max_future_skew_seconds=settings.max_future_skew_seconds,
         )
         self.stop = threading.Event()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ssl
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from email import message_from_bytes
 from email.message import Message
@@ -79,6 +78,22 @@ def alerts(url: str) -> list[tuple[Any, ...]]:
                             " ORDER BY id").fetchall()
 
 
+def queued(url: str) -> int:
+    """E-mail notifications ever queued (sent or not): the source of every message."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM mlops.alert_outbox").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def outbox(url: str) -> tuple[int, Any, str | None]:
+    """(attempts, sent_at, last_error) of the first queued notification."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT attempts, sent_at, last_error FROM mlops.alert_outbox"
+                           " ORDER BY id LIMIT 1").fetchone()
+    return (0, None, None) if row is None else (int(row[0]), row[1], row[2])
+
+
 def processor(url: str, smtp: SmtpServer, tmp: Path, name: str,
               window_seconds: int = 10) -> ProcessorProcess:
     return ProcessorProcess(url, log_path=tmp / f"{name}.log", env={
@@ -92,7 +107,7 @@ def test_error_burst_fires_once_emails_and_resolves(db_url: str, smtp: SmtpServe
     try:
         p.wait_ready()
         insert(db_url, 400, errors=8)  # 2 %: no alert
-        time.sleep(1.0)
+        p.wait_consumed(400)
         assert alerts(db_url) == []
         for _ in range(3):  # a burst: 30 % errors, in several batches
             insert(db_url, 200, errors=60)
@@ -107,8 +122,9 @@ def test_error_burst_fires_once_emails_and_resolves(db_url: str, smtp: SmtpServe
         assert isinstance(body, str) and "tenant: default" in body
         assert metric_sum(scrape(p.port), "mlops_alert_active", rule="error_rate") == 1
         insert(db_url, 200, errors=60)  # still firing: same episode, no new e-mail
-        time.sleep(1.5)
-        assert len(alerts(db_url)) == 1 and len(smtp.inbox.subjects()) == 1
+        p.wait_consumed(1200)
+        assert len(alerts(db_url)) == 1 and queued(db_url) == 1
+        assert len(smtp.inbox.subjects()) == 1
         # The burst leaves the 10 s window: resolved, with one more e-mail.
         wait_for(lambda: alerts(db_url)[0][1] == "resolved", 30, "resolution")
         wait_for(lambda: len(smtp.inbox.subjects()) == 2, 15, "resolved e-mail")
@@ -128,11 +144,9 @@ def test_smtp_down_then_up_delivers_once_and_restart_does_not_resend(
         p.wait_ready()
         insert(db_url, 300, errors=90)
         wait_for(lambda: len(alerts(db_url)) == 1, 15, "alert row")
-        time.sleep(2.5)  # a few failed attempts
-        with psycopg.connect(db_url) as conn:
-            row = conn.execute("SELECT attempts, sent_at, last_error"
-                               " FROM mlops.alert_outbox").fetchone()
-        assert row is not None and row[0] >= 1 and row[1] is None and row[2]
+        wait_for(lambda: outbox(db_url)[0] >= 1, 15, "a failed attempt")
+        attempts, sent_at, last_error = outbox(db_url)
+        assert attempts >= 1 and sent_at is None and last_error
         assert metric_sum(scrape(p.port), "mlops_alert_emails_failed_total") >= 1
         smtp.start()
         wait_for(lambda: len(smtp.inbox.subjects()) == 1, 30, "delivery after retry")
@@ -144,9 +158,10 @@ def test_smtp_down_then_up_delivers_once_and_restart_does_not_resend(
     try:
         p2.wait_ready()
         insert(db_url, 100, errors=30)  # still firing after the restart
-        time.sleep(3)
+        p2.wait_consumed(400)
         assert len(alerts(db_url)) == 1  # the same episode
-        assert len(smtp.inbox.subjects()) == 1  # and no second "firing" e-mail
+        assert queued(db_url) == 1  # and no second "firing" e-mail
+        assert len(smtp.inbox.subjects()) == 1
     finally:
         assert p2.stop() == 0
 
@@ -162,7 +177,7 @@ def test_low_confidence_and_per_function_threshold(db_url: str, smtp: SmtpServer
         insert(db_url, 300, errors=90, function="lenient")  # 30 % < its own 50 % limit
         insert(db_url, 300, errors=0, function="unsure", confidence=0.4)
         wait_for(lambda: len(alerts(db_url)) >= 1, 15, "alert")
-        time.sleep(1)
+        p.wait_consumed(600)
         rows = alerts(db_url)
         assert [(r[0], r[1]) for r in rows] == [("confidence_mean", "firing")]
         assert "Mean confidence 0.400" in rows[0][3]

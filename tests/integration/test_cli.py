@@ -106,23 +106,32 @@ def test_migrate_status_health_and_notify(db_url: str, tmp_path: Path) -> None:
         assert p.stop() == 0
 
 
-def test_label_cardinality_is_bounded(db_url: str, tmp_path: Path) -> None:
+def test_series_cardinality_is_bounded_per_tenant(db_url: str, tmp_path: Path) -> None:
     import psycopg
     with psycopg.connect(db_url) as conn:
-        conn.execute("INSERT INTO mlops.model_performance (function_name, model, latency_ms)"
-                     " SELECT 'fn-' || g, 'gpt-4o', 1 FROM generate_series(1, 50) g")
-    p = ProcessorProcess(db_url, env={"MAX_LABEL_VALUES": "10"},
+        conn.execute("INSERT INTO mlops.model_performance (tenant_id, function_name, model,"
+                     " latency_ms) SELECT 'a', 'fn-' || g, 'gpt-4o', 1"
+                     " FROM generate_series(1, 50) g")
+        conn.execute("INSERT INTO mlops.model_performance (tenant_id, function_name, model,"
+                     " latency_ms) SELECT 'b', 'fn-' || g, 'gpt-4o', 1"
+                     " FROM generate_series(1, 3) g")
+    p = ProcessorProcess(db_url, env={"MAX_SERIES_PER_TENANT": "10"},
                          log_path=tmp_path / "p.log").start()
     try:
         p.wait_ready()
-        from tests.helpers import wait_for
-        wait_for(lambda: p.events() == 50, 10, "events")
+        p.wait_consumed(53)
         m = scrape(p.port)
-        functions = {labels["function"] for labels, _ in m["mlops_requests_total"]}
-        assert len(functions) == 11 and "__other__" in functions
-        assert metric_sum(m, "mlops_requests_total") == 50
-        assert metric_sum(m, "mlops_requests_total", function="__other__") == 40
-        assert metric_sum(m, "mlops_label_values_folded_total", label="function") == 40
+        functions = {(labels["tenant"], labels["function"])
+                     for labels, _ in m["mlops_requests_total"]}
+        assert len({f for t, f in functions if t == "a"}) == 11 and ("a", "__other__") in functions
+        assert {f for t, f in functions if t == "b"} == {"fn-1", "fn-2", "fn-3"}  # untouched
+        assert metric_sum(m, "mlops_requests_total") == 53
+        assert metric_sum(m, "mlops_requests_total", tenant="a", function="__other__") == 40
+        assert metric_sum(m, "mlops_tenant_series_folded_total", tenant="a") == 40
+        assert metric_sum(m, "mlops_tenant_series_folded_total", tenant="b") == 0
+        with psycopg.connect(db_url) as conn:
+            alerts = conn.execute("SELECT tenant_id, fingerprint FROM mlops.alerts").fetchall()
+        assert alerts == [("a", "pipeline:series_budget")]
         assert http_status(p.port, "/nope")[0] == 404
     finally:
         assert p.stop() == 0

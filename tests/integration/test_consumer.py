@@ -11,9 +11,11 @@ from decimal import Decimal
 import psycopg
 import pytest
 
+from stream_mlops.alerts.performance import PerformanceAlerts
 from stream_mlops.core.alerts import AlertKey, alert_change
-from stream_mlops.core.series import SeriesKey
+from stream_mlops.core.series import UNSAFE_LABELS, SeriesKey
 from stream_mlops.costs.monitor import CostTracker
+from stream_mlops.drift.monitor import DriftMonitor
 from stream_mlops.errors import CursorConflict
 from stream_mlops.pipeline.consumer import Consumer
 from stream_mlops.pipeline.health import Thresholds, readiness
@@ -230,31 +232,33 @@ def test_unprocessable_rows_are_quarantined_and_the_rest_processed(db_url: str) 
         conn.execute("ALTER TABLE mlops.model_performance"
                      " DROP CONSTRAINT latency_ms_must_be_finite_between_0_and_86400000,"
                      " DROP CONSTRAINT confidence_must_be_between_0_and_1,"
-                     " DROP CONSTRAINT function_name_must_be_1_to_200_chars")
+                     " DROP CONSTRAINT function_name_must_be_1_to_200_chars,"
+                     " DROP CONSTRAINT function_name_must_not_contain_control_or_bidi_characters")
         conn.execute("INSERT INTO mlops.model_performance (function_name, model, latency_ms)"
                      " VALUES ('f', 'gpt-4o', 'NaN'), ('f', 'gpt-4o', -4)")
         conn.execute("INSERT INTO mlops.model_performance (function_name, model, latency_ms,"
                      " confidence) VALUES ('f', 'gpt-4o', 1, 7)")
         conn.execute("INSERT INTO mlops.model_performance (function_name, model, latency_ms)"
-                     " VALUES (E'bad\\x1fname', 'gpt-4o', 1)")
+                     " VALUES (E'bad\\x1fname', 'gpt-4o', 1), (%s, 'gpt-4o', 1)",
+                     ("summa\u2028rize",))
     insert_requests(db_url, 20, 20)
     c = make_consumer(db_url)
-    assert drain(c) == 45
+    assert drain(c) == 46
     with psycopg.connect(db_url) as conn:
         q = conn.execute("SELECT reason, row_data->>'function_name' FROM mlops.quarantine"
                          " ORDER BY source_id").fetchall()
         good = conn.execute("SELECT count(*), sum(cost_usd) FROM mlops.model_performance"
                             " WHERE id NOT IN (SELECT source_id FROM mlops.quarantine)").fetchone()
     reasons = [r[0] for r in q]
-    assert len(reasons) == 5
+    assert len(reasons) == 6
     assert "in the future" in reasons[0]
     assert reasons[1] == reasons[2] == "latency_ms must be a finite number >= 0"
     assert reasons[3] == "confidence must be between 0 and 1"
-    assert reasons[4] == "unprocessable row: label values must not contain control characters"
+    assert reasons[4] == reasons[5] == "unprocessable row: " + UNSAFE_LABELS
     assert good is not None
     assert memory_totals(c) == (good[0], good[1])
-    assert c.status.quarantined_total == 5
-    assert c.status.events_total == 45
+    assert c.status.quarantined_total == 6
+    assert c.status.events_total == 46
     c.close()
 
 
@@ -340,3 +344,32 @@ def test_cost_report_per_function_with_trend(db_url: str) -> None:
     assert rows[0]["function_name"] == "summarize" and float(rows[0]["total_cost"]) == 3.0
     assert json.loads(render(report, "json"))[1]["function_name"] == "classify"
     assert "+200%" in render(report, "table")
+
+
+def test_a_failed_persist_leaves_no_monitor_state_of_its_batch(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """prepare() moves the monitors before the commit; when the commit fails, the consumer
+    reloads every monitor from the database, where the batch does not exist."""
+    insert_requests(db_url, 0, 300, per_tx=300)
+    c = make_consumer(db_url)
+    assert c.repo is not None
+
+    def fail(e: Effects, keys: Sequence[SeriesKey], version: int) -> float:
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(c.repo, "persist", fail)
+    with pytest.raises(psycopg.OperationalError):
+        c.step()
+    now = time.time()
+    # The batch did reach the monitors' memory ...
+    assert cost_windows(c) > 0
+    assert c.processor.monitor(PerformanceAlerts).windows.totals(now)["n"].sum() == 300
+    assert c.processor.monitor(DriftMonitor)._pending_rows == 300
+    c.close()
+    assert c.open()  # ... and the reload leaves none of it
+    assert cost_windows(c) == 0
+    assert c.processor.monitor(PerformanceAlerts).windows.totals(now)["n"].sum() == 0
+    assert c.processor.monitor(DriftMonitor)._pending_rows == 0
+    assert c.status.events_total == 0
+    assert drain(c) == 300 and memory_totals(c) == db_totals(db_url)
+    c.close()

@@ -11,6 +11,7 @@ import pytest
 
 from stream_mlops.db import migrations
 from stream_mlops.errors import SchemaError
+from stream_mlops.schema import migrate
 
 GUIDE_TABLES = {"model_performance", "experiments", "feature_store", "drift_detection",
                 "cost_tracking", "alerts", "model_cards", "deployments"}
@@ -18,7 +19,7 @@ GUIDE_TABLES = {"model_performance", "experiments", "feature_store", "drift_dete
 
 def test_migrations_are_recorded_and_idempotent(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
-        assert migrations.migrate(conn) == []
+        assert migrate(conn) == []
         versions = [r[0] for r in conn.execute(
             "SELECT version FROM mlops.schema_migrations ORDER BY version")]
         tables = {r[0] for r in conn.execute(

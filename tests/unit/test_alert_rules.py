@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-
 import numpy as np
 import pytest
 
@@ -27,9 +25,6 @@ def window_of(errors: np.ndarray, latency_s: np.ndarray, confidence: np.ndarray,
 def verdicts(w: Windows, now: float) -> dict[str, Verdict]:
     return {v.rule: v for v in evaluate(w.totals(now), [0], TH)}
 
-
-def test_doctests() -> None:
-    assert doctest.testmod(alerts).failed == 0
 
 
 def test_burst_fires_and_steady_traffic_does_not() -> None:

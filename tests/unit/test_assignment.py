@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import doctest
 import math
 
 import pytest
 
-from stream_mlops.experiments import assignment
 from stream_mlops.experiments.assignment import assign
 
 ARMS = [("control", 0.5), ("treatment", 0.5)]
 
-
-def test_doctests() -> None:
-    assert doctest.testmod(assignment).failed == 0
 
 
 def test_same_unit_same_variant_and_seed_matters() -> None:

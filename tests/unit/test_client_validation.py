@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import re
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -10,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from stream_mlops.client import usage as usage_module
 from stream_mlops.client.logger import COLUMNS, request_row
 from stream_mlops.client.usage import Usage, usage_from
 
@@ -33,6 +31,9 @@ def test_valid_row_in_column_order() -> None:
     ({"function_name": 5}, "function_name must be a string"),
     ({"function_name": "f" * 201}, "function_name is longer than 200"),
     ({"function_name": "a\x1fb"}, "function_name must not contain control characters"),
+    ({"function_name": "a\u2028b"}, "function_name must not contain control characters"),
+    ({"model": "gpt\u202e"}, "model must not contain control characters"),
+    ({"variant": "b\x85"}, "variant must not contain control characters"),
     ({"model": ""}, "model is required"),
     ({"latency_ms": float("nan")}, "latency_ms must be a finite number"),
     ({"latency_ms": float("inf")}, "latency_ms must be a finite number"),
@@ -89,6 +90,3 @@ def test_missing_or_odd_usage() -> None:
     assert usage_from({"usage": {"prompt_tokens": 5, "completion_tokens": None}}) == \
         Usage(5, 0, 0)
 
-
-def test_usage_doctests() -> None:
-    assert doctest.testmod(usage_module).failed == 0

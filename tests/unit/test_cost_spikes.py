@@ -3,7 +3,6 @@ pure price book."""
 
 from __future__ import annotations
 
-import doctest
 from decimal import Decimal
 
 import numpy as np
@@ -11,7 +10,6 @@ import pytest
 
 from benchmarks.costs import KEYS, feed, minute_rows
 from stream_mlops.core.batch import batch_of
-from stream_mlops.costs import pricing
 from stream_mlops.costs.monitor import CostTracker
 from stream_mlops.costs.pricing import Price, PriceBook, PriceMapError, changed, parse_price_map
 
@@ -29,9 +27,6 @@ def _history(days: int, seed: int = 3) -> tuple[CostTracker, np.random.Generator
         feed(tracker, rng, m)
     return tracker, rng
 
-
-def test_doctests() -> None:
-    assert doctest.testmod(pricing).failed == 0
 
 
 def test_ten_days_of_diurnal_traffic_raise_no_spike() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -12,7 +11,6 @@ import pytest
 from stream_mlops.core.alerts import AlertKey
 from stream_mlops.core.batch import batch_of
 from stream_mlops.core.rows import ThresholdRow
-from stream_mlops.costs import rules as costs
 from stream_mlops.costs.monitor import CostTracker
 from stream_mlops.costs.rules import period_bounds, read_budget, window_sums
 from stream_mlops.stats.rings import RingSums
@@ -26,9 +24,6 @@ def ts(*args: int, tz: ZoneInfo = UTC) -> float:
     return datetime(parts[0], parts[1], parts[2], parts[3], parts[4], parts[5],
                     tzinfo=tz).timestamp()
 
-
-def test_doctests() -> None:
-    assert doctest.testmod(costs).failed == 0
 
 
 @pytest.mark.parametrize(("period", "at", "start", "hours"), [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 from typing import Any
 
 import numpy as np
@@ -17,11 +16,6 @@ from stream_mlops.stats.drift import (
     compare_windows,
     make_detector,
 )
-
-
-def test_doctests() -> None:
-    assert doctest.testmod(drift).failed == 0
-
 
 # --------------------------------------------------------------- pinned detections
 

@@ -3,11 +3,8 @@ made, and a running one written around those checks is skipped, not fatal."""
 
 from __future__ import annotations
 
-import doctest
-
 import pytest
 
-from stream_mlops import labels
 from stream_mlops.experiments.config import (
     ExperimentError,
     ExperimentSpec,
@@ -63,9 +60,6 @@ def test_an_unusable_running_experiment_is_skipped_and_reported_once() -> None:
     tracker.sync([row("good", (1.0, 1.0))])  # stopped: forgotten
     assert tracker.unusable == {}
 
-
-def test_label_doctests() -> None:
-    assert doctest.testmod(labels).failed == 0
 
 
 @pytest.mark.parametrize(("function", "message"), [

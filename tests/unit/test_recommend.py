@@ -4,22 +4,20 @@ whenever quality is worse, data are too few or an experiment says no."""
 from __future__ import annotations
 
 import csv
-import doctest
 import io
 import json
 from typing import Any
 
 import pytest
 
-from stream_mlops.costs import recommend
 from stream_mlops.costs.recommend import (
-    Experiment,
-    Price,
+    CurrentPrice,
+    DecidedExperiment,
     PromptOutliers,
     PromptRepeats,
     Recommendation,
-    Usage,
     UsageSnapshot,
+    UsageTotals,
     cheaper_model,
     excluded_by_experiments,
     not_worse,
@@ -40,25 +38,21 @@ def conf(n: int, mean: float, var: float) -> dict[str, Any]:
 
 
 def model(name: str, n: int, errors: int, cost: float, fn: str = "summarize",
-          **kw: Any) -> Usage:
-    return Usage("t", fn, name, None, n, errors, cost, **kw)
+          **kw: Any) -> UsageTotals:
+    return UsageTotals("t", fn, name, None, n, errors, cost, **kw)
 
 
 def variant(name: str, n: int, errors: int, cost: float, fn: str = "answer",
-            **kw: Any) -> Usage:
-    return Usage("t", fn, None, name, n, errors, cost, **kw)
+            **kw: Any) -> UsageTotals:
+    return UsageTotals("t", fn, None, name, n, errors, cost, **kw)
 
 
-def mini_worse(**results: Any) -> Experiment:
-    return Experiment("t", "summarize", "mini-test",
+def mini_worse(**results: Any) -> DecidedExperiment:
+    return DecidedExperiment("t", "summarize", "mini-test",
                       ({"name": "control", "weight": 0.5, "model": "gpt-4o"},
                        {"name": "treatment", "weight": 0.5, "model": "gpt-4o-mini"}),
                       {"decision": "treatment_worse", **results})
 
-
-def test_doctests() -> None:
-    result = doctest.testmod(recommend)
-    assert result.failed == 0 and result.attempted >= 15
 
 
 # -- cheaper_model -------------------------------------------------------------------------
@@ -115,8 +109,8 @@ PLAIN_BIG = model("gpt-4o", 3000, 30, 18.0)  # $0.006/request, no confidence rec
     (BIG, MINI, [mini_worse(treatment="treatment")]),
 ], ids=["error-rate", "few-requests", "few-priced", "few-current", "confidence-lower",
         "confidence-one-side", "experiment", "experiment-named-treatment"])
-def test_cheaper_model_not_recommended(current: Usage, candidate: Usage,
-                                       experiments: list[Experiment]) -> None:
+def test_cheaper_model_not_recommended(current: UsageTotals, candidate: UsageTotals,
+                                       experiments: list[DecidedExperiment]) -> None:
     assert cheaper_model(UsageSnapshot(7, [current, candidate], experiments=experiments)) == []
 
 
@@ -127,12 +121,12 @@ def test_cheaper_model_needs_a_cheaper_model() -> None:
 
 
 def test_experiments_that_do_not_exclude_the_model() -> None:
-    better = Experiment("t", "summarize", "e1", mini_worse().variants,
+    better = DecidedExperiment("t", "summarize", "e1", mini_worse().variants,
                         {"decision": "treatment_better"})
-    other_fn = Experiment("t", "classify", "e2", mini_worse().variants,
+    other_fn = DecidedExperiment("t", "classify", "e2", mini_worse().variants,
                           {"decision": "treatment_worse"})
     # A prompt experiment on the same model says nothing about the model.
-    prompt_only = Experiment("t", "summarize", "e3",
+    prompt_only = DecidedExperiment("t", "summarize", "e3",
                              ({"name": "control", "model": "gpt-4o-mini"},
                               {"name": "short-prompt", "model": "gpt-4o-mini"}),
                              {"decision": "treatment_worse"})
@@ -142,14 +136,14 @@ def test_experiments_that_do_not_exclude_the_model() -> None:
 
 
 def test_experiment_treatment_default_is_every_variant_but_the_control() -> None:
-    e = Experiment("t", "fn", "e", ({"name": "a", "model": "x"}, {"name": "b", "model": "y"},
+    e = DecidedExperiment("t", "fn", "e", ({"name": "a", "model": "x"}, {"name": "b", "model": "y"},
                                     {"name": "c", "model": "z"}),
                    {"decision": "treatment_worse"})
     assert excluded_by_experiments([e], "t", "fn").models == {"y", "z"}  # "a" listed first
-    named = Experiment("t", "fn", "e", e.variants, {"decision": "treatment_worse",
+    named = DecidedExperiment("t", "fn", "e", e.variants, {"decision": "treatment_worse",
                                                     "treatment": "c"})
     assert excluded_by_experiments([named], "t", "fn").models == {"z"}
-    broken = Experiment("t", "fn", "e", (), {"decision": "treatment_worse"})
+    broken = DecidedExperiment("t", "fn", "e", (), {"decision": "treatment_worse"})
     assert excluded_by_experiments([broken], "t", "fn").models == frozenset()
 
 
@@ -165,11 +159,11 @@ def test_not_worse_rule() -> None:
 
 # -- prompt_caching ------------------------------------------------------------------------
 
-RAG = Usage("t", "rag", "claude", None, 500, prompt_tokens=2_000_000, cached_tokens=50_000,
+RAG = UsageTotals("t", "rag", "claude", None, 500, prompt_tokens=2_000_000, cached_tokens=50_000,
             prompt_p50=4000)
 REPEATS = PromptRepeats("t", "rag", "claude", hashed_requests=500, repeat_requests=250,
                         cacheable_tokens=1_000_000, first_seen_tokens=400_000)
-CLAUDE = Price(3.0, 0.3, 3.75)
+CLAUDE = CurrentPrice(3.0, 0.3, 3.75)
 
 
 def test_prompt_caching_exact_savings_with_cache_write_premium() -> None:
@@ -185,17 +179,17 @@ def test_prompt_caching_exact_savings_with_cache_write_premium() -> None:
 @pytest.mark.parametrize(("usage", "price", "repeats"), [
     (RAG, CLAUDE, None),  # no prompt_hash: the repeat share is unknown
     (RAG, CLAUDE, PromptRepeats("t", "rag", "claude", 500, 95, 500_000)),  # 19 % repeat
-    (Usage("t", "rag", "claude", None, 500, prompt_tokens=2_000_000, cached_tokens=200_000,
+    (UsageTotals("t", "rag", "claude", None, 500, prompt_tokens=2_000_000, cached_tokens=200_000,
            prompt_p50=4000), CLAUDE, REPEATS),  # 10 % already cached
-    (Usage("t", "rag", "claude", None, 500, prompt_tokens=2_000_000, prompt_p50=1023),
+    (UsageTotals("t", "rag", "claude", None, 500, prompt_tokens=2_000_000, prompt_p50=1023),
      CLAUDE, REPEATS),  # too short to be cached
-    (Usage("t", "rag", "claude", None, 99, prompt_tokens=2_000_000, prompt_p50=4000),
+    (UsageTotals("t", "rag", "claude", None, 99, prompt_tokens=2_000_000, prompt_p50=4000),
      CLAUDE, REPEATS),  # too few requests
-    (RAG, Price(3.0), REPEATS),  # no cached price
-    (RAG, Price(3.0, 3.0), REPEATS),  # cached price not cheaper
+    (RAG, CurrentPrice(3.0), REPEATS),  # no cached price
+    (RAG, CurrentPrice(3.0, 3.0), REPEATS),  # cached price not cheaper
     (RAG, None, REPEATS),  # no price at all
 ])
-def test_prompt_caching_not_recommended(usage: Usage, price: Price | None,
+def test_prompt_caching_not_recommended(usage: UsageTotals, price: CurrentPrice | None,
                                         repeats: PromptRepeats | None) -> None:
     snap = UsageSnapshot(6, [usage], prices={("t", "claude"): price} if price else {},
                          repeats=[repeats] if repeats else [])
@@ -204,23 +198,24 @@ def test_prompt_caching_not_recommended(usage: Usage, price: Price | None,
 
 # -- prompt_length -------------------------------------------------------------------------
 
-CHAT = Usage("t", "chat", None, None, 1000, prompt_p50=1000, prompt_p90=1500,
+CHAT = UsageTotals("t", "chat", None, None, 1000, prompt_p50=1000, prompt_p90=1500,
              prompt_p95=1700, prompt_p99=3000)
 
 
 def test_outlier_bound() -> None:
     assert outlier_bound(CHAT) == 2500.0  # 1000 + 3 x (1500 - 1000)
-    tight = Usage("t", "chat", None, None, 1000, prompt_p50=800, prompt_p90=850, prompt_p95=900)
+    tight = UsageTotals("t", "chat", None, None, 1000, prompt_p50=800, prompt_p90=850,
+                        prompt_p95=900)
     assert outlier_bound(tight) == 1600.0  # 2 x the median
-    skewed = Usage("t", "chat", None, None, 1000, prompt_p50=100, prompt_p90=110,
+    skewed = UsageTotals("t", "chat", None, None, 1000, prompt_p50=100, prompt_p90=110,
                    prompt_p95=5000)
     assert outlier_bound(skewed) == 5000.0  # never below the p95
-    assert outlier_bound(Usage("t", "chat", None, None, 0)) is None
+    assert outlier_bound(UsageTotals("t", "chat", None, None, 0)) is None
 
 
 def test_prompt_length_exact_savings_over_models() -> None:
-    snap = UsageSnapshot(3, [CHAT], prices={("t", "gpt-4o"): Price(2.5, 1.25),
-                                            ("t", "gpt-4o-mini"): Price(0.15)},
+    snap = UsageSnapshot(3, [CHAT], prices={("t", "gpt-4o"): CurrentPrice(2.5, 1.25),
+                                            ("t", "gpt-4o-mini"): CurrentPrice(0.15)},
                          outliers=[PromptOutliers("t", "chat", "gpt-4o", 10, 100_000),
                                    PromptOutliers("t", "chat", "gpt-4o-mini", 4, 40_000),
                                    PromptOutliers("t", "chat", "in-house", 2, 9_000)])
@@ -236,11 +231,12 @@ def test_prompt_length_exact_savings_over_models() -> None:
 
 def test_prompt_length_not_recommended() -> None:
     outs = [PromptOutliers("t", "chat", "gpt-4o", 10, 100_000)]
-    prices = {("t", "gpt-4o"): Price(2.5)}
-    few = Usage("t", "chat", None, None, 99, prompt_p50=1000, prompt_p90=1500, prompt_p95=1700)
+    prices = {("t", "gpt-4o"): CurrentPrice(2.5)}
+    few = UsageTotals("t", "chat", None, None, 99, prompt_p50=1000, prompt_p90=1500,
+                      prompt_p95=1700)
     assert prompt_length(UsageSnapshot(3, [few], prices=prices, outliers=outs)) == []
     assert prompt_length(UsageSnapshot(3, [CHAT], prices=prices)) == []  # no outliers
-    no_pct = Usage("t", "chat", None, None, 1000)
+    no_pct = UsageTotals("t", "chat", None, None, 1000)
     assert prompt_length(UsageSnapshot(3, [no_pct], prices=prices, outliers=outs)) == []
     # Only unpriced models: nothing can be priced, so nothing is worth reporting.
     unpriced = UsageSnapshot(3, [CHAT], outliers=outs)
@@ -273,7 +269,7 @@ def test_variant_savings_use_cost_per_success() -> None:
 
 def test_variant_not_recommended() -> None:
     pair = [variant("control", 1000, 10, 2.1), variant("treatment", 1000, 10, 0.7)]
-    worse = Experiment("t", "answer", "e", ({"name": "control"}, {"name": "treatment"}),
+    worse = DecidedExperiment("t", "answer", "e", ({"name": "control"}, {"name": "treatment"}),
                        {"decision": "treatment_worse"})
     assert variant_cost_per_success(UsageSnapshot(7, pair, experiments=[worse])) == []
     assert variant_cost_per_success(UsageSnapshot(7, pair[:1])) == []  # one variant

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import itertools
 import json
 import math
@@ -39,9 +38,6 @@ def run(t: SequentialTest, control: npt.ArrayLike, treatment: npt.ArrayLike) -> 
             break
     return t
 
-
-def test_doctests() -> None:
-    assert doctest.testmod(sequential).failed == 0
 
 
 # -- decisions on seeded streams (pinned exactly) -----------------------------------------

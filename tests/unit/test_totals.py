@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import doctest
-
 import numpy as np
 import pytest
 
-from stream_mlops.pipeline import totals
 from stream_mlops.pipeline.totals import (
     CONFIDENCE_BOUNDS,
     LATENCY_BOUNDS,
@@ -109,6 +106,3 @@ def test_apply_equals_after_and_accumulates_across_batches() -> None:
     assert t.cost_pico == whole.cost_pico
     assert t.latency_buckets.tolist() == whole.latency_buckets.tolist()
 
-
-def test_doctests() -> None:
-    assert doctest.testmod(totals).failed == 0

@@ -1,0 +1,42 @@
+"""Properties of the series index and exact sums on generated inputs (hypothesis)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stream_mlops.core.series import KEY_SEPARATOR, OTHER, SeriesBudget, SeriesIndex
+from stream_mlops.stats.rings import exact_grouped_sum
+
+label = st.text(alphabet="abcxyz-_", min_size=1, max_size=3)
+key = st.tuples(label, label, label, label)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(key, max_size=60), st.integers(min_value=1, max_value=5))
+def test_series_index_is_stable_bounded_and_consistent(keys: list[tuple[str, ...]],
+                                                       limit: int) -> None:
+    ix = SeriesIndex(SeriesBudget(per_tenant=limit, total=3 * limit))
+    raw = [KEY_SEPARATOR.join(k) for k in keys]
+    first = ix.series_of(raw)
+    assert ix.series_of(raw).tolist() == first.tolist()  # the same key, the same series
+    for tenant in {k[0] for k in ix.keys}:  # at most `limit` real series per tenant
+        assert len([k for k in ix.keys if k[0] == tenant and k[1] != OTHER]) <= limit
+    assert len([k for k in ix.keys if k[1] != OTHER]) <= 3 * limit
+    for s, k in enumerate(ix.keys):  # the group arrays agree with the keys
+        assert ix.function_keys[ix.function[s]] == (k[0], k[1])
+        assert ix.group_keys[ix.group[s]] == (k[0], k[1], k[2])
+        assert ix.model_names[ix.model[s]] == k[2]
+        assert ix.group_function[ix.group[s]] == ix.function[s]
+    for want_key, s in zip(keys, first.tolist(), strict=True):  # unfolded labels are kept
+        assert all(got in (want, OTHER) for got, want in zip(ix.keys[s], want_key, strict=True))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2**62)), max_size=50))
+def test_exact_grouped_sum_equals_python_integers(pairs: list[tuple[int, int]]) -> None:
+    slots = np.array([s for s, _ in pairs], np.int64)
+    values = np.array([v for _, v in pairs], np.int64)
+    want = [sum(v for s, v in pairs if s == g) for g in range(4)]
+    assert exact_grouped_sum(slots, values, 4) == want
