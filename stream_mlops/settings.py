@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -64,9 +66,16 @@ class Settings(BaseSettings):
 
     @field_validator("database_url")
     @classmethod
-    def _url_not_blank(cls, v: str) -> str:
+    def _url_parses(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("is empty")
+        try:
+            conninfo_to_dict(v)
+        except psycopg.ProgrammingError:
+            # libpq's message quotes what it could not parse (maybe the password).
+            raise ValueError("cannot be parsed as a PostgreSQL URL or conninfo (in a URL, "
+                             "percent-encode special characters of the password: a space "
+                             "is %20, % is %25, @ is %40)") from None
         return v
 
     @field_validator("cost_timezone")
@@ -110,4 +119,5 @@ def load_settings(**overrides: Any) -> Settings:
             raise ConfigError(f"{name} is not set") from None
         value = err.get("input")
         shown = "<hidden>" if name in ("DATABASE_URL", "SMTP_PASSWORD") else repr(value)
-        raise ConfigError(f"{name}={shown} is invalid: {err['msg']}") from None
+        why = str(err["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{name}={shown} is invalid: {why}") from None

@@ -9,18 +9,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from stream_mlops.alerts.rules import AlertThresholds, Lifecycle, OpenAlert, Transition, Windows
+from stream_mlops.alerts.rules import (
+    RULES,
+    AlertThresholds,
+    Lifecycle,
+    OpenAlert,
+    Transition,
+    Windows,
+)
 from stream_mlops.alerts.rules import evaluate as read_rules
 from stream_mlops.core.alerts import AlertChange, AlertKey, alert_change
 from stream_mlops.core.batch import Batch, RawBatch
 from stream_mlops.core.monitor import MetricsBuilder, Monitor, Observed, Store
 from stream_mlops.core.rows import OpenAlertRow, ThresholdRow
 from stream_mlops.core.series import SeriesIndex
-from stream_mlops.settings import Settings
+
+if TYPE_CHECKING:
+    from stream_mlops.settings import Settings
 
 TITLES = {
     "error_rate": "High error rate in {function}",
@@ -94,7 +104,13 @@ class PerformanceAlerts(Monitor):
         mlops.alerts: a restart neither forgets a burst nor re-pages."""
         self.configure(store)
         self.replay(store.consumed(seconds=self.window_seconds))
-        self.load_open(store.rows("open_alerts", OpenAlertRow, type="performance"))
+        rows = store.rows("open_alerts", OpenAlertRow, type="performance")
+        ours = [r for r in rows if _rule_of(r.fingerprint) is not None]
+        for r in rows:
+            if _rule_of(r.fingerprint) is None:
+                store.report(f"open alert {r.tenant_id}/{r.fingerprint!r} is not one the "
+                             "performance rules fire; left as it is")
+        self.load_open(ours)
 
     def replay(self, rows: RawBatch) -> None:
         if len(rows):
@@ -170,3 +186,10 @@ class PerformanceAlerts(Monitor):
             _, rule, function = key.fingerprint.split(":", 2)
             active.add_metric([key.tenant_id, function, rule, severity], 1.0)
         yield active
+
+
+def _rule_of(fingerprint: str) -> str | None:
+    """The rule of a performance alert's fingerprint, None if it is not one."""
+    parts = fingerprint.split(":", 2)
+    ok = len(parts) == 3 and parts[0] == "performance" and parts[1] in RULES and parts[2]
+    return parts[1] if ok else None

@@ -14,7 +14,7 @@ import psycopg
 
 from stream_mlops.cli import alerts, costs, dev, drift, experiments, pipeline
 from stream_mlops.db.connect import first_line
-from stream_mlops.errors import MlopsError
+from stream_mlops.errors import ConfigError, MlopsError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = int(args.fn(args))
         sys.stdout.flush()  # a closed pipe shows here, where it is handled
         return code
+    except ConfigError as exc:  # EX_CONFIG: what no retry fixes
+        print(f"stream-mlops {args.command}: configuration error: {exc}", file=sys.stderr)
+        return 78
     except MlopsError as exc:
         print(f"stream-mlops {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -31,14 +31,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar
 
 from prometheus_client.core import Metric
 
 from stream_mlops.core.alerts import AlertChange
 from stream_mlops.core.batch import Batch, RawBatch
 from stream_mlops.core.series import SeriesIndex
-from stream_mlops.settings import Settings
+
+if TYPE_CHECKING:  # the service's configuration; the contract itself needs none of it
+    from stream_mlops.settings import Settings
 
 R = TypeVar("R")
 Cursor = tuple[str, int]  # (transaction id as text, row id): the consumer's position
@@ -75,6 +77,11 @@ class Store(Protocol):
     def report(self, problem: str) -> None:
         """A record the monitor had to leave out (a configuration it cannot follow, a
         stored state it cannot read): logged and counted, and processing goes on."""
+        ...
+
+    def isolated(self, what: str, work: Callable[[], None]) -> bool:
+        """Run ``work`` on its own (a savepoint): False, and ``what`` reported with the
+        reason, when it raised anything but a lost connection (which goes up)."""
         ...
 
 

@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -34,8 +34,10 @@ from stream_mlops.costs.rules import (
     spend_levels,
     window_sums,
 )
-from stream_mlops.settings import Settings
 from stream_mlops.stats.rings import RingSums, exact_grouped_sum, live_sum
+
+if TYPE_CHECKING:
+    from stream_mlops.settings import Settings
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]

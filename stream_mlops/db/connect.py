@@ -6,8 +6,12 @@ from typing import Any
 
 import psycopg
 
-from stream_mlops.errors import DatabaseUnavailable
+from stream_mlops.errors import ConfigError, DatabaseUnavailable
 from stream_mlops.logs import redact_url
+
+MALFORMED_URL = ("DATABASE_URL cannot be parsed as a PostgreSQL URL or conninfo (in a URL, "
+                 "percent-encode special characters of the password: a space is %20, % is "
+                 "%25, @ is %40)")
 
 # Dead peers (a cut network, a killed server) are noticed within ~25 s even while idle.
 KEEPALIVES: dict[str, Any] = {
@@ -40,8 +44,10 @@ def connect(
         raise DatabaseUnavailable(
             f"cannot connect to Postgres ({redact_url(url)}): {first_line(exc)}"
         ) from exc
-    except psycopg.ProgrammingError as exc:  # malformed conninfo
-        raise DatabaseUnavailable(f"DATABASE_URL is malformed: {first_line(exc)}") from exc
+    except psycopg.ProgrammingError:  # malformed conninfo: retrying cannot help
+        # libpq's own message quotes the part it could not parse, which can be the
+        # password: it is not shown.
+        raise ConfigError(MALFORMED_URL) from None
 
 
 def first_line(exc: BaseException) -> str:

@@ -179,8 +179,15 @@ class DriftMonitor(Monitor):
         blind until a thousand new requests per function."""
         index = self.index
         self.configure(store)
-        self.restore_open([AlertKey(r.tenant_id, r.fingerprint) for r in store.rows(
-            "open_alerts", OpenAlertRow, type="drift")], store.now)
+        keys = []
+        for r in store.rows("open_alerts", OpenAlertRow, type="drift"):
+            function, _, metric = r.fingerprint.removeprefix("drift:").rpartition(":")
+            if r.fingerprint.startswith("drift:") and function and metric in KINDS:
+                keys.append(AlertKey(r.tenant_id, r.fingerprint))
+            else:
+                store.report(f"open alert {r.tenant_id}/{r.fingerprint!r} is not one the "
+                             "drift monitor fires; left as it is")
+        self.restore_open(keys, store.now)
         rows = store.consumed(last=self.WARM_ROWS)
         if len(rows):
             series = index.series_of(rows.key)

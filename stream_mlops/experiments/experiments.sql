@@ -46,12 +46,13 @@ WHERE id = %(id)s::uuid AND status = 'running';
 -- An experiment's consumed rows after its stored cursor, column-wise, in cursor order
 -- (one row of arrays: experiments.monitor.ArmColumns).
 -- name: experiment_rows
-SELECT coalesce(array_agg(variant), '{}') AS variant,
+SELECT coalesce(array_agg(tenant_id), '{}') AS tenant_id,
+       coalesce(array_agg(variant), '{}') AS variant,
        coalesce(array_agg(latency_ms), '{}') AS latency_ms,
        coalesce(array_agg(status = 'error'), '{}') AS is_error,
        coalesce(array_agg(coalesce(confidence, -1)), '{}') AS confidence,
        coalesce(array_agg(coalesce((cost_usd * 1000000000000)::bigint, -1)), '{}') AS cost_pico
-FROM (SELECT variant, latency_ms, status, confidence, cost_usd
+FROM (SELECT tenant_id, variant, latency_ms, status, confidence, cost_usd
       FROM mlops.model_performance
       WHERE experiment_id = %(id)s::uuid
         AND (xid, id) > (%(from_xid)s::text::xid8, %(from_id)s::bigint)

@@ -17,11 +17,12 @@ import json
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stream_mlops.core.alerts import AlertChange, AlertKey, Episodes, Severity, alert_change
 from stream_mlops.core.batch import Batch
@@ -63,6 +64,7 @@ class LiveExperimentRow:
 class ArmColumns:
     """An experiment's consumed rows, column-wise (``experiment_rows``)."""
 
+    tenant_id: list[str]
     variant: list[str]
     latency_ms: list[float]
     is_error: list[bool]
@@ -78,6 +80,57 @@ class ArmRows:
     is_error: B
     confidence: F64  # -1: none
     cost_pico: I64  # -1: unpriced
+
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StoredTest(_Strict):
+    """What :meth:`SequentialTest.state` writes."""
+
+    kind: Literal["mean", "proportion"]
+    alpha: Annotated[float, Field(gt=0, lt=1)]
+    higher_is_better: bool
+    min_effect: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None
+    spread: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    min_samples: Annotated[int, Field(ge=2)]
+    expected_n: Annotated[int, Field(ge=2)]
+    n: Annotated[list[Count], Field(min_length=2, max_length=2)]
+    mean: Annotated[list[Finite], Field(min_length=2, max_length=2)]
+    m2: Annotated[list[Annotated[float, Field(ge=0, allow_inf_nan=False)]],
+                  Field(min_length=2, max_length=2)]
+    max_log_evidence: Finite
+    decision: Literal["continue", "treatment_better", "treatment_worse"]
+    decided_at: Count | None
+
+
+class StoredSRM(_Strict):
+    """What :meth:`SRMTest.state` writes."""
+
+    arms: Annotated[list[str], Field(min_length=2)]
+    shares: list[Annotated[float, Field(gt=0, allow_inf_nan=False)]]
+    alpha: Annotated[float, Field(gt=0, lt=1)]
+    concentration: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    counts: list[Count]
+    max_log_bayes_factor: Finite
+
+
+class StoredState(_Strict):
+    """An experiment's stored state (``results.state``): what :meth:`LiveExperiment.results`
+    writes, and nothing else."""
+
+    cursor: tuple[Annotated[str, Field(pattern=r"^[0-9]{1,20}$")], Count]
+    cost_usd: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    successes: Count
+    unknown_variant: Count
+    foreign_tenant: Count = 0
+    srm: StoredSRM | None
+    tests: dict[str, dict[str, StoredTest]]
 
 
 @dataclass
@@ -100,7 +153,9 @@ class LiveExperiment:
     cost_usd: float = 0.0
     successes: int = 0
     unknown_variant: int = 0
+    foreign_tenant: int = 0  # rows naming this experiment from another tenant: not counted
     cursor: tuple[str, int] = ("0", 0)  # where the stored state was taken
+    discarded: str | None = None  # why a stored state could not be used (then rebuilt)
 
     @property
     def control(self) -> str:
@@ -112,19 +167,45 @@ class LiveExperiment:
 
     @classmethod
     def from_row(cls, row: LiveExperimentRow) -> LiveExperiment:
+        """The experiment as configured, resumed from its stored state when that state is
+        sound; otherwise rebuilt from its rows (see :attr:`discarded`). ValueError when
+        the configuration itself cannot be followed."""
         arms = variants_from_row(row.variants)
         e = cls(row.id, row.tenant_id, row.name, row.function_name, [a.name for a in arms],
                 [a.weight for a in arms], row.primary_metric, list(row.guardrails or []),
                 float(row.alpha), None if row.min_effect is None else float(row.min_effect),
                 int(row.min_samples), bool(row.auto_stop))
         results = row.results if isinstance(row.results, Mapping) else {}
-        state = results.get("state")
-        e._build(state if isinstance(state, Mapping) else None)
+        stored = results.get("state")
+        if stored is None:
+            e._build(None)
+            return e
+        try:
+            e._build(e._checked(stored))
+        except (ValidationError, ValueError, TypeError, KeyError) as exc:
+            # Not a state this code wrote (an old version, a restored dump, a hand edit):
+            # the experiment is rebuilt from its rows, which counts each of them once.
+            e.discarded = _first_line(exc)
+            e.reset()
         return e
+
+    def _checked(self, stored: Any) -> dict[str, Any]:
+        """The stored state if it is the state of this experiment, else ValueError."""
+        state = StoredState.model_validate(stored).model_dump()
+        want = {(m, a) for m in self.metrics for a in self.arms[1:]}
+        have = {(m, a) for m, by_arm in state["tests"].items() for a in by_arm}
+        if have != want:
+            raise ValueError(f"tests for {sorted(have)} where the experiment has {sorted(want)}")
+        live = [a for a, w in zip(self.arms, self.weights, strict=True) if w > 0]
+        srm = state["srm"]
+        if (srm is None) != (len(live) < 2) or (srm is not None and srm["arms"] != live):
+            raise ValueError("the sample-ratio test does not match the arms")
+        return state
 
     def reset(self) -> None:
         """Forget the stored state: everything is replayed from the first row."""
         self.cost_usd, self.successes, self.unknown_variant = 0.0, 0, 0
+        self.foreign_tenant = 0
         self.cursor = ("0", 0)
         self._build(None)
 
@@ -147,6 +228,7 @@ class LiveExperiment:
             self.cost_usd = float(state.get("cost_usd", 0.0))
             self.successes = int(state.get("successes", 0))
             self.unknown_variant = int(state.get("unknown_variant", 0))
+            self.foreign_tenant = int(state.get("foreign_tenant", 0))
             cur = state.get("cursor") or ["0", 0]
             self.cursor = (str(cur[0]), int(cur[1]))
 
@@ -216,11 +298,12 @@ class LiveExperiment:
                         for m, by_arm in self.tests.items()},
             "srm": None if self.srm is None else _jsonable(self.srm.summary().__dict__),
             "unknown_variant_rows": self.unknown_variant,
+            "other_tenant_rows": self.foreign_tenant,
             "harmed_guardrails": [{"metric": m, "arm": a} for m, a in self.harmed_guardrails()],
         }
         out["state"] = {
             "cursor": list(cursor), "cost_usd": self.cost_usd, "successes": self.successes,
-            "unknown_variant": self.unknown_variant,
+            "unknown_variant": self.unknown_variant, "foreign_tenant": self.foreign_tenant,
             "srm": None if self.srm is None else self.srm.state(),
             "tests": {m: {a: t.state() for a, t in by_arm.items()}
                       for m, by_arm in self.tests.items()},
@@ -280,9 +363,11 @@ class ExperimentTracker(Monitor):
         rows = [i for i, e in enumerate(batch.rows.experiment_id) if e is not None]
         if rows:
             part = batch.rows.take(np.array(rows, np.int64))
+            labels = [k.split(KEY_SEPARATOR) for k in part.key]
             self.observe_rows(
-                part.experiment_id, [k.rsplit(KEY_SEPARATOR, 1)[-1] for k in part.key],
-                ArmRows(part.latency_ms, part.is_error, part.confidence, part.cost_pico))
+                part.experiment_id, [k[-1] for k in labels],
+                ArmRows(part.latency_ms, part.is_error, part.confidence, part.cost_pico),
+                tenants=[k[0] for k in labels])
         return NOTHING
 
     def jobs(self) -> Sequence[Job]:
@@ -306,14 +391,18 @@ class ExperimentTracker(Monitor):
             store.report(why)
         xid, last_id = store.cursor
         for e in new:
+            if e.discarded is not None:
+                store.report(f"experiment {e.name}: its stored state cannot be used "
+                             f"({e.discarded}); rebuilding it from its rows")
             if (int(e.cursor[0]), e.cursor[1]) > (int(xid), last_id):
                 e.reset()  # a state from a later cursor (a restored database): rebuild
             cols, = store.rows("experiment_rows", ArmColumns, id=e.id,
                                from_xid=e.cursor[0], from_id=e.cursor[1])
             if cols.variant:
-                e.observe(cols.variant, ArmRows(
+                self.observe_rows([e.id] * len(cols.variant), cols.variant, ArmRows(
                     np.array(cols.latency_ms, np.float64), np.array(cols.is_error, np.bool_),
-                    np.array(cols.confidence, np.float64), np.array(cols.cost_pico, np.int64)))
+                    np.array(cols.confidence, np.float64), np.array(cols.cost_pico, np.int64)),
+                    tenants=cols.tenant_id)
 
     def metrics(self, now: float) -> MetricsBuilder:
         gauges = self.gauges()
@@ -342,14 +431,20 @@ class ExperimentTracker(Monitor):
         return new
 
     def observe_rows(self, experiment_ids: Sequence[str | None], variants: Sequence[str],
-                     rows: ArmRows) -> None:
-        """A batch (all rows; those without a followed experiment are skipped)."""
+                     rows: ArmRows, *, tenants: Sequence[str] | None = None) -> None:
+        """A batch (all rows; those without a followed experiment are skipped, and so are
+        rows that name another tenant's experiment: they are counted apart)."""
         if not self.live:
             return
         by_exp: dict[str, list[int]] = {}
         for i, eid in enumerate(experiment_ids):
-            if eid is not None and eid in self.live:
-                by_exp.setdefault(eid, []).append(i)
+            e = None if eid is None else self.live.get(eid)
+            if e is None:
+                continue
+            if tenants is not None and tenants[i] != e.tenant_id:
+                e.foreign_tenant += 1
+                continue
+            by_exp.setdefault(e.id, []).append(i)
         for eid, idx_list in by_exp.items():
             idx = np.array(idx_list, np.int64)
             self.live[eid].observe(
@@ -389,7 +484,7 @@ class ExperimentTracker(Monitor):
                     tests.append((metric, arm, t.p_value, DECISION_VALUE[t.decision],
                                   math.nan if lift is None else lift))
             out.append({"tenant": e.tenant_id, "experiment": e.name, "samples": e.samples(),
-                        "tests": tests,
+                        "tests": tests, "foreign": e.foreign_tenant,
                         "srm": None if e.srm is None else (e.srm.mismatch, e.srm.p_value)})
         return out
 
@@ -459,6 +554,15 @@ def _lift(lift: float | None, ci: tuple[float, float] | None) -> str:
     return text + (f", CI {ci[0]:+.1%} to {ci[1]:+.1%}" if ci else "")
 
 
+def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "the state"
+        return f"{where}: {first['msg']} ({exc.error_count()} problem(s) in all)"[:300]
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
 def _fire(key: AlertKey, function: str, severity: Severity, *, title: str, message: str,
           value: float, threshold: float) -> AlertChange:
     return alert_change("fire", key, "experiment", rule="experiment", severity=severity,
@@ -486,6 +590,10 @@ def _families(experiments: Sequence[dict[str, Any]]) -> Iterator[Metric]:
     srm_p = GaugeMetricFamily("mlops_experiment_srm_p_value",
                               "Always-valid p-value of the sample-ratio check.",
                               labels=["tenant", "experiment"])
+    foreign = CounterMetricFamily(
+        "mlops_experiment_other_tenant_rows",
+        "Rows naming the experiment but logged by another tenant: not counted in it.",
+        labels=["tenant", "experiment"])
     for e in experiments:
         t, name = e["tenant"], e["experiment"]
         for arm, n in e["samples"].items():
@@ -498,4 +606,5 @@ def _families(experiments: Sequence[dict[str, Any]]) -> Iterator[Metric]:
         if e["srm"] is not None:
             srm.add_metric([t, name], float(e["srm"][0]))
             srm_p.add_metric([t, name], e["srm"][1])
-    yield from (samples, p_value, lift, decision, srm, srm_p)
+        foreign.add_metric([t, name], e["foreign"])
+    yield from (samples, p_value, lift, decision, srm, srm_p, foreign)

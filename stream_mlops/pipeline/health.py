@@ -26,9 +26,13 @@ def liveness(status: PipelineStatus, now: float, t: Thresholds) -> list[str]:
 def readiness(status: PipelineStatus, now: float, t: Thresholds) -> list[str]:
     """Reasons the processor is not ready (empty: ready)."""
     reasons = liveness(status, now, t)
-    if now - status.db_ok_at > t.db_silence_seconds:
-        detail = f": {status.last_error}" if status.last_error else ""
-        reasons.append(f"database unreachable for {now - status.db_ok_at:.0f} s{detail}")
+    # Reasons name states, never the database's address or the driver's words (which can
+    # carry the connection string): those are in the processor's log.
+    if status.db_down_since is not None:
+        reasons.append(f"database unreachable for {now - status.db_down_since:.0f} s "
+                       "(the processor's log says why)")
+    elif now - status.db_ok_at > t.db_silence_seconds:
+        reasons.append(f"database silent for {now - status.db_ok_at:.0f} s")
     elif not status.active:
         reasons.append("standby: another processor holds the consumer lock")
     if not status.listening:

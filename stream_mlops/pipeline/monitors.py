@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from stream_mlops.alerts.cardinality import SeriesBudgetAlerts
 from stream_mlops.alerts.performance import PerformanceAlerts
 from stream_mlops.core.monitor import Monitor
 from stream_mlops.costs.monitor import CostTracker
 from stream_mlops.drift.monitor import DriftMonitor
 from stream_mlops.experiments.monitor import ExperimentTracker
-from stream_mlops.settings import Settings
+
+if TYPE_CHECKING:
+    from stream_mlops.settings import Settings
 
 MONITORS: tuple[type[Monitor], ...] = (
     SeriesBudgetAlerts,

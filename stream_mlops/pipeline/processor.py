@@ -16,6 +16,7 @@ checks that no monitor state of that batch survives.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -101,8 +102,14 @@ class Processor:
         p._fresh()
         p.load(keys, persisted)
         p.configure_budgets(store)
-        for m in p.monitors:
-            m.restore(store)
+        for i, m in enumerate(p.monitors):
+            # One monitor's unreadable state (a hand edit, an old dump, a bug) must not keep
+            # the others, and every tenant's monitoring, from starting: it starts empty.
+            if not store.isolated(f"{m.name}: its stored state cannot be restored; it "
+                                  "starts empty", functools.partial(m.restore, store)):
+                fresh = next(f for f in self._new_monitors() if type(f) is type(m))
+                fresh.index = p.index
+                p.monitors[i] = fresh
         p.totals.grow(len(p.index))  # monitors' replays may have met new series
         return p
 

@@ -21,8 +21,9 @@ from psycopg.rows import class_row, dict_row, kwargs_row
 from stream_mlops.core.batch import RawBatch
 from stream_mlops.core.monitor import Cursor
 from stream_mlops.core.series import SeriesKey
+from stream_mlops.db.connect import first_line
 from stream_mlops.db.queries import q
-from stream_mlops.errors import CursorConflict, SchemaError
+from stream_mlops.errors import CursorConflict, DatabaseUnavailable, SchemaError
 from stream_mlops.pipeline.processor import Effects
 from stream_mlops.pipeline.totals import CONFIDENCE_BOUNDS, LATENCY_BOUNDS, TOKEN_BOUNDS, Delta
 
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 Conn = psycopg.Connection[tuple[Any, ...]]
 
+# Not the data's fault: the caller reconnects (or reloads) and tries again.
+CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, DatabaseUnavailable,
+                     CursorConflict)
 KEY_COLUMNS = ("tenant_id", "function_name", "model", "variant")
 # series_totals column -> Delta attribute (cost and last_event_at need care of their own);
 # the parameters of persist_batch are named like the columns.
@@ -162,6 +166,18 @@ class Repository:
 
     def report(self, problem: str) -> None:
         self.problems.append(problem)
+
+    def isolated(self, what: str, work: Callable[[], None]) -> bool:
+        try:
+            with self.conn.transaction():  # a savepoint inside the restore's transaction
+                work()
+        except CONNECTION_ERRORS:
+            raise
+        except Exception as exc:  # the data's fault or a bug: reported, the rest goes on
+            log.exception(what)
+            self.report(f"{what}: {type(exc).__name__}: {first_line(exc)}"[:500])
+            return False
+        return True
 
     def _params(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"cursor_xid": self._cursor[0], "cursor_id": self._cursor[1],

@@ -25,18 +25,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
-
 from stream_mlops.backoff import Backoff
 from stream_mlops.core.alerts import AlertChange
 from stream_mlops.core.monitor import BackgroundJob, Job, Store
-from stream_mlops.errors import CursorConflict, DatabaseUnavailable
+from stream_mlops.pipeline.repository import CONNECTION_ERRORS
 
 log = logging.getLogger(__name__)
-
-# Not a job's fault: the loop reconnects (or reloads) and the job runs again after.
-CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, DatabaseUnavailable,
-                     CursorConflict)
 RESTART_WINDOW_SECONDS = 600.0
 MAX_RESTARTS_IN_WINDOW = 3
 

@@ -104,7 +104,9 @@ class Service:
             self.scheduler.supervise()
             try:
                 if self.consumer.conn is None or self.consumer.conn.closed:
-                    if not self.consumer.open():
+                    active = self.consumer.open()
+                    st.db_down_since = None  # reached it, whether we hold the lock or not
+                    if not active:
                         if not standby_logged:
                             log.info("standby: another processor holds the consumer lock")
                             standby_logged = True
@@ -131,6 +133,8 @@ class Service:
                 self.consumer.close()
             except (DatabaseUnavailable, psycopg.Error) as exc:
                 st.last_error = first_line(exc) if isinstance(exc, psycopg.Error) else str(exc)
+                if st.db_down_since is None:
+                    st.db_down_since = time.time()
                 if self.consumer.conn is not None:
                     st.reconnects_total += 1
                 log.warning("database error; retrying", extra={"error": st.last_error})

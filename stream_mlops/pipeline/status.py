@@ -25,6 +25,7 @@ class PipelineStatus:
     lag_seconds: float = 0.0
     horizon_age_seconds: float = 0.0
     db_ok_at: float = 0.0
+    db_down_since: float | None = None  # the first failure of the current outage
     heartbeat_at: float = field(default_factory=time.time)
     listening: bool = False
     active: bool = False  # holds the consumer lock (False: standby)

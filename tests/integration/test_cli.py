@@ -28,8 +28,9 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
                           text=True, env={**base, **(env or {})}, timeout=60, check=False)
 
 
-def assert_one_line_error(out: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert out.returncode == 2, out
+def assert_one_line_error(out: subprocess.CompletedProcess[str], *needles: str,
+                          code: int = 2) -> None:
+    assert out.returncode == code, out
     assert "Traceback" not in out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1, out.stderr
@@ -38,12 +39,12 @@ def assert_one_line_error(out: subprocess.CompletedProcess[str], *needles: str) 
 
 
 def test_missing_database_url() -> None:
-    assert_one_line_error(cli("migrate"), "DATABASE_URL is not set")
+    assert_one_line_error(cli("migrate"), "DATABASE_URL is not set", code=78)
 
 
 def test_malformed_setting_names_the_variable() -> None:
     out = cli("run", env={"DATABASE_URL": "postgresql://x@127.0.0.1:1/db", "METRICS_PORT": "abc"})
-    assert_one_line_error(out, "METRICS_PORT='abc' is invalid")
+    assert_one_line_error(out, "METRICS_PORT='abc' is invalid", code=78)
 
 
 def test_unreachable_database_hides_the_password() -> None:
@@ -60,7 +61,7 @@ def test_metrics_port_in_use_is_one_line(db_url: str) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         out = cli("run", env={"DATABASE_URL": db_url, "METRICS_PORT": str(port)})
-    assert_one_line_error(out, f"cannot serve metrics on 127.0.0.1:{port}")
+    assert_one_line_error(out, f"cannot serve metrics on 127.0.0.1:{port}", code=78)
 
 
 def test_unmigrated_database_tells_what_to_do(pg: object) -> None:

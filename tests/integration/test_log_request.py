@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.integration.test_security import Roles, roles  # noqa: F401 (fixture)
+from tests.conftest import Roles
 
 
 def call(conn: psycopg.Connection[Any], **kw: Any) -> None:
@@ -133,7 +133,7 @@ def test_log_requests_writes_all_with_defaults(db_url: str) -> None:
     assert got[-1][9:] == (None, "unpriced")
 
 
-def test_writer_logs_for_its_own_tenant_by_default(roles: Roles) -> None:  # noqa: F811
+def test_writer_logs_for_its_own_tenant_by_default(roles: Roles) -> None:
     with roles.as_(roles.writer_a) as w:
         call(w, function_name="f", model="gpt-4o", latency_ms=1)
         w.execute("SELECT mlops.log_requests(%s::jsonb)",

@@ -2,55 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import pytest
 
-from stream_mlops.dev.embedded import EmbeddedPostgres
-
-_n = itertools.count()
-
-
-@dataclass
-class Roles:
-    url: str
-    pg: EmbeddedPostgres
-    dbname: str
-    reader_a: str
-    reader_b: str
-    writer_a: str
-    processor: str
-
-    def as_(self, role: str) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.pg.url_for(self.dbname, user=role))
-
-
-@pytest.fixture
-def roles(pg: EmbeddedPostgres, db_url: str) -> Iterator[Roles]:
-    k = next(_n)
-    names = {r: f"{r}_{k}" for r in ("reader_a", "reader_b", "writer_a", "processor")}
-    dbname = db_url.rsplit("/", 1)[1]
-    with psycopg.connect(db_url, autocommit=True) as su:
-        for role, group in (("reader_a", "mlops_reader"), ("reader_b", "mlops_reader"),
-                            ("writer_a", "mlops_writer"), ("processor", "mlops_processor")):
-            su.execute(f"CREATE ROLE {names[role]} LOGIN IN ROLE {group}")
-        su.execute("INSERT INTO mlops.tenant_roles (role_name, tenant_id) VALUES"
-                   " (%s, 'a'), (%s, 'b'), (%s, 'a')",
-                   (names["reader_a"], names["reader_b"], names["writer_a"]))
-        for t in ("a", "b"):
-            su.execute("INSERT INTO mlops.model_performance (tenant_id, function_name, model,"
-                       " latency_ms) VALUES (%s, 'f', 'gpt-4o', 10)", (t,))
-            su.execute("INSERT INTO mlops.alerts (tenant_id, alert_type, fingerprint, title,"
-                       " message) VALUES (%s, 'performance', 'fp', 't', 'm')", (t,))
-    yield Roles(db_url, pg, dbname, **names)
-    with psycopg.connect(pg.url, autocommit=True) as su:
-        su.execute(f"DROP DATABASE {dbname} WITH (FORCE)")
-        for n in names.values():
-            su.execute(f"DROP ROLE {n}")
+from tests.conftest import Roles
 
 
 def tenants_seen(conn: psycopg.Connection[Any], table: str) -> set[str]:

@@ -3,7 +3,7 @@ the contract and one entry in the processor's list; it needs no change anywhere 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -89,6 +89,14 @@ class MemoryStore:
     def report(self, problem: str) -> None:
         self.problems.append(problem)
 
+    def isolated(self, what: str, work: Callable[[], None]) -> bool:
+        try:
+            work()
+        except ValueError as exc:
+            self.report(f"{what}: {exc}")
+            return False
+        return True
+
 
 def rows(*functions: str) -> RawBatch:
     return RawBatch.from_rows([(100 + i, i, "t", f, "m", "control", NOW - 1, 100.0, 1, 1, 0,
@@ -119,3 +127,21 @@ def test_restore_reads_through_the_store_into_the_shared_index() -> None:
     p.adopt(loaded)
     (fired,) = p.tick()
     assert fired.key == AlertKey("t", "count:a")
+
+
+def test_a_monitor_whose_state_cannot_be_restored_starts_empty_and_the_others_run() -> None:
+    class Broken(RequestCounter):
+        name = "broken"
+
+        def restore(self, store: Store) -> None:
+            raise ValueError("a row no version of this code wrote")
+
+    p = Processor(monitors=lambda: [Broken(), RequestCounter()], clock=lambda: NOW)
+    store = MemoryStore({"request_counts": [CountRow("t", "a", 7)]})
+    loaded = p.loaded([], delta_from_rows([]), store)
+    broken, counter = loaded.monitors
+    assert isinstance(broken, Broken) and broken.counts == {} and broken.index is loaded.index
+    assert isinstance(counter, RequestCounter)
+    assert counter.counts == {0: 7}  # restored as if nothing had happened
+    assert store.problems == ["broken: its stored state cannot be restored; it starts empty: "
+                              "a row no version of this code wrote"]

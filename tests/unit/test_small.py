@@ -24,11 +24,16 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (s.metrics_port, s.batch_size, s.metrics_host) == (9999, 10, "127.0.0.1")
 
 
+URL = "postgresql://u@h/db"
+
+
 @pytest.mark.parametrize(("env", "message"), [
     ({}, "DATABASE_URL is not set"),
-    ({"DATABASE_URL": "x", "METRICS_PORT": "70000"}, "METRICS_PORT='70000' is invalid"),
-    ({"DATABASE_URL": "x", "LOG_LEVEL": "loud"}, "LOG_LEVEL='loud' is invalid"),
-    ({"DATABASE_URL": "x", "POLL_INTERVAL_SECONDS": "-1"}, "POLL_INTERVAL_SECONDS"),
+    ({"DATABASE_URL": URL, "METRICS_PORT": "70000"}, "METRICS_PORT='70000' is invalid"),
+    ({"DATABASE_URL": URL, "LOG_LEVEL": "loud"}, "LOG_LEVEL='loud' is invalid"),
+    ({"DATABASE_URL": URL, "POLL_INTERVAL_SECONDS": "-1"}, "POLL_INTERVAL_SECONDS"),
+    ({"DATABASE_URL": "postgresql://u:p%zz@h/db"},
+     "DATABASE_URL=<hidden> is invalid: cannot be parsed as a PostgreSQL URL"),
 ])
 def test_bad_settings_give_one_line(monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
                                     message: str) -> None:
@@ -53,9 +58,11 @@ def test_readiness_reasons() -> None:
     ok = PipelineStatus(db_ok_at=100, heartbeat_at=100, listening=True, active=True)
     assert readiness(ok, 101, t) == []
     bad = PipelineStatus(db_ok_at=0, heartbeat_at=100, listening=False, active=False,
-                         lag_seconds=11, horizon_age_seconds=61, last_error="boom")
+                         lag_seconds=11, horizon_age_seconds=61, db_down_since=50,
+                         last_error="connection to server at 10.0.0.7, port 5432 failed")
     reasons = readiness(bad, 101, t)
-    assert any("database unreachable" in r and "boom" in r for r in reasons)
+    assert any(r.startswith("database unreachable for 51 s") for r in reasons)
+    assert not any("10.0.0.7" in r or "standby" in r for r in reasons)  # states, no address
     assert any("LISTEN" in r for r in reasons)
     assert any("lag 11.0 s" in r for r in reasons)
     assert any("open 61 s" in r for r in reasons)
