@@ -31,7 +31,6 @@ class Settings(BaseSettings):
     max_series: int = Field(default=50_000, ge=1, le=10_000_000)
     max_future_skew_seconds: float = Field(default=300.0, ge=0)
     lag_threshold_seconds: float = Field(default=60.0, gt=0)
-    horizon_age_threshold_seconds: float = Field(default=300.0, gt=0)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
     # Performance alerts (per-function overrides live in mlops.thresholds).
     alert_error_rate: float = Field(default=0.05, gt=0, lt=1)

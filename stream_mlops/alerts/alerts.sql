@@ -39,15 +39,24 @@ SET state = 'resolved', resolved_at = now(), last_seen = now(), message = %(mess
 WHERE tenant_id = %(tenant_id)s AND fingerprint = %(fingerprint)s AND state <> 'resolved'
 RETURNING id;
 
+-- The message is the alert as it is now: a late e-mail must not show what came after.
 -- name: queue_notification
-INSERT INTO mlops.alert_outbox (alert_id, tenant_id, kind)
-VALUES (%(alert_id)s, %(tenant_id)s, %(kind)s);
+INSERT INTO mlops.alert_outbox (alert_id, tenant_id, kind, severity, function_name, title,
+                                message, first_seen)
+SELECT a.id, a.tenant_id, %(kind)s, a.severity, a.function_name, a.title, a.message,
+       a.first_seen
+FROM mlops.alerts a WHERE a.id = %(alert_id)s;
 
 -- Due messages, locked so that two senders never take the same one.
 -- Columns of alerts.outbox.DueNotification.
 -- name: claim_notifications
-SELECT o.id, o.kind, o.attempts, a.tenant_id, a.severity, a.function_name, a.title,
-       a.message, a.rule, a.state, date_part('epoch', a.first_seen) AS first_seen
+-- (Rows queued before the outbox kept a copy fall back to the alert's columns.)
+SELECT o.id, o.kind, o.attempts, a.tenant_id,
+       coalesce(o.severity, a.severity) AS severity,
+       coalesce(o.function_name, a.function_name) AS function_name,
+       coalesce(o.title, a.title) AS title, coalesce(o.message, a.message) AS message,
+       a.rule, a.state,
+       date_part('epoch', coalesce(o.first_seen, a.first_seen)) AS first_seen
 FROM mlops.alert_outbox o JOIN mlops.alerts a ON a.id = o.alert_id
 WHERE o.sent_at IS NULL AND o.next_attempt_at <= now()
 ORDER BY o.id

@@ -107,7 +107,7 @@ def _database_now(conn: Conn) -> float:
 
 def _oldest_pending_at(conn: Conn, cp: Checkpoint) -> float | None:
     """When the oldest row the consumer has not taken yet was created (None: caught up)."""
-    at = column(conn, "oldest_pending", "created_at", xid=cp.last_xid, id=cp.last_id)
+    at = column(conn, "oldest_pending", "created_at", **cp.cursor.params())
     return None if at is None else float(at)
 
 

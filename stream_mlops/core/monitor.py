@@ -43,13 +43,46 @@ if TYPE_CHECKING:  # the service's configuration; the contract itself needs none
     from stream_mlops.settings import Settings
 
 R = TypeVar("R")
-Cursor = tuple[str, int]  # (transaction id as text, row id): the consumer's position
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the consumer is (``sql/0011_snapshot_cursor.sql``): every row visible in the
+    ``frontier`` snapshot is consumed, and, of the window ending at ``window_end``, the rows
+    up to ``(xid, id)``. Snapshots in Postgres's text form (``xmin:xmax:xip,...``)."""
+
+    frontier: str = "1:1:"
+    window_end: str | None = None
+    xid: str = "0"
+    id: int = 0
+
+    def params(self, prefix: str = "cursor") -> dict[str, Any]:
+        """Query parameters ``{prefix}_frontier`` ... ``{prefix}_id`` (``mlops.is_consumed``)."""
+        return {f"{prefix}_frontier": self.frontier, f"{prefix}_window_end": self.window_end,
+                f"{prefix}_xid": self.xid, f"{prefix}_id": self.id}
+
+    def to_json(self) -> list[Any]:
+        return [self.frontier, self.window_end, self.xid, self.id]
+
+    @classmethod
+    def from_json(cls, value: Sequence[Any]) -> Cursor:
+        """From :meth:`to_json`, or from the ``[xid, id]`` of cursors before snapshots
+        ("every transaction below xid, and xid's rows up to id")."""
+        if len(value) == 2:
+            xid, row = int(value[0]), int(value[1])
+            if xid == 0:
+                return cls()
+            return cls(f"{xid}:{xid}:", f"{xid + 1}:{xid + 1}:", str(xid), row)
+        frontier, window_end, xid, row = value
+        return cls(str(frontier), None if window_end is None else str(window_end), str(xid),
+                   int(row))
 
 
 class Store(Protocol):
     """The database as a monitor sees it: named queries (``-- name:`` blocks of the
     features' ``.sql`` files), rows as the dataclass asked for (columns by name). Every
-    query also gets ``cursor_xid`` and ``cursor_id``, the consumer's position."""
+    query also gets the consumer's :class:`Cursor` as ``cursor_frontier``,
+    ``cursor_window_end``, ``cursor_xid`` and ``cursor_id`` (for ``mlops.is_consumed``)."""
 
     @property
     def cursor(self) -> Cursor:

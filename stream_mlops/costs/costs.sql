@@ -16,7 +16,9 @@ SELECT tenant_id || chr(31) || function_name || chr(31) || model || chr(31) || v
        coalesce(sum((cost_usd * 1000000000000)::bigint), 0) AS cost_pico, count(*) AS requests
 FROM mlops.model_performance
 WHERE created_at >= date_trunc('minute', now()) - interval '60 minutes'
-  AND (xid, id) <= (%(cursor_xid)s::text::xid8, %(cursor_id)s::bigint)
+  AND mlops.is_consumed(xid, id, %(cursor_frontier)s::pg_snapshot,
+                        %(cursor_window_end)s::pg_snapshot, %(cursor_xid)s::text::xid8,
+                        %(cursor_id)s::bigint)
 GROUP BY 1, 2;
 
 -- Cost per function over the last N days and the N days before (from the roll-ups).

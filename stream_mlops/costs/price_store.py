@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.rows import class_row
+from psycopg.rows import class_row, dict_row
 
+from stream_mlops.core.monitor import Cursor
 from stream_mlops.costs.pricing import Price, PriceBook, PriceMapError, changed, parse_price_map
 from stream_mlops.db.queries import q
 
@@ -84,10 +85,12 @@ def recompute(conn: Conn, since: datetime, consumer: str = "default") -> Recompu
     computed from the old costs.
     """
     with conn.transaction():
-        cursors = {c: (x, i) for c, x, i in conn.execute(q("lock_checkpoints")).fetchall()}
-        xid, last_id = cursors.get(consumer, ("0", 0))
+        with conn.cursor(row_factory=dict_row) as cur:
+            cursors = {r.pop("consumer"): Cursor(**r)
+                       for r in cur.execute(q("lock_checkpoints")).fetchall()}
+        cursor = cursors.get(consumer, Cursor())
         groups = conn.execute(q("recompute_costs"),
-                              {"since": since, "xid": xid, "id": last_id}).fetchall()
+                              {"since": since, **cursor.params()}).fetchall()
         rows = consumed = newly = 0
         delta = Decimal(0)
         for tenant, function, model, variant, hour, was_consumed, n, cost, priced in groups:

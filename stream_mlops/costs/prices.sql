@@ -25,8 +25,10 @@ ON CONFLICT (model, coalesce(tenant_id, ''), effective_from) DO UPDATE SET
 
 -- Every cursor is locked first: a processor's per-batch statement waits, and then fails its
 -- compare-and-set on state_version and reloads the totals changed here.
+-- Columns of core.monitor.Cursor (and the consumer's name).
 -- name: lock_checkpoints
-SELECT consumer, last_xid::text, last_id
+SELECT consumer, frontier::text AS frontier, window_end::text AS window_end,
+       last_xid::text AS xid, last_id AS id
 FROM mlops.consumer_checkpoints ORDER BY consumer FOR UPDATE;
 
 -- Re-cost rows priced by the table (or unpriced) since a time; callers' own costs stay.
@@ -50,7 +52,9 @@ WITH fresh AS (
 )
 SELECT tenant_id, function_name, model, variant,
        floor(date_part('epoch', created_at) / 3600)::bigint AS hour,
-       (xid, id) <= (%(xid)s::text::xid8, %(id)s::bigint) AS consumed,
+       mlops.is_consumed(xid, id, %(cursor_frontier)s::pg_snapshot,
+                         %(cursor_window_end)s::pg_snapshot, %(cursor_xid)s::text::xid8,
+                         %(cursor_id)s::bigint) AS consumed,
        count(*) AS rows_changed,
        sum(coalesce(new_cost, 0) - coalesce(old_cost, 0)) AS cost_delta,
        count(*) FILTER (WHERE old_cost IS NULL) - count(*) FILTER (WHERE new_cost IS NULL)

@@ -43,7 +43,8 @@ SET results = %(results)s::jsonb, decision = %(decision)s, updated_at = now(),
     status = CASE WHEN %(conclude)s THEN 'concluded' ELSE status END
 WHERE id = %(id)s::uuid AND status = 'running';
 
--- An experiment's consumed rows after its stored cursor, column-wise, in cursor order
+-- An experiment's rows the consumer has consumed and its stored state has not counted,
+-- column-wise, in cursor order
 -- (one row of arrays: experiments.monitor.ArmColumns).
 -- name: experiment_rows
 SELECT coalesce(array_agg(tenant_id), '{}') AS tenant_id,
@@ -55,6 +56,23 @@ SELECT coalesce(array_agg(tenant_id), '{}') AS tenant_id,
 FROM (SELECT tenant_id, variant, latency_ms, status, confidence, cost_usd
       FROM mlops.model_performance
       WHERE experiment_id = %(id)s::uuid
-        AND (xid, id) > (%(from_xid)s::text::xid8, %(from_id)s::bigint)
-        AND (xid, id) <= (%(cursor_xid)s::text::xid8, %(cursor_id)s::bigint)
+        AND mlops.is_consumed(xid, id, %(cursor_frontier)s::pg_snapshot,
+                              %(cursor_window_end)s::pg_snapshot, %(cursor_xid)s::text::xid8,
+                              %(cursor_id)s::bigint)
+        AND NOT mlops.is_consumed(xid, id, %(from_frontier)s::pg_snapshot,
+                                  %(from_window_end)s::pg_snapshot, %(from_xid)s::text::xid8,
+                                  %(from_id)s::bigint)
       ORDER BY xid, id) r;
+
+-- Whether an experiment's stored state counts rows the consumer has not consumed (a state
+-- from a restored database of a later time).
+-- name: experiment_ahead
+SELECT EXISTS (
+    SELECT FROM mlops.model_performance
+    WHERE experiment_id = %(id)s::uuid
+      AND mlops.is_consumed(xid, id, %(from_frontier)s::pg_snapshot,
+                            %(from_window_end)s::pg_snapshot, %(from_xid)s::text::xid8,
+                            %(from_id)s::bigint)
+      AND NOT mlops.is_consumed(xid, id, %(cursor_frontier)s::pg_snapshot,
+                                %(cursor_window_end)s::pg_snapshot, %(cursor_xid)s::text::xid8,
+                                %(cursor_id)s::bigint)) AS ahead;

@@ -26,7 +26,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stream_mlops.core.alerts import AlertChange, AlertKey, Episodes, Severity, alert_change
 from stream_mlops.core.batch import Batch
-from stream_mlops.core.monitor import NOTHING, Job, MetricsBuilder, Monitor, Observed, Store
+from stream_mlops.core.monitor import (
+    NOTHING,
+    Cursor,
+    Job,
+    MetricsBuilder,
+    Monitor,
+    Observed,
+    Store,
+)
 from stream_mlops.core.rows import OpenAlertRow
 from stream_mlops.core.series import KEY_SEPARATOR
 from stream_mlops.experiments.config import HIGHER_IS_BETTER, variants_from_row
@@ -61,6 +69,13 @@ class LiveExperimentRow:
 
 
 @dataclass(frozen=True)
+class Ahead:
+    """Whether a stored state counts rows the consumer has not consumed."""
+
+    ahead: bool
+
+
+@dataclass(frozen=True)
 class ArmColumns:
     """An experiment's consumed rows, column-wise (``experiment_rows``)."""
 
@@ -83,6 +98,8 @@ class ArmRows:
 
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+SnapshotText = Annotated[str, Field(pattern=r"^[0-9]{1,20}:[0-9]{1,20}:[0-9,]{0,4000}$")]
+XidText = Annotated[str, Field(pattern=r"^[0-9]{1,20}$")]
 Count = Annotated[int, Field(ge=0)]
 
 
@@ -124,7 +141,9 @@ class StoredState(_Strict):
     """An experiment's stored state (``results.state``): what :meth:`LiveExperiment.results`
     writes, and nothing else."""
 
-    cursor: tuple[Annotated[str, Field(pattern=r"^[0-9]{1,20}$")], Count]
+    # [frontier, window_end, xid, id] (core.monitor.Cursor), or [xid, id] from before.
+    cursor: Annotated[list[SnapshotText | XidText | Count | None],
+                      Field(min_length=2, max_length=4)]
     cost_usd: Annotated[float, Field(ge=0, allow_inf_nan=False)]
     successes: Count
     unknown_variant: Count
@@ -154,7 +173,7 @@ class LiveExperiment:
     successes: int = 0
     unknown_variant: int = 0
     foreign_tenant: int = 0  # rows naming this experiment from another tenant: not counted
-    cursor: tuple[str, int] = ("0", 0)  # where the stored state was taken
+    cursor: Cursor = field(default_factory=Cursor)  # where the stored state was taken
     discarded: str | None = None  # why a stored state could not be used (then rebuilt)
 
     @property
@@ -192,6 +211,7 @@ class LiveExperiment:
     def _checked(self, stored: Any) -> dict[str, Any]:
         """The stored state if it is the state of this experiment, else ValueError."""
         state = StoredState.model_validate(stored).model_dump()
+        Cursor.from_json(state["cursor"])  # ValueError/TypeError when it is no cursor
         want = {(m, a) for m in self.metrics for a in self.arms[1:]}
         have = {(m, a) for m, by_arm in state["tests"].items() for a in by_arm}
         if have != want:
@@ -206,7 +226,7 @@ class LiveExperiment:
         """Forget the stored state: everything is replayed from the first row."""
         self.cost_usd, self.successes, self.unknown_variant = 0.0, 0, 0
         self.foreign_tenant = 0
-        self.cursor = ("0", 0)
+        self.cursor = Cursor()
         self._build(None)
 
     def _build(self, state: Mapping[str, Any] | None) -> None:
@@ -229,8 +249,7 @@ class LiveExperiment:
             self.successes = int(state.get("successes", 0))
             self.unknown_variant = int(state.get("unknown_variant", 0))
             self.foreign_tenant = int(state.get("foreign_tenant", 0))
-            cur = state.get("cursor") or ["0", 0]
-            self.cursor = (str(cur[0]), int(cur[1]))
+            self.cursor = Cursor.from_json(state["cursor"])
 
     # -- feeding -------------------------------------------------------------------------
     def observe(self, arm_of_row: Sequence[str], rows: ArmRows) -> None:
@@ -288,7 +307,7 @@ class LiveExperiment:
         return [(m, arm) for m in self.guardrails if m != self.primary
                 for arm, t in self.tests[m].items() if t.decision == "treatment_worse"]
 
-    def results(self, cursor: tuple[str, int]) -> dict[str, Any]:
+    def results(self, cursor: Cursor) -> dict[str, Any]:
         decision, arm = self.decision()
         out: dict[str, Any] = {
             # "treatment": the arm the decision is about (what cost recommendations read).
@@ -302,7 +321,7 @@ class LiveExperiment:
             "harmed_guardrails": [{"metric": m, "arm": a} for m, a in self.harmed_guardrails()],
         }
         out["state"] = {
-            "cursor": list(cursor), "cost_usd": self.cost_usd, "successes": self.successes,
+            "cursor": cursor.to_json(), "cost_usd": self.cost_usd, "successes": self.successes,
             "unknown_variant": self.unknown_variant, "foreign_tenant": self.foreign_tenant,
             "srm": None if self.srm is None else self.srm.state(),
             "tests": {m: {a: t.state() for a, t in by_arm.items()}
@@ -389,15 +408,15 @@ class ExperimentTracker(Monitor):
         new = self.sync(store.rows("live_experiments", LiveExperimentRow))
         for why in self.refused:
             store.report(why)
-        xid, last_id = store.cursor
         for e in new:
             if e.discarded is not None:
                 store.report(f"experiment {e.name}: its stored state cannot be used "
                              f"({e.discarded}); rebuilding it from its rows")
-            if (int(e.cursor[0]), e.cursor[1]) > (int(xid), last_id):
-                e.reset()  # a state from a later cursor (a restored database): rebuild
+            ahead, = store.rows("experiment_ahead", Ahead, id=e.id, **e.cursor.params("from"))
+            if ahead.ahead:
+                e.reset()  # it counts rows the cursor has not passed (a restored database)
             cols, = store.rows("experiment_rows", ArmColumns, id=e.id,
-                               from_xid=e.cursor[0], from_id=e.cursor[1])
+                               **e.cursor.params("from"))
             if cols.variant:
                 self.observe_rows([e.id] * len(cols.variant), cols.variant, ArmRows(
                     np.array(cols.latency_ms, np.float64), np.array(cols.is_error, np.bool_),
@@ -452,7 +471,7 @@ class ExperimentTracker(Monitor):
                 ArmRows(rows.latency_ms[idx], rows.is_error[idx], rows.confidence[idx],
                         rows.cost_pico[idx]))
 
-    def evaluate_results(self, cursor: tuple[str, int]
+    def evaluate_results(self, cursor: Cursor
                          ) -> tuple[list[ResultWrite], list[AlertChange]]:
         """Results to write (state at ``cursor``) and alert changes. Decisions, harmed
         guardrails and SRM flags are final while an experiment runs, so their alerts stay

@@ -1,20 +1,103 @@
-"""``/metrics``, ``/healthz`` and ``/readyz`` on a small threaded HTTP server."""
+"""``/metrics``, ``/healthz`` and ``/readyz`` on one port, for Prometheus and probes.
+
+``/metrics`` is prometheus-client's own exposition: gzip when the scraper accepts it,
+OpenMetrics when it asks for it, ``?name[]=`` to fetch a few families. The server is
+bounded, because the port faces networks the tenants may share: at most
+``MAX_CONNECTIONS`` requests are served at once (more are closed at once, never queued
+behind them), and a client that sends nothing for ``IDLE_TIMEOUT_SECONDS`` is dropped, so
+held-open connections cannot pile up threads.
+"""
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import make_wsgi_app
 from prometheus_client.registry import CollectorRegistry
 
 from stream_mlops.errors import ConfigError
 
 log = logging.getLogger(__name__)
 Check = Callable[[float], list[str]]
+StartResponse = Callable[..., Any]
+App = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+MAX_CONNECTIONS = 16
+IDLE_TIMEOUT_SECONDS = 5.0
+TEXT = "text/plain; charset=utf-8"
+
+
+class _Handler(WSGIRequestHandler):
+    timeout = IDLE_TIMEOUT_SECONDS  # on the socket: a silent client is dropped
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # scrapes every few seconds would drown the structured log
+
+
+class _BoundedServer(WSGIServer):
+    """A thread per request, at most ``MAX_CONNECTIONS`` of them."""
+
+    daemon_threads = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # busy: closed now, rather than waiting
+            return
+        try:
+            threading.Thread(target=self._serve, args=(request, client_address),
+                             daemon=True).start()
+        except Exception:
+            self._slots.release()
+            raise
+
+    def _serve(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # a broken client: its problem, logged at debug only
+            log.debug("request failed", exc_info=True)
+        finally:
+            self.shutdown_request(request)
+            self._slots.release()
+
+
+def app(registry: CollectorRegistry, *, live: Check, ready: Check) -> App:
+    """The WSGI application: metrics through prometheus-client, probes of our own."""
+    metrics = make_wsgi_app(registry)
+
+    def respond(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/metrics":
+            try:
+                return metrics(environ, start_response)  # type: ignore[no-any-return]
+            except Exception as exc:  # a bug must not take the endpoint down
+                log.exception("collecting metrics failed")
+                return _text(start_response, 500, f"collecting metrics failed: {exc!r}\n")
+        if path in ("/healthz", "/readyz"):
+            reasons = (live if path == "/healthz" else ready)(time.time())
+            body = "ok\n" if not reasons else "\n".join(reasons) + "\n"
+            return _text(start_response, 503 if reasons else 200, body)
+        return _text(start_response, 404, "not found: try /metrics, /healthz or /readyz\n")
+
+    return respond
+
+
+def _text(start_response: StartResponse, code: int, body: str) -> list[bytes]:
+    data = body.encode()
+    reason = {200: "OK", 404: "Not Found", 500: "Internal Server Error",
+              503: "Service Unavailable"}[code]
+    start_response(f"{code} {reason}", [("Content-Type", TEXT),
+                                        ("Content-Length", str(len(data)))])
+    return [data]
 
 
 class MetricsServer:
@@ -23,47 +106,14 @@ class MetricsServer:
     def __init__(
         self, registry: CollectorRegistry, host: str, port: int, *, live: Check, ready: Check
     ) -> None:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path == "/metrics":
-                    try:
-                        body = generate_latest(server.registry)
-                    except Exception as exc:  # a bug must not take the endpoint down
-                        log.exception("collecting metrics failed")
-                        self._send(500, f"collecting metrics failed: {exc!r}\n".encode(),
-                                   "text/plain; charset=utf-8")
-                        return
-                    self._send(200, body, CONTENT_TYPE_LATEST)
-                elif path in ("/healthz", "/readyz"):
-                    reasons = (server.live if path == "/healthz" else server.ready)(time.time())
-                    body = ("ok\n" if not reasons else "\n".join(reasons) + "\n").encode()
-                    self._send(503 if reasons else 200, body, "text/plain; charset=utf-8")
-                else:
-                    self._send(404, b"not found: try /metrics, /healthz or /readyz\n",
-                               "text/plain; charset=utf-8")
-
-            def _send(self, code: int, body: bytes, ctype: str) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass  # scrapes every few seconds would drown the structured log
-
-        self.registry, self.live, self.ready = registry, live, ready
         try:
-            self.httpd = ThreadingHTTPServer((host, port), Handler)
-        except OSError as exc:
+            self.httpd = make_server(host, port, app(registry, live=live, ready=ready),
+                                     server_class=_BoundedServer, handler_class=_Handler)
+        except (OSError, socket.gaierror) as exc:
             raise ConfigError(
-                f"cannot serve metrics on {host}:{port} ({exc.strerror or exc}): "
-                "set METRICS_PORT/--metrics-port to a free port"
+                f"cannot serve metrics on {host}:{port} ({getattr(exc, 'strerror', None) or exc}):"
+                " set METRICS_PORT/--metrics-port to a free port"
             ) from exc
-        self.httpd.daemon_threads = True
         self.host = host
         self.port = int(self.httpd.server_address[1])
         self._thread = threading.Thread(

@@ -18,10 +18,10 @@ import psycopg
 from stream_mlops.alerts.store import write_changes
 from stream_mlops.core.alerts import AlertChange
 from stream_mlops.core.batch import RawBatch
-from stream_mlops.core.monitor import BackgroundJob, Job, Store
+from stream_mlops.core.monitor import BackgroundJob, Cursor, Job, Store
 from stream_mlops.db.connect import connect
 from stream_mlops.db.migrations import ensure_current
-from stream_mlops.pipeline.processor import Processor
+from stream_mlops.pipeline.processor import Effects, Processor
 from stream_mlops.pipeline.repository import Repository, delta_from_rows
 from stream_mlops.pipeline.scheduler import Scheduler
 from stream_mlops.pipeline.status import PipelineStatus
@@ -70,8 +70,8 @@ class Consumer:
         self.background = False
 
     @property
-    def cursor(self) -> tuple[str, int]:
-        return self.repo.cursor if self.repo is not None else ("0", 0)
+    def cursor(self) -> Cursor:
+        return self.repo.cursor if self.repo is not None else Cursor()
 
     # -- lifecycle --------------------------------------------------------------------
     def open(self) -> bool:
@@ -143,18 +143,28 @@ class Consumer:
         repo = self.repo
         assert repo is not None, "open() first"
         t0 = time.perf_counter()
-        batch = repo.fetch(self.batch_size)
+        fetched = repo.fetch(self.batch_size)
+        batch = fetched.rows
         if batch is None:
             self.status.db_ok_at = time.time()
+            if repo.cursor.window_end is not None:  # an open window with nothing left
+                self._close_window(repo)
             return 0
+        # A batch shorter than asked for ends its window: the next one opens a new one.
+        if len(batch) < self.batch_size:
+            cursor = Cursor(fetched.window_end)
+        else:
+            cursor = Cursor(repo.cursor.frontier, fetched.window_end, str(int(batch.xid[-1])),
+                            int(batch.id[-1]))
         # Monitors' state moves in prepare(); /metrics reads it too.
         with self.status.lock:
             effects = self.processor.prepare(batch)
-        checkpoint_at = repo.persist(effects, self.processor.index.keys, self.state_version)
+        checkpoint_at = repo.persist(effects, self.processor.index.keys, self.state_version,
+                                     cursor)
         # Committed: only now do the totals (and /metrics) move.
         with self.status.lock:
             self.processor.commit(effects)
-        repo.cursor = (str(effects.last_xid), effects.last_id)
+        repo.cursor = cursor
         st = self.status
         st.events_total += effects.events
         st.quarantined_total += len(effects.quarantine)
@@ -173,6 +183,14 @@ class Consumer:
         # repaired at start-up (windows are replayed from the consumed rows).
         self.write_alerts(effects.alerts)
         return len(batch)
+
+    def _close_window(self, repo: Repository) -> None:
+        """The open window had nothing more: it becomes the frontier (no rows, no events)."""
+        assert repo.cursor.window_end is not None
+        cursor = Cursor(repo.cursor.window_end)
+        empty = Effects(events=0, delta=None, persisted=None)
+        self.status.last_checkpoint_at = repo.persist(empty, [], self.state_version, cursor)
+        repo.cursor = cursor
 
     def write_alerts(self, changes: Sequence[AlertChange]) -> None:
         if changes and self.conn is not None:

@@ -10,7 +10,6 @@ from stream_mlops.pipeline.status import PipelineStatus
 @dataclass(frozen=True)
 class Thresholds:
     lag_seconds: float = 60.0
-    horizon_age_seconds: float = 300.0
     db_silence_seconds: float = 30.0
     heartbeat_seconds: float = 30.0
 
@@ -39,9 +38,4 @@ def readiness(status: PipelineStatus, now: float, t: Thresholds) -> list[str]:
         reasons.append("LISTEN connection is down (polling only)")
     if status.lag_seconds > t.lag_seconds:
         reasons.append(f"lag {status.lag_seconds:.1f} s exceeds {t.lag_seconds:g} s")
-    if status.horizon_age_seconds > t.horizon_age_seconds:
-        reasons.append(
-            f"a transaction has been open {status.horizon_age_seconds:.0f} s, holding back "
-            f"the consumer (threshold {t.horizon_age_seconds:g} s)"
-        )
     return reasons

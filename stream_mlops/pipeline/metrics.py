@@ -200,7 +200,8 @@ def _job_metrics(jobs: Sequence[JobHealth]) -> Iterator[Metric]:
 
 def build_registry(processor: Processor, status: PipelineStatus,
                    scheduler: Scheduler | None = None) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=False)
+    # auto_describe: the registry learns our families' names, which `?name[]=` filters on.
+    registry = CollectorRegistry(auto_describe=True)
     registry.register(ProcessorCollector(processor, status, scheduler))
     # Memory, CPU and file descriptors of a stateful process belong on its /metrics.
     ProcessCollector(registry=registry)

@@ -5,7 +5,8 @@ SELECT system_identifier::text FROM pg_control_system();
 
 -- Columns of pipeline.repository.Checkpoint.
 -- name: get_checkpoint
-SELECT system_identifier, last_xid::text AS last_xid, last_id, events_total,
+SELECT system_identifier, frontier::text AS frontier, window_end::text AS window_end,
+       last_xid::text AS last_xid, last_id, events_total,
        quarantined_total, date_part('epoch', updated_at) AS updated_at, id_horizon,
        state_version
 FROM mlops.consumer_checkpoints WHERE consumer = %(consumer)s;
@@ -25,24 +26,46 @@ SELECT tenant_id, function_name, model, variant, success_count, error_count,
 FROM mlops.series_totals WHERE consumer = %(consumer)s
 ORDER BY tenant_id, function_name, model, variant;
 
--- Rows committed after the cursor. Only transactions below the snapshot's xmin are
--- certainly finished, so a row whose transaction commits later (with a lower id or xid)
--- is never skipped: it is simply not read until every older transaction has ended.
+-- The next rows of the window (see sql/0011_snapshot_cursor.sql): rows of transactions
+-- visible in the window's end snapshot and not in the frontier, after (xid, id), in
+-- (xid, id) order. A window opens with the current snapshot when none is open. Two
+-- index ranges, merged in order: the transactions that were running at the frontier, and
+-- those that started after it. A transaction still open does not hold anything else back.
 -- The batch comes back as one row of arrays (column-wise, in cursor order: the aggregate
--- reads the LIMIT's ordered index scan), which costs far less than a Python tuple per row;
--- the columns are named like the fields of core.batch.RawBatch.
+-- reads the LIMIT's ordered index scans), which costs far less than a Python tuple per
+-- row; the columns are named like the fields of core.batch.RawBatch.
 -- name: fetch_batch
-WITH batch AS (
-    SELECT xid, id, tenant_id, function_name, model, variant, created_at, latency_ms,
-           prompt_tokens, completion_tokens, cached_tokens, cost_usd, confidence, status,
-           cache_write_tokens, cost_source, experiment_id, query_length, error_type
-    FROM mlops.model_performance
-    WHERE (xid, id) > (%(xid)s::text::xid8, %(id)s::bigint)
-      AND xid < pg_snapshot_xmin(pg_current_snapshot())
+WITH s AS MATERIALIZED (
+    SELECT w::text AS window_end, pg_snapshot_xmax(f) AS fx, pg_snapshot_xmax(w) AS wx,
+           ARRAY(SELECT pg_snapshot_xip(f)) AS fxip, ARRAY(SELECT pg_snapshot_xip(w)) AS wxip
+    FROM (SELECT %(frontier)s::pg_snapshot AS f,
+                 coalesce(%(window_end)s::pg_snapshot, pg_current_snapshot()) AS w) x
+), batch AS (
+    -- Each range is read in index order and cut at the limit before the two are merged:
+    -- a batch costs the same however large the window.
+    SELECT * FROM (
+        (SELECT xid, id, tenant_id, function_name, model, variant, created_at, latency_ms,
+                prompt_tokens, completion_tokens, cached_tokens, cost_usd, confidence, status,
+                cache_write_tokens, cost_source, experiment_id, query_length, error_type
+         FROM mlops.model_performance
+         WHERE xid = ANY ((SELECT fxip FROM s)::xid8[]) AND xid < (SELECT wx FROM s)
+           AND xid <> ALL ((SELECT wxip FROM s)::xid8[])
+           AND (xid, id) > (%(xid)s::text::xid8, %(id)s::bigint)
+         ORDER BY xid, id LIMIT %(limit)s)
+        UNION ALL
+        (SELECT xid, id, tenant_id, function_name, model, variant, created_at, latency_ms,
+                prompt_tokens, completion_tokens, cached_tokens, cost_usd, confidence, status,
+                cache_write_tokens, cost_source, experiment_id, query_length, error_type
+         FROM mlops.model_performance
+         WHERE xid >= (SELECT fx FROM s) AND xid < (SELECT wx FROM s)
+           AND xid <> ALL ((SELECT wxip FROM s)::xid8[])
+           AND (xid, id) > (%(xid)s::text::xid8, %(id)s::bigint)
+         ORDER BY xid, id LIMIT %(limit)s)
+    ) w
     ORDER BY xid, id
     LIMIT %(limit)s
 )
-SELECT count(*) AS rows,
+SELECT count(*) AS rows, (SELECT window_end FROM s) AS window_end,
        array_agg(xid::text::bigint) AS xid,
        array_agg(id) AS id,
        array_agg(tenant_id || chr(31) || function_name || chr(31) || model || chr(31) || variant)
@@ -62,8 +85,8 @@ SELECT count(*) AS rows,
        array_agg(error_type) AS error_type
 FROM batch;
 
--- Rows already consumed (at or before the cursor), newest first: those created after
--- %(since)s (unix seconds), at most %(limit)s (NULL: all). Restarts replay them into the
+-- Rows already consumed by the cursor, newest first: those created after %(since)s
+-- (unix seconds), at most %(limit)s (NULL: all). Restarts replay them into the
 -- monitors; a tuple per row is fine there. Columns named like core.batch.RawBatch's fields.
 -- name: consumed_rows
 SELECT xid::text::bigint AS xid, id,
@@ -77,22 +100,31 @@ SELECT xid::text::bigint AS xid, id,
        experiment_id::text AS experiment_id, coalesce(query_length, -1) AS query_length,
        error_type
 FROM mlops.model_performance
-WHERE (xid, id) <= (%(cursor_xid)s::text::xid8, %(cursor_id)s::bigint)
+WHERE mlops.is_consumed(xid, id, %(cursor_frontier)s::pg_snapshot, %(cursor_window_end)s::pg_snapshot,
+                        %(cursor_xid)s::text::xid8, %(cursor_id)s::bigint)
   AND created_at > to_timestamp(%(since)s)
 ORDER BY xid DESC, id DESC
 LIMIT %(limit)s;
 
--- The oldest committed row the consumer has not taken yet (held back by the horizon or
--- simply not reached): its age is the processor's lag.
+-- The oldest committed row the consumer has not taken yet (the first in cursor order of
+-- the two ranges fetch_batch reads): its age is the processor's lag.
 -- name: oldest_pending
-SELECT date_part('epoch', created_at) AS created_at
-FROM mlops.model_performance
-WHERE (xid, id) > (%(xid)s::text::xid8, %(id)s::bigint)
-ORDER BY xid, id
-LIMIT 1;
+SELECT date_part('epoch', min(created_at)) AS created_at FROM (
+    (SELECT created_at FROM mlops.model_performance
+     WHERE xid = ANY (ARRAY(SELECT pg_snapshot_xip(%(cursor_frontier)s::pg_snapshot)))
+       AND NOT mlops.is_consumed(xid, id, %(cursor_frontier)s::pg_snapshot, %(cursor_window_end)s::pg_snapshot,
+                               %(cursor_xid)s::text::xid8, %(cursor_id)s::bigint)
+     ORDER BY xid, id LIMIT 1)
+    UNION ALL
+    (SELECT created_at FROM mlops.model_performance
+     WHERE xid >= pg_snapshot_xmax(%(cursor_frontier)s::pg_snapshot)
+       AND NOT mlops.is_consumed(xid, id, %(cursor_frontier)s::pg_snapshot, %(cursor_window_end)s::pg_snapshot,
+                               %(cursor_xid)s::text::xid8, %(cursor_id)s::bigint)
+     ORDER BY xid, id LIMIT 1)
+) p;
 
--- How long the oldest open writing transaction (anywhere in the cluster) has been running:
--- it holds back the consumer's horizon.
+-- How long the oldest open writing transaction (anywhere in the cluster) has been running
+-- (its rows wait for it; nothing else does).
 -- name: horizon_age
 SELECT coalesce(max(date_part('epoch', now() - xact_start)), 0)
 FROM pg_stat_activity
@@ -108,14 +140,17 @@ SELECT date_part('epoch', now()) AS now;
 -- name: persist_batch
 WITH checkpoint AS (
     UPDATE mlops.consumer_checkpoints
-    SET last_xid = %(new_xid)s::text::xid8, last_id = %(new_id)s,
+    SET frontier = %(new_frontier)s::pg_snapshot, window_end = %(new_window_end)s::pg_snapshot,
+        last_xid = %(new_xid)s::text::xid8, last_id = %(new_id)s,
         id_horizon = coalesce(
             pg_sequence_last_value('mlops.model_performance_id_seq'), id_horizon),
         events_total = events_total + %(events)s,
         quarantined_total = quarantined_total + %(quarantined)s,
         updated_at = now()
-    WHERE consumer = %(consumer)s AND last_xid = %(old_xid)s::text::xid8
-      AND last_id = %(old_id)s AND state_version = %(version)s
+    WHERE consumer = %(consumer)s AND frontier::text = %(old_frontier)s
+      AND window_end::text IS NOT DISTINCT FROM %(old_window_end)s
+      AND last_xid = %(old_xid)s::text::xid8 AND last_id = %(old_id)s
+      AND state_version = %(version)s
     RETURNING date_part('epoch', updated_at) AS at
 ), series AS (
     INSERT INTO mlops.series_totals AS s (
@@ -180,20 +215,19 @@ SELECT pg_try_advisory_lock(hashtextextended('stream_mlops.consumer:' || %(consu
 
 -- After a dump/restore into another cluster the stored xids mean nothing there. A row was
 -- consumed iff its id is at or below the cursor's id horizon (rows written since, here or
--- there, have higher ids) and it sorts at or before the cursor in the old cluster's
--- order. Consumed rows get xid 1, the rest xid 2 (both below any live transaction id, in
--- the right order), and the cursor points at the last consumed row; new rows get real
--- xids and sort after both. The caller holds a lock that keeps writers out meanwhile.
+-- there, have higher ids) and the cursor consumed it in the old cluster's terms.
+-- Consumed rows get xid 1, the rest xid 2 (both below any live transaction id), and the
+-- cursor's frontier becomes "everything below 2"; new rows get real xids and sort after
+-- both. The caller holds a lock that keeps writers out meanwhile.
 -- name: rewrite_restored_xids
 UPDATE mlops.model_performance
 SET xid = CASE WHEN id <= %(id_horizon)s
-                    AND (xid, id) <= (%(xid)s::text::xid8, %(id)s::bigint)
+                    AND mlops.is_consumed(xid, id, %(cursor_frontier)s::pg_snapshot, %(cursor_window_end)s::pg_snapshot,
+                                        %(cursor_xid)s::text::xid8, %(cursor_id)s::bigint)
                THEN '1'::xid8 ELSE '2'::xid8 END;
 
 -- name: reset_checkpoint_after_restore
 UPDATE mlops.consumer_checkpoints
-SET system_identifier = %(system_identifier)s,
-    last_xid = '1'::xid8,
-    last_id = coalesce((SELECT max(id) FROM mlops.model_performance WHERE xid = '1'::xid8), 0),
-    updated_at = now()
+SET system_identifier = %(system_identifier)s, frontier = '2:2:', window_end = NULL,
+    last_xid = '0'::xid8, last_id = 0, updated_at = now()
 WHERE consumer = %(consumer)s;

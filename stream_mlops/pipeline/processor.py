@@ -50,8 +50,6 @@ M = TypeVar("M", bound=Monitor)
 class Effects:
     """Everything one batch changes; persisted atomically with the cursor."""
 
-    last_xid: int
-    last_id: int
     events: int
     delta: Delta | None
     persisted: Delta | None
@@ -155,8 +153,7 @@ class Processor:
     # -- batch ------------------------------------------------------------------------
     def prepare(self, batch: RawBatch) -> Effects:
         """Validate and aggregate ``batch`` (in cursor order) without changing totals."""
-        effects = Effects(last_xid=int(batch.xid[-1]), last_id=int(batch.id[-1]),
-                          events=len(batch), delta=None, persisted=None)
+        effects = Effects(events=len(batch), delta=None, persisted=None)
         try:
             good, effects.quarantine = self.validate(batch)
             self._aggregate(batch.take(good) if effects.quarantine else batch, effects)

@@ -23,7 +23,7 @@ from stream_mlops.core.monitor import Cursor
 from stream_mlops.core.series import SeriesKey
 from stream_mlops.db.connect import first_line
 from stream_mlops.db.queries import q
-from stream_mlops.errors import CursorConflict, DatabaseUnavailable, SchemaError
+from stream_mlops.errors import CursorConflict, DatabaseUnavailable, MlopsError, SchemaError
 from stream_mlops.pipeline.processor import Effects
 from stream_mlops.pipeline.totals import CONFIDENCE_BOUNDS, LATENCY_BOUNDS, TOKEN_BOUNDS, Delta
 
@@ -53,6 +53,8 @@ class Checkpoint:
     """The durable cursor of one consumer (``get_checkpoint``)."""
 
     system_identifier: str
+    frontier: str
+    window_end: str | None
     last_xid: str
     last_id: int
     events_total: int
@@ -63,7 +65,7 @@ class Checkpoint:
 
     @property
     def cursor(self) -> Cursor:
-        return (self.last_xid, self.last_id)
+        return Cursor(self.frontier, self.window_end, self.last_xid, self.last_id)
 
 
 @dataclass(frozen=True)
@@ -95,11 +97,17 @@ class SeriesRow:
         return (self.tenant_id, self.function_name, self.model, self.variant)
 
 
-def _fetched(rows: int, **columns: Any) -> RawBatch | None:
-    """``fetch_batch``'s one row of arrays as a batch (None when nothing is new)."""
-    if not rows:
-        return None
-    return _raw_batch(columns)
+@dataclass(frozen=True)
+class Fetched:
+    """One ``fetch_batch``: its rows, and the end of the window they were read in."""
+
+    rows: RawBatch | None
+    window_end: str
+
+
+def _fetched(rows: int, window_end: str, **columns: Any) -> Fetched:
+    """``fetch_batch``'s one row of arrays (no batch when nothing is new)."""
+    return Fetched(_raw_batch(columns) if rows else None, window_end)
 
 
 def _raw_batch(c: dict[str, Any]) -> RawBatch:
@@ -132,7 +140,7 @@ class Repository:
         self.conn = conn
         self.consumer = consumer
         self.valid = valid
-        self._cursor: Cursor = ("0", 0)
+        self._cursor = Cursor()
         self.problems: list[str] = []
 
     # -- the Store protocol -----------------------------------------------------------
@@ -180,8 +188,7 @@ class Repository:
         return True
 
     def _params(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {"cursor_xid": self._cursor[0], "cursor_id": self._cursor[1],
-                "consumer": self.consumer, **params}
+        return {**self._cursor.params(), "consumer": self.consumer, **params}
 
     # -- the cursor -------------------------------------------------------------------
     def try_lock(self) -> bool:
@@ -205,23 +212,30 @@ class Repository:
     def series(self) -> list[SeriesRow]:
         return self.rows("load_series", SeriesRow)
 
-    def fetch(self, limit: int) -> RawBatch | None:
-        """The next rows after the cursor whose transactions have all ended."""
-        xid, last_id = self._cursor
+    def fetch(self, limit: int) -> Fetched:
+        """The next committed rows after the cursor (in the open window, or in a new one
+        that ends now)."""
+        c = self._cursor
         with self.conn.cursor(row_factory=kwargs_row(_fetched), binary=True) as cur:
-            row = cur.execute(q("fetch_batch"),
-                              {"xid": xid, "id": last_id, "limit": limit}).fetchone()
+            row = cur.execute(q("fetch_batch"), {
+                "frontier": c.frontier, "window_end": c.window_end, "xid": c.xid, "id": c.id,
+                "limit": limit}).fetchone()
+        assert row is not None  # an aggregate: always one row
         return row
 
-    def persist(self, e: Effects, keys: Sequence[SeriesKey], version: int) -> float:
-        """Cursor (compare-and-set), series totals, quarantine and the monitors' writes in
-        one transaction, pipelined into one round trip; returns the checkpoint's time."""
-        xid, last_id = self._cursor
+    def persist(self, e: Effects, keys: Sequence[SeriesKey], version: int,
+                cursor: Cursor) -> float:
+        """Cursor (compare-and-set, from :attr:`cursor` to ``cursor``), series totals,
+        quarantine and the monitors' writes in one transaction, pipelined into one round
+        trip; returns the checkpoint's time."""
+        old = self._cursor
         with self.conn.pipeline(), self.conn.transaction():
             cur = self.conn.execute(q("persist_batch"), {
-                "consumer": self.consumer, "old_xid": xid, "old_id": last_id,
-                "version": version, "new_xid": str(e.last_xid), "new_id": e.last_id,
-                "events": e.events, "quarantined": len(e.quarantine),
+                "consumer": self.consumer, "old_frontier": old.frontier,
+                "old_window_end": old.window_end, "old_xid": old.xid, "old_id": old.id,
+                "version": version, "new_frontier": cursor.frontier,
+                "new_window_end": cursor.window_end, "new_xid": cursor.xid,
+                "new_id": cursor.id, "events": e.events, "quarantined": len(e.quarantine),
                 **_series_params(e.persisted, keys),
                 "quarantine_ids": [i for i, _ in e.quarantine],
                 "quarantine_reasons": [r for _, r in e.quarantine],
@@ -238,13 +252,12 @@ class Repository:
     def lag(self) -> tuple[float, float]:
         """(age of the oldest row not consumed yet, age of the oldest open writing
         transaction), in seconds."""
-        xid, last_id = self._cursor
         with self.conn.transaction():
-            pending = self.conn.execute(q("oldest_pending"),
-                                        {"xid": xid, "id": last_id}).fetchone()
+            pending = self.conn.execute(q("oldest_pending"), self._cursor.params()).fetchone()
             horizon = self._scalar("horizon_age")
             now = self._scalar("database_now")
-        return (max(0.0, now - float(pending[0])) if pending else 0.0), float(horizon)
+        at = None if pending is None else pending[0]
+        return (max(0.0, now - float(at)) if at is not None else 0.0), float(horizon)
 
     def _scalar(self, query: str) -> Any:
         row = self.conn.execute(q(query)).fetchone()
@@ -313,19 +326,23 @@ def _array(values: np.ndarray[Any, Any] | list[int]) -> str:
 def reset_after_restore(conn: Conn, consumer: str) -> tuple[str, str] | None:
     """Make a cursor recorded on another cluster valid here (see rewrite_restored_xids).
 
-    Returns (old, new) system identifiers, or None when the cursor already matches.
-    Other consumers' cursors on the same table are not rewritten: reset them the same way.
+    Returns (old, new) system identifiers, or None when the cursor already matches;
+    MlopsError when there is no such cursor. Other consumers' cursors on the same table
+    are not rewritten: reset them the same way.
     """
     repo = Repository(conn, consumer)
     with conn.transaction():
         conn.execute("LOCK TABLE mlops.model_performance IN SHARE ROW EXCLUSIVE MODE")
         sysid = repo._scalar("system_identifier")
         found = repo.rows("get_checkpoint", Checkpoint, consumer=consumer)
-        if not found or found[0].system_identifier == sysid:
+        if not found:
+            raise MlopsError(f"there is no cursor named {consumer!r} (the processor has "
+                             "never run with CONSUMER_NAME set to it): nothing to reset")
+        if found[0].system_identifier == sysid:
             return None
         cp = found[0]
         conn.execute(q("rewrite_restored_xids"),
-                     {"xid": cp.last_xid, "id": cp.last_id, "id_horizon": cp.id_horizon})
+                     {**cp.cursor.params(), "id_horizon": cp.id_horizon})
         conn.execute(q("reset_checkpoint_after_restore"),
                      {"consumer": consumer, "system_identifier": sysid})
         return cp.system_identifier, str(sysid)

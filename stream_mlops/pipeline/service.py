@@ -51,7 +51,6 @@ class Service:
         )
         self.thresholds = Thresholds(
             lag_seconds=settings.lag_threshold_seconds,
-            horizon_age_seconds=settings.horizon_age_threshold_seconds,
             db_silence_seconds=max(30.0, 3 * settings.poll_interval_seconds),
             heartbeat_seconds=max(30.0, 3 * settings.poll_interval_seconds),
         )
@@ -117,7 +116,7 @@ class Service:
                     backoff.reset()
                     st.last_error = ""
                     log.info("consuming", extra={"consumer": st.consumer,
-                                                 "cursor": list(self.consumer.cursor)})
+                                                 "cursor": self.consumer.cursor.to_json()})
                 self.wake.clear()
                 stepped = time.monotonic()
                 if self.consumer.step() >= batch:

@@ -153,8 +153,21 @@ def test_restore_into_another_cluster_is_refused_then_rebased(db_url: str,
         # cluster and the restored rows carry xids far above this cluster's counter.
         conn.execute("UPDATE mlops.model_performance"
                      " SET xid = (xid::text::bigint + 1000000)::text::xid8")
+        frontier, window_end = conn.execute(
+            "SELECT frontier::text, window_end::text FROM mlops.consumer_checkpoints"
+            ).fetchone() or ("", None)
+
+        def shifted(snapshot: str | None) -> str | None:
+            if snapshot is None:
+                return None
+            xmin, xmax, xip = snapshot.split(":")
+            return ":".join([str(int(xmin) + 10**6), str(int(xmax) + 10**6),
+                             ",".join(str(int(x) + 10**6) for x in xip.split(",") if x)])
+
         conn.execute("UPDATE mlops.consumer_checkpoints SET system_identifier = '42',"
-                     " last_xid = (last_xid::text::bigint + 1000000)::text::xid8")
+                     " last_xid = (last_xid::text::bigint + 1000000)::text::xid8,"
+                     " frontier = %s::pg_snapshot, window_end = %s::pg_snapshot",
+                     (shifted(frontier), shifted(window_end)))
     insert_requests(db_url, 100, 50, per_tx=10)  # real, lower xids
     env = {"DATABASE_URL": db_url, "METRICS_PORT": "0"}
     refused = cli("run", env=env)

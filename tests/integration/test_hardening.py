@@ -4,7 +4,11 @@ attacker would send, now refused or harmless (see docs/security.md)."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import socket
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +17,15 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+from psycopg.rows import class_row
 
+from stream_mlops.alerts.email import Smtp, compose
+from stream_mlops.alerts.outbox import DueNotification
+from stream_mlops.alerts.store import write_changes
+from stream_mlops.core.alerts import AlertKey, alert_change
+from stream_mlops.core.monitor import Cursor
+from stream_mlops.db.queries import q
 from stream_mlops.dev.embedded import EmbeddedPostgres
 from stream_mlops.experiments import store as experiments
 from stream_mlops.experiments.config import ExperimentSpec
@@ -22,7 +34,13 @@ from stream_mlops.pipeline.consumer import Consumer
 from stream_mlops.pipeline.processor import Processor
 from stream_mlops.pipeline.status import PipelineStatus
 from tests.conftest import Roles, new_database
-from tests.helpers import ProcessorProcess, http_status, wait_for
+from tests.helpers import (
+    ProcessorProcess,
+    http_status,
+    insert_requests,
+    persisted_totals,
+    wait_for,
+)
 from tests.integration.test_cli import cli
 
 UNSAFE = ["\u2028", "\u2029", "\u0085", "\u202e", "\u2066", "\u200f", "\x1b"]
@@ -107,7 +125,7 @@ def test_an_unreadable_stored_state_is_rebuilt_and_nothing_stops(roles: Roles) -
     c.run_jobs("experiments")
     with psycopg.connect(roles.url) as su:
         row = su.execute("SELECT results->'state'->'cursor' FROM mlops.experiments").fetchone()
-    assert row is not None and row[0] == list(c.cursor)  # its own state again
+    assert row is not None and row[0] == c.cursor.to_json()  # its own state again
     c.close()
 
 
@@ -121,7 +139,7 @@ def test_no_stored_json_makes_an_experiment_fail_to_load(garbage: Any) -> None:
             "e", "t", "exp", "f", "running",
             [{"name": "control", "weight": 0.5}, {"name": "treatment", "weight": 0.5}],
             "error_rate", [], 0.05, None, 100, False, results))
-        assert e.cursor == ("0", 0) or e.discarded is None  # rebuilt, or a sound state
+        assert e.cursor == Cursor() or e.discarded is None  # rebuilt, or a sound state
         json.dumps(e.results(e.cursor), allow_nan=False)  # what it writes is valid JSON
 
 
@@ -200,12 +218,13 @@ def test_values_survive_the_json_state_round_trip() -> None:
     e.observe(["control", "treatment"] * 50, ArmRows(
         rng.lognormal(5, 1, 100), rng.random(100) < 0.1, np.full(100, -1.0),
         np.full(100, 10**6, np.int64)))
-    stored = json.loads(json.dumps(e.results(("123", 45))))
+    at = Cursor("100:103:101", "110:110:", "104", 45)
+    stored = json.loads(json.dumps(e.results(at)))
     again = LiveExperiment.from_row(LiveExperimentRow(
         "e", "t", "exp", "f", "running",
         [{"name": "control", "weight": 0.5}, {"name": "treatment", "weight": 0.5}],
         "latency", ["error_rate"], 0.05, None, 10, False, stored))
-    assert again.discarded is None and again.cursor == ("123", 45)
+    assert again.discarded is None and again.cursor == at
     assert again.samples() == e.samples()
 
 
@@ -245,3 +264,81 @@ def test_an_outage_shows_as_unreachable_and_no_address_or_password_leaves(
     assert "pw-s3cret" not in text
     for line in text.splitlines():  # JSON lines, tracebacks included
         json.loads(line)
+
+
+# -- 11. the small ones -------------------------------------------------------------------
+def test_reset_cursor_says_when_there_is_no_such_cursor(db_url: str) -> None:
+    out = cli("reset-cursor", "--after-restore", "--consumer", "nobody",
+              env={"DATABASE_URL": db_url})
+    assert out.returncode == 2 and "there is no cursor named 'nobody'" in out.stderr
+    assert "nothing changed" not in out.stdout
+
+
+def test_a_late_email_shows_the_alert_as_it_was_when_queued(db_url: str) -> None:
+    """Queued while firing, sent after the alert resolved: the FIRING e-mail still reads
+    as the firing alert did (the review saw a FIRING mail reading 'Resolved')."""
+    key = AlertKey("default", "performance:error_rate:summarize")
+    fire = alert_change("fire", key, "performance", rule="error_rate", severity="critical",
+                        function="summarize", title="High error rate in summarize",
+                        message="Error rate 30.0% over the last 60 s is above 5.0%.")
+    resolve = alert_change("resolve", key, "performance", rule="error_rate",
+                           message="Resolved: error rate back at 1.0%.")
+    with psycopg.connect(db_url) as conn:
+        write_changes(conn, [fire], notify=True)
+        write_changes(conn, [resolve], notify=True)
+        with conn.cursor(row_factory=class_row(DueNotification)) as cur:
+            due = cur.execute(q("claim_notifications")).fetchall()
+    assert [(d.kind, d.message) for d in due] == [
+        ("firing", "Error rate 30.0% over the last 60 s is above 5.0%."),
+        ("resolved", "Resolved: error rate back at 1.0%.")]
+    mail = compose([due[0].notice], Smtp("127.0.0.1", 25, "a@example.com", ("b@example.com",)))
+    assert "FIRING critical" in str(mail["Subject"]) and "Resolved" not in mail.as_string()
+
+
+# -- 9. the metrics port cannot be used to stall the processor ---------------------------
+def test_held_open_connections_neither_stall_consuming_nor_the_endpoint(
+        db_url: str, tmp_path: Path) -> None:
+    """The review held 250 connections to the port open and processing stalled ~45 s."""
+    p = ProcessorProcess(db_url, log_path=tmp_path / "p.log").start()
+    held: list[socket.socket] = []
+    try:
+        p.wait_ready()
+        for _ in range(250):  # half a request each, then silence
+            s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            held.append(s)
+        insert_requests(db_url, 0, 500, per_tx=50)
+        started = time.monotonic()
+        wait_for(lambda: persisted_totals(db_url)[2] == 500, 10, "rows consumed meanwhile")
+        consumed_s = time.monotonic() - started
+        wait_for(lambda: http_status(p.port, "/healthz")[0] == 200, 15, "the endpoint")
+        assert consumed_s < 5, consumed_s
+        assert p.events() == 500
+    finally:
+        for s in held:
+            s.close()
+        p.stop()
+
+
+def test_metrics_are_compressed_and_speak_openmetrics_when_asked(db_url: str,
+                                                                 tmp_path: Path) -> None:
+    insert_requests(db_url, 0, 50)
+    p = ProcessorProcess(db_url, log_path=tmp_path / "p.log").start()
+    try:
+        p.wait_ready()
+        p.wait_consumed(50)
+        req = urllib.request.Request(f"http://127.0.0.1:{p.port}/metrics", headers={
+            "Accept-Encoding": "gzip",
+            "Accept": "application/openmetrics-text; version=1.0.0"})
+        with urllib.request.urlopen(req, timeout=5) as r:  # noqa: S310 (http://127.0.0.1)
+            assert r.headers["Content-Encoding"] == "gzip"
+            assert r.headers["Content-Type"].startswith("application/openmetrics-text")
+            text = gzip.decompress(r.read()).decode()
+        families = {f.name for f in text_string_to_metric_families(text)}  # type: ignore[no-untyped-call]
+        assert {"mlops_requests", "mlops_job_runs", "process_resident_memory_bytes"} <= families
+        with urllib.request.urlopen(f"http://127.0.0.1:{p.port}/metrics?name[]="
+                                    "mlops_processor_events_total", timeout=5) as r:
+            only = r.read().decode()
+        assert "mlops_processor_events_total" in only and "mlops_requests_total" not in only
+    finally:
+        p.stop()

@@ -12,7 +12,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from stream_mlops.core.alerts import AlertChange, AlertKey, Episodes, alert_change
 from stream_mlops.core.batch import Batch, RawBatch
-from stream_mlops.core.monitor import MetricsBuilder, Monitor, Observed, Store, Write
+from stream_mlops.core.monitor import Cursor, MetricsBuilder, Monitor, Observed, Store, Write
 from stream_mlops.pipeline.processor import Processor
 from stream_mlops.pipeline.repository import delta_from_rows
 
@@ -73,7 +73,7 @@ class MemoryStore:
 
     def __init__(self, tables: dict[str, list[Any]]) -> None:
         self.tables = tables
-        self.cursor = ("0", 0)
+        self.cursor = Cursor()
         self.now = NOW
         self.problems: list[str] = []
 

