@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import psycopg
+from psycopg import sql
 from psycopg.rows import class_row, dict_row
 
 from stream_mlops import logs
@@ -75,13 +76,17 @@ def run_demo(*, database_url: str | None, rate: float, metrics_port: int,
         with psycopg.connect(database_url) as conn:
             migrate(conn)
             arms = _demo_experiment(conn)
-        settings = load_settings(database_url=database_url, metrics_port=metrics_port,
+            if server is not None:  # least privilege, as a deployment should run it
+                processor_url, app_url = _login_roles(conn, server)
+            else:
+                processor_url = app_url = database_url
+        settings = load_settings(database_url=processor_url, metrics_port=metrics_port,
                                  poll_interval_seconds=0.5, log_level="WARNING",
                                  log_format="text")
         service = Service(settings)
         threads = [
             threading.Thread(target=service.run, name="processor", daemon=True),
-            threading.Thread(target=simulate.run, args=(database_url, rate, stop),
+            threading.Thread(target=simulate.run, args=(app_url, rate, stop),
                              kwargs={"counter": sent, "experiment": arms,
                                      "scenario": simulate.Scenario("treatment_better", 0.0)},
                              name="simulator", daemon=True),
@@ -104,6 +109,30 @@ def run_demo(*, database_url: str | None, rate: float, metrics_port: int,
 
 
 DEMO_EXPERIMENT = "demo-shorter-prompt"
+PROCESSOR_ROLE = "stream_mlops_processor"
+APP_ROLE = "stream_mlops_app"
+DEMO_TENANTS = ("default", "tenant-0", "tenant-1", "tenant-2")
+
+
+def _login_roles(conn: Conn, server: EmbeddedPostgres) -> tuple[str, str]:
+    """A processor login with mlops_processor only and an application login with
+    mlops_writer for the demo's tenants, with the timeouts docs/security.md recommends;
+    returns their URLs (created on the first run)."""
+    dbname = conn.info.dbname
+    for role, group in ((PROCESSOR_ROLE, "mlops_processor"), (APP_ROLE, "mlops_writer")):
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+        if exists is None:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
+                sql.Identifier(role), sql.Identifier(group)))
+    for setting, value in (("idle_in_transaction_session_timeout", "30s"),
+                           ("statement_timeout", "10s")):
+        conn.execute(sql.SQL("ALTER ROLE {} SET {} = {}").format(
+            sql.Identifier(APP_ROLE), sql.Identifier(setting), sql.Literal(value)))
+    conn.execute("INSERT INTO mlops.tenant_roles (role_name, tenant_id)"
+                 " SELECT %s, t FROM unnest(%s::text[]) t ON CONFLICT DO NOTHING",
+                 (APP_ROLE, list(DEMO_TENANTS)))
+    conn.commit()
+    return server.url_for(dbname, PROCESSOR_ROLE), server.url_for(dbname, APP_ROLE)
 
 
 def _demo_experiment(conn: psycopg.Connection[Any]) -> simulate.ExperimentArms | None:

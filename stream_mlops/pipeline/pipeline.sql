@@ -43,25 +43,23 @@ WITH s AS MATERIALIZED (
 ), batch AS (
     -- Each range is read in index order and cut at the limit before the two are merged:
     -- a batch costs the same however large the window.
-    SELECT * FROM (
-        (SELECT xid, id, tenant_id, function_name, model, variant, created_at, latency_ms,
-                prompt_tokens, completion_tokens, cached_tokens, cost_usd, confidence, status,
-                cache_write_tokens, cost_source, experiment_id, query_length, error_type
-         FROM mlops.model_performance
-         WHERE xid = ANY ((SELECT fxip FROM s)::xid8[]) AND xid < (SELECT wx FROM s)
-           AND xid <> ALL ((SELECT wxip FROM s)::xid8[])
-           AND (xid, id) > (%(xid)s::text::xid8, %(id)s::bigint)
-         ORDER BY xid, id LIMIT %(limit)s)
-        UNION ALL
-        (SELECT xid, id, tenant_id, function_name, model, variant, created_at, latency_ms,
-                prompt_tokens, completion_tokens, cached_tokens, cost_usd, confidence, status,
-                cache_write_tokens, cost_source, experiment_id, query_length, error_type
-         FROM mlops.model_performance
-         WHERE xid >= (SELECT fx FROM s) AND xid < (SELECT wx FROM s)
-           AND xid <> ALL ((SELECT wxip FROM s)::xid8[])
-           AND (xid, id) > (%(xid)s::text::xid8, %(id)s::bigint)
-         ORDER BY xid, id LIMIT %(limit)s)
-    ) w
+    (SELECT xid, id, tenant_id, function_name, model, variant, created_at, latency_ms,
+            prompt_tokens, completion_tokens, cached_tokens, cost_usd, confidence, status,
+            cache_write_tokens, cost_source, experiment_id, query_length, error_type
+     FROM mlops.model_performance
+     WHERE xid = ANY ((SELECT fxip FROM s)::xid8[]) AND xid < (SELECT wx FROM s)
+       AND xid <> ALL ((SELECT wxip FROM s)::xid8[])
+       AND (xid, id) > (%(xid)s::text::xid8, %(id)s::bigint)
+     ORDER BY xid, id LIMIT %(limit)s)
+    UNION ALL
+    (SELECT xid, id, tenant_id, function_name, model, variant, created_at, latency_ms,
+            prompt_tokens, completion_tokens, cached_tokens, cost_usd, confidence, status,
+            cache_write_tokens, cost_source, experiment_id, query_length, error_type
+     FROM mlops.model_performance
+     WHERE xid >= (SELECT fx FROM s) AND xid < (SELECT wx FROM s)
+       AND xid <> ALL ((SELECT wxip FROM s)::xid8[])
+       AND (xid, id) > (%(xid)s::text::xid8, %(id)s::bigint)
+     ORDER BY xid, id LIMIT %(limit)s)
     ORDER BY xid, id
     LIMIT %(limit)s
 )

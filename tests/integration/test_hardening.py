@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import socket
 import time
 import urllib.request
@@ -342,3 +343,26 @@ def test_metrics_are_compressed_and_speak_openmetrics_when_asked(db_url: str,
         assert "mlops_processor_events_total" in only and "mlops_requests_total" not in only
     finally:
         p.stop()
+
+
+# -- 9/10. readers see no other tenant's volume or names ---------------------------------
+def test_explain_shows_a_reader_nothing_of_other_tenants(roles: Roles) -> None:
+    """With column statistics, EXPLAIN's row estimate would tell a reader that another
+    tenant logs 'secret-launch' (244 estimated rows against 1 for an unknown name)."""
+    with psycopg.connect(roles.url) as su:
+        su.execute("INSERT INTO mlops.model_performance (tenant_id, function_name, model,"
+                   " latency_ms) SELECT 'b', 'secret-launch', 'gpt-4o', 1"
+                   " FROM generate_series(1, 5000)")
+        su.commit()
+        su.execute("ANALYZE mlops.model_performance")
+
+    def estimate(conn: psycopg.Connection[Any], function: str) -> str:
+        """The planner's row estimates: what a probe of the name would read."""
+        plan = conn.execute("EXPLAIN SELECT * FROM mlops.model_performance"
+                            " WHERE function_name = %s", (function,)).fetchall()
+        return " ".join(re.findall(r"rows=\d+", " ".join(r[0] for r in plan)))
+
+    with roles.as_(roles.reader_a) as a:
+        assert estimate(a, "secret-launch") == estimate(a, "does-not-exist")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            a.execute("SELECT events_total FROM mlops.consumer_checkpoints")
