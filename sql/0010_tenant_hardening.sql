@@ -107,5 +107,7 @@ ALTER TABLE mlops.model_performance
     ALTER COLUMN error_type SET STATISTICS 0;
 
 RESET ROLE;
--- Every object owned by mlops_owner (0009 created this one as the migrating role).
+-- Every object owned by mlops_owner (0009 created drift_references as the migrating role,
+-- and the migration table is created before the roles exist).
 ALTER TABLE mlops.drift_references OWNER TO mlops_owner;
+ALTER TABLE mlops.schema_migrations OWNER TO mlops_owner;

@@ -47,3 +47,16 @@ def label_text(name: str, value: Any, *, required: bool = False) -> str | None:
         raise ValueError(f"{name} must not contain control characters (C0/C1 controls, "
                          "line separators or bidirectional controls)")
     return value
+
+
+def printable(text: str) -> str:
+    r"""``text`` with control, line-separator and bidirectional characters shown as
+    escapes: names and messages come from tenants' rows, and must neither break a header
+    nor make a line read as something else.
+
+    Examples
+    --------
+    >>> printable("High error rate in sum\u2028marize\x1b[31m")
+    'High error rate in sum\\u2028marize\\x1b[31m'
+    """
+    return UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)

@@ -9,7 +9,7 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
-from stream_mlops.labels import UNSAFE
+from stream_mlops.labels import printable
 
 
 @dataclass(frozen=True)
@@ -35,19 +35,6 @@ class Smtp:
     password: str | None = None
     timeout: float = 10.0
     ca_file: str | None = None  # a private relay's CA (its certificate is always checked)
-
-
-def printable(text: str) -> str:
-    r"""``text`` with control, line-separator and bidirectional characters shown as
-    escapes: names and messages come from tenants' rows, and must neither break a header
-    nor make a line read as something else.
-
-    Examples
-    --------
-    >>> printable("High error rate in sum\u2028marize\x1b[31m")
-    'High error rate in sum\\u2028marize\\x1b[31m'
-    """
-    return UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def compose(notices: Sequence[Notice], smtp: Smtp, now: float | None = None) -> EmailMessage:

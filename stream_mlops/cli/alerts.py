@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from stream_mlops.cli.common import AddCommand, Conn, column, database, number, rows, settings
+from stream_mlops.labels import printable
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,10 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     if not listed:
         print("no open alerts" if not args.all else "no alerts")
     for a in listed:
-        print(f"#{a.id:<5} {a.state:<12} {a.severity:<8} {a.tenant_id}/{a.function_name or '-'}"
-              f"  {a.title}\n       {a.message}\n"
+        # Titles and messages carry names and error types from tenants' rows.
+        print(f"#{a.id:<5} {a.state:<12} {a.severity:<8} "
+              f"{printable(a.tenant_id)}/{printable(a.function_name or '-')}"
+              f"  {printable(a.title)}\n       {printable(a.message)}\n"
               f"       since {a.first_seen:%Y-%m-%d %H:%M:%S %Z}")
     return 0
 

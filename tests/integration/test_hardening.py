@@ -8,6 +8,7 @@ import gzip
 import json
 import re
 import socket
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -142,6 +143,10 @@ def test_no_stored_json_makes_an_experiment_fail_to_load(garbage: Any) -> None:
             "error_rate", [], 0.05, None, 100, False, results))
         assert e.cursor == Cursor() or e.discarded is None  # rebuilt, or a sound state
         json.dumps(e.results(e.cursor), allow_nan=False)  # what it writes is valid JSON
+    tracker = ExperimentTracker()  # garbage as the configuration: refused, never raised
+    tracker.sync([LiveExperimentRow("g", "t", "bad", "f", "running", garbage, "error_rate",
+                                    [], 0.05, None, 100, False, {})])
+    assert tracker.live == {} or list(tracker.live) == ["g"]
 
 
 # -- 2. names are safe everywhere they go -------------------------------------------------
@@ -366,3 +371,27 @@ def test_explain_shows_a_reader_nothing_of_other_tenants(roles: Roles) -> None:
         assert estimate(a, "secret-launch") == estimate(a, "does-not-exist")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             a.execute("SELECT events_total FROM mlops.consumer_checkpoints")
+
+
+# -- 10. least privilege in what we ship --------------------------------------------------
+def test_the_stacks_processor_login_has_mlops_processor_only(pg: EmbeddedPostgres,
+                                                             db_url: str) -> None:
+    """deploy/processor_role.sql (the compose stack's `roles` step), run twice, makes a
+    login that is a member of mlops_processor only, and the processor runs as it."""
+    script = Path(__file__).resolve().parents[2] / "deploy" / "processor_role.sql"
+    dbname = db_url.rsplit("/", 1)[1]
+    for _ in range(2):  # idempotent: the stack runs it on every `up`
+        out = subprocess.run([str(pg.bindir / "psql"), "-X", "-v", "ON_ERROR_STOP=1",
+                              "-v", "pw=s3cret", "-f", str(script), pg.url_for(dbname)],
+                             capture_output=True, text=True, check=False)
+        assert out.returncode == 0, out.stderr
+    with psycopg.connect(db_url) as su:
+        role = su.execute("SELECT rolsuper, rolbypassrls, rolcanlogin,"
+                          " ARRAY(SELECT b.rolname FROM pg_auth_members m"
+                          "  JOIN pg_roles b ON b.oid = m.roleid WHERE m.member = r.oid)"
+                          " FROM pg_roles r WHERE rolname = 'stream_mlops_processor'"
+                          ).fetchone()
+    assert role == (False, False, True, ["mlops_processor"])
+    c = Consumer(pg.url_for(dbname, "stream_mlops_processor"), Processor(), PipelineStatus())
+    assert c.open()
+    c.close()

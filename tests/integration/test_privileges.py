@@ -54,3 +54,15 @@ def test_the_page_lists_exactly_the_grants_the_migrations_make(db_url: str) -> N
     want = catalog_table(db_url)
     assert page_table() == want, "docs/security.md is out of date; its table is:\n" + \
         "\n".join(want)
+
+
+def test_every_object_is_owned_by_mlops_owner(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        others = conn.execute(
+            "SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'mlops'"
+            " AND pg_get_userbyid(c.relowner) <> 'mlops_owner'"
+            " UNION ALL SELECT p.proname, pg_get_userbyid(p.proowner) FROM pg_proc p"
+            " JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'mlops'"
+            " AND pg_get_userbyid(p.proowner) <> 'mlops_owner'").fetchall()
+    assert others == []
