@@ -185,7 +185,7 @@ class River(Baseline):
 
 
 RIVER: list[tuple[str, Callable[[int], Any], int | None]] = [
-    ("river_ADWIN", lambda s: river_drift.ADWIN(), None),  # type: ignore[no-untyped-call]
+    ("river_ADWIN", lambda s: river_drift.ADWIN(), None),  # type: ignore[no-untyped-call, unused-ignore]
     ("river_KSWIN", lambda s: river_drift.KSWIN(seed=s), 1000),
     ("river_PageHinkley", lambda s: river_drift.PageHinkley(), None),
 ]
