@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the tests, demo and benchmarks need on a fresh Debian machine:
-# PostgreSQL server binaries, Prometheus and Alertmanager (Debian packages, when absent),
+# PostgreSQL server binaries, Prometheus, Alertmanager and Chromium (Debian packages, when absent),
 # and a virtualenv in .venv with the project and its dev extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v alertmanager >/dev/null 2>&1 || command -v prometheus-alertmanager >/dev/null 2>&1 \
   || missing+=(prometheus-alertmanager)
+# Headless Chromium renders the HTML pages (model cards, the live page) in the tests.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "bootstrap: please install with root: apt-get install ${missing[*]}" >&2

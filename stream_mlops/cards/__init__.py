@@ -1,0 +1,1 @@
+"""Model cards generated from live evidence: versioned, regenerated on schedule, on drift and on deployment."""

@@ -1,0 +1,1 @@
+"""A feature store on Postgres: definitions, online reads, point-in-time correct history, freshness and drift."""
