@@ -1,1 +1,2 @@
-"""Model cards generated from live evidence: versioned, regenerated on schedule, on drift and on deployment."""
+"""Model cards generated from live evidence: versioned, regenerated on schedule, on
+drift and on deployment."""

@@ -1,1 +1,2 @@
-"""A feature store on Postgres: definitions, online reads, point-in-time correct history, freshness and drift."""
+"""A feature store on Postgres: definitions, online reads, point-in-time correct history,
+freshness and drift."""
