@@ -13,7 +13,7 @@ UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u061c\u202a-\u2
                     "\u2066-\u2069]")
 MAX_LENGTH = {"tenant_id": 100, "function_name": 200, "model": 200, "model_version": 100,
               "variant": 100, "deployment_slot": 50, "request_id": 200, "error_type": 200,
-              "provider": 100}
+              "provider": 50, "operation": 50}
 
 
 def label_text(name: str, value: Any, *, required: bool = False) -> str | None:

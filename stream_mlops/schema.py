@@ -6,15 +6,14 @@ from typing import Any
 
 import psycopg
 
-from stream_mlops.costs.price_store import seed_bundled
+from stream_mlops.costs.price_store import sync_prices
 from stream_mlops.db.migrations import apply
 
 
 def migrate(conn: psycopg.Connection[Any]) -> list[str]:
-    """Apply pending migrations (idempotent); returns their names."""
+    """Apply pending migrations, then load the maintained price source (both idempotent);
+    returns the migrations' names. Prices are data, not schema: a newer genai-prices
+    brings its new models and price changes on the next ``migrate`` too."""
     names = apply(conn)
-    if names:
-        # Prices are data, not schema: the bundled snapshot is imported (idempotently)
-        # whenever the schema moves, so a fresh database prices the common models.
-        seed_bundled(conn)
+    sync_prices(conn)
     return names

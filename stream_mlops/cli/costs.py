@@ -17,7 +17,16 @@ from stream_mlops.cli.common import (
     settings,
     utc,
 )
-from stream_mlops.costs.price_store import import_prices, load_price_map, price_versions, recompute
+from stream_mlops.costs.price_source import DEFAULT_PROVIDERS
+from stream_mlops.costs.price_store import (
+    import_prices,
+    load_price_map,
+    price_aliases,
+    price_versions,
+    recompute,
+    sync_prices,
+)
+from stream_mlops.costs.pricing import model_key, undated_model_key
 from stream_mlops.costs.report import analyze, recommend, render, render_report
 from stream_mlops.errors import MlopsError
 
@@ -38,6 +47,8 @@ def cmd_prices(args: argparse.Namespace) -> int:
     with database(s) as conn:
         if args.action == "list":
             _list_prices(conn, args.model)
+        elif args.action == "sync":
+            _sync_prices(conn, args.provider or list(DEFAULT_PROVIDERS), args.verbose)
         elif args.action == "import":
             _import_prices(conn, args.file, args.effective_from)
         else:
@@ -48,13 +59,47 @@ def cmd_prices(args: argparse.Namespace) -> int:
 def _list_prices(conn: Conn, model: str | None) -> None:
     versions = price_versions(conn)
     if model:
-        versions = [p for p in versions if p.model == model]
-    print(f"{'model':28s} {'tenant':10s} {'from (UTC)':16s} {'input':>9s} "
-          f"{'cached':>9s} {'write':>9s} {'output':>9s}  USD per 1M tokens")
+        # What a request naming `model` is priced as: its own rows, else its alias's.
+        keys = {model_key(model), undated_model_key(model)}
+        names = {model} | {a.model for a in price_aliases(conn) if a.alias in keys}
+        versions = [p for p in versions if p.model in names]
+        if not versions:
+            raise MlopsError(f"{model}: no price and no alias (requests naming it are "
+                             "counted as unpriced)")
+    print(f"{'model':32s} {'tenant':8s} {'from (UTC)':16s} {'above':>7s} {'input':>9s} "
+          f"{'cached':>9s} {'write':>9s} {'write1h':>9s} {'output':>9s}  source "
+          "(USD per 1M tokens)")
+
+    def usd(value: object) -> str:
+        return "-" if value is None else str(value)
+
     for p in versions:
-        print(f"{p.model:28s} {p.tenant_id or '*':10s} {utc(p.effective_from):16s} "
-              f"{p.input:>9} {p.cached_input if p.cached_input is not None else '-':>9} "
-              f"{p.cache_write if p.cache_write is not None else '-':>9} {p.output:>9}")
+        print(f"{p.model:32s} {p.tenant_id or '*':8s} {utc(p.effective_from):16s} "
+              f"{p.above_input_tokens or '':>7} {usd(p.input):>9} {usd(p.cached_input):>9} "
+              f"{usd(p.cache_write):>9} {usd(p.cache_write_1h):>9} {usd(p.output):>9}  "
+              f"{p.source or ''}")
+
+
+def _sync_prices(conn: Conn, providers: list[str], verbose: bool) -> None:
+    s = sync_prices(conn, providers)
+    models = {p.model for p in s.source.prices}
+    print(f"{s.source.prices[0].source if s.source.prices else 'genai-prices'}: "
+          f"{len(models)} models of {', '.join(s.source.providers)}; "
+          f"{len(s.added)} price row(s) added or corrected, {s.aliases} alias(es) "
+          "added or moved")
+    if s.source.skipped:
+        reasons: dict[str, list[str]] = {}
+        for k in s.source.skipped:
+            reasons.setdefault(k.reason, []).append(f"{k.provider}/{k.model}")
+        print(f"left out (unpriced unless you import a price): {len(s.source.skipped)}")
+        for reason, names in sorted(reasons.items()):
+            shown = names if verbose else names[:5]
+            print(f"  {reason}: {', '.join(shown)}"
+                  + ("" if len(shown) == len(names) else f" (+{len(names) - len(shown)}; "
+                     "--verbose lists all)"))
+    if s.added:
+        print("rows already priced keep their cost; run `stream-mlops prices recompute "
+              "--since DATE` to re-cost them")
 
 
 def _import_prices(conn: Conn, file: str | None, effective_from: str | None) -> None:
@@ -93,10 +138,16 @@ def add_costs_command(add: AddCommand) -> None:
 
 
 def add_prices_command(add: AddCommand) -> None:
-    prices = add("prices", "list price versions, import a JSON price map, re-cost rows")
-    prices.add_argument("action", choices=["list", "import", "recompute"])
+    prices = add("prices", "list price versions, sync the maintained source (genai-prices), "
+                 "import a JSON price map, re-cost rows")
+    prices.add_argument("action", choices=["list", "sync", "import", "recompute"])
     prices.add_argument("file", nargs="?", help="price map to import (JSON)")
-    prices.add_argument("--model", help="list: only this model")
+    prices.add_argument("--model", help="list: what a request naming this model is priced as")
+    prices.add_argument("--provider", action="append",
+                        help="sync: a genai-prices provider id (repeatable; default: "
+                             + ", ".join(DEFAULT_PROVIDERS) + ")")
+    prices.add_argument("--verbose", action="store_true",
+                        help="sync: list every model left out")
     prices.add_argument("--effective-from",
                         help="import: when the imported prices apply from (default: now, "
                              "or the map's as_of)")

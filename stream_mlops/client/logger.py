@@ -30,10 +30,11 @@ from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 
 import psycopg
+from psycopg.rows import class_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from stream_mlops.backoff import Backoff
-from stream_mlops.client.usage import usage_from
+from stream_mlops.client.usage import UsageError, response_info, usage_from
 from stream_mlops.db.connect import KEEPALIVES, first_line
 from stream_mlops.labels import label_text
 
@@ -44,17 +45,19 @@ R = TypeVar("R")
 COLUMNS = ("tenant_id", "function_name", "model", "model_version", "variant", "experiment_id",
            "deployment_slot", "request_id", "created_at", "latency_ms", "prompt_tokens",
            "completion_tokens", "cached_tokens", "cost_usd", "confidence", "query_length",
-           "status", "error_type", "metadata", "cache_write_tokens")
+           "status", "error_type", "metadata", "cache_write_tokens", "cache_write_1h_tokens",
+           "operation", "provider")
 # One INSERT per batch, its rows sent as one JSON array of arrays: json.dumps and the
 # server's JSON parser are C, where adapting column lists costs ~14 us of Python per row
 # (on the caller's GIL). COPY FROM would be faster still, but row level security refuses
 # it to every role but the superuser, and this must work for the writer role.
 _CASTS = ("", "", "", "", "", "::uuid", "", "", "", "::float8", "::int4", "::int4", "::int4",
-          "::numeric", "::float8", "::int4", "", "", "", "::int4")
+          "::numeric", "::float8", "::int4", "", "", "", "::int4", "::int4", "", "")
 _INSERT = (
     f"INSERT INTO mlops.model_performance ({', '.join(COLUMNS)}) SELECT "
     + ", ".join(
         "to_timestamp((r->>8)::float8)" if col == "created_at"
+        else "coalesce(r->>21, 'chat')" if col == "operation"
         else "coalesce(nullif(r->18, 'null'), '{}')" if col == "metadata"
         else f"(r->>{i}){_CASTS[i]}"
         for i, col in enumerate(COLUMNS))
@@ -101,13 +104,18 @@ def request_row(
     metadata: dict[str, Any] | None = None,
     created_at: datetime | None = None,
     cache_write_tokens: int = 0,
+    cache_write_1h_tokens: int = 0,
+    operation: str = "chat",
+    provider: str | None = None,
 ) -> tuple[Any, ...]:
     """Validate one request and return it in :data:`COLUMNS` order, JSON-ready
     (``created_at`` as unix seconds, ``cost_usd`` as a decimal string).
 
     Raises ValueError naming the field, with the same rules as the table and
     ``mlops.log_request``. ``prompt_tokens`` include ``cached_tokens`` (cache reads) and
-    ``cache_write_tokens`` (cache creation), as OpenAI counts them.
+    ``cache_write_tokens`` (cache creation, of which ``cache_write_1h_tokens`` for an
+    hour), as OpenAI counts them. ``operation`` and ``provider`` are OpenTelemetry's
+    ``gen_ai.operation.name`` and ``gen_ai.provider.name`` (None: the price table's).
     """
     prompt = _count("prompt_tokens", prompt_tokens)
     cached = _count("cached_tokens", cached_tokens)
@@ -118,6 +126,10 @@ def request_row(
     if cached + written > prompt:
         raise ValueError(f"cached_tokens + cache_write_tokens ({cached + written}) cannot "
                          f"exceed prompt_tokens ({prompt}): prompt_tokens include both")
+    hour = _count("cache_write_1h_tokens", cache_write_1h_tokens)
+    if hour > written:
+        raise ValueError(f"cache_write_1h_tokens ({hour}) cannot exceed cache_write_tokens "
+                         f"({written}): they are the part written for one hour")
     if status not in ("success", "error"):
         raise ValueError(f"status must be 'success' or 'error', got {status!r}")
     if error_type is not None and status != "error":
@@ -155,6 +167,9 @@ def request_row(
         label_text("error_type", error_type),
         metadata,
         written,
+        hour,
+        label_text("operation", operation, required=True),
+        label_text("provider", provider),
     )
 
 
@@ -170,12 +185,30 @@ class Call:
         self.fields.update(fields)
 
 
+@dataclass(frozen=True)
+class BudgetLeft:
+    """What is left of one budget that applies to a call (``mlops.budget_remaining``)."""
+
+    scope: str  # "tenant" or "function"
+    period: str  # "day", "week" or "month"
+    budget_usd: float
+    spent_usd: float
+    remaining_usd: float
+    period_end: datetime
+    updated_at: datetime
+
+
+_BUDGET = "SELECT * FROM mlops.budget_remaining(%s, %s)"
+
+
 @dataclass
 class LoggerStats:
     logged: int = 0  # accepted into the buffer
     written: int = 0  # committed to Postgres
     dropped: int = 0  # pushed out of a full buffer (Postgres away too long)
     rejected: int = 0  # invalid, or refused by the database
+    usage_errors: int = 0  # logged, but the response's usage could not be read
+    budget_unknown: int = 0  # allow() answers given without reaching the database
     failed_flushes: int = 0
     last_error: str = ""
     pending: int = field(default=0)
@@ -193,6 +226,7 @@ class RequestLogger:
         batch_size: int = 1000,
         flush_interval: float = 0.5,
         connect_timeout: float = 5.0,
+        budget_cache_seconds: float = 5.0,
     ) -> None:
         if max_buffer < 1 or batch_size < 1 or flush_interval <= 0:
             raise ValueError("max_buffer and batch_size must be >= 1, flush_interval > 0")
@@ -206,8 +240,11 @@ class RequestLogger:
         self._idle = threading.Event()
         self._closed = False
         self._warned_at = -math.inf
+        self.budget_cache_seconds = budget_cache_seconds
+        self._budgets: dict[tuple[str, str | None], tuple[float, list[BudgetLeft]]] = {}
+        # Two connections: a budget check never waits behind the writer's flush.
         self._pool = ConnectionPool(
-            database_url, min_size=1, max_size=1, open=False, timeout=connect_timeout,
+            database_url, min_size=1, max_size=2, open=False, timeout=connect_timeout,
             kwargs={"connect_timeout": max(1, round(connect_timeout)),
                     "application_name": "stream-mlops client", **KEEPALIVES},
             name="stream-mlops-client")
@@ -255,21 +292,38 @@ class RequestLogger:
     def _finish(self, call: Call, started: float, error: BaseException | None) -> None:
         fields = dict(call.fields)
         fields["latency_ms"] = (time.perf_counter() - started) * 1000
-        usage = usage_from(call.response)
+        info = response_info(call.response)
+        for name in ("model", "provider", "operation"):
+            if fields.get(name) is None and getattr(info, name) is not None:
+                fields[name] = getattr(info, name)
+        try:
+            usage = usage_from(call.response)
+        except UsageError as exc:
+            # Logged without tokens and flagged: the database counts it as unpriced
+            # rather than pricing zero tokens at $0.
+            usage = None
+            fields["metadata"] = {**(fields.get("metadata") or {}), "usage_error": str(exc)}
+            self.stats.usage_errors += 1
+            log.warning("usage not read: %s", exc,
+                        extra={"function_name": fields.get("function_name")})
         if usage is not None:
-            fields.setdefault("prompt_tokens", usage.prompt_tokens)
-            fields.setdefault("completion_tokens", usage.completion_tokens)
-            fields.setdefault("cached_tokens", usage.cached_tokens)
-            fields.setdefault("cache_write_tokens", usage.cache_write_tokens)
+            for name in ("prompt_tokens", "completion_tokens", "cached_tokens",
+                         "cache_write_tokens", "cache_write_1h_tokens"):
+                fields.setdefault(name, getattr(usage, name))
+            if usage.service_tier is not None:
+                fields["metadata"] = {"service_tier": usage.service_tier,
+                                      **(fields.get("metadata") or {})}
         if error is not None:
             fields["status"] = "error"
             fields.setdefault("error_type", type(error).__name__)
         self._log_quietly(fields)
 
     @contextmanager
-    def track(self, function_name: str, model: str, **fields: Any) -> Iterator[Call]:
+    def track(self, function_name: str, model: str | None = None,
+              **fields: Any) -> Iterator[Call]:
         """Time the block, record success or the exception's type (re-raised), and take
-        token usage from ``call.response`` when the block sets it."""
+        token usage, and the model, provider and operation the caller did not pass, from
+        ``call.response`` when the block sets it."""
         call = Call({"function_name": function_name, "model": model, **fields})
         started = time.perf_counter()
         try:
@@ -280,13 +334,13 @@ class RequestLogger:
         self._finish(call, started, None)
 
     @asynccontextmanager
-    async def atrack(self, function_name: str, model: str,
+    async def atrack(self, function_name: str, model: str | None = None,
                      **fields: Any) -> AsyncIterator[Call]:
         """:meth:`track` for ``async with``."""
         with self.track(function_name, model, **fields) as call:
             yield call
 
-    def traced(self, function_name: str, model: str,
+    def traced(self, function_name: str, model: str | None = None,
                **fields: Any) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Decorator for sync or async functions; the return value is read for usage."""
         def wrap(fn: Callable[P, R]) -> Callable[P, R]:
@@ -309,6 +363,40 @@ class RequestLogger:
 
             return run
         return wrap
+
+    # -- budgets before the call ------------------------------------------------------
+    def budget_left(self, function_name: str | None = None, *,
+                    tenant_id: str | None = None) -> list[BudgetLeft]:
+        """What is left of each budget a call of ``function_name`` counts against (the
+        tenant's and the function's own), tightest first; cached for
+        ``budget_cache_seconds``. Spend is the processor's, a few seconds behind.
+        Raises psycopg.OperationalError or PoolTimeout when the database is away."""
+        key = (tenant_id or self.tenant_id, function_name)
+        now = time.monotonic()
+        cached = self._budgets.get(key)
+        if cached is not None and now - cached[0] < self.budget_cache_seconds:
+            return cached[1]
+        with self._pool.connection(timeout=1.0) as conn, \
+                conn.cursor(row_factory=class_row(BudgetLeft)) as cur:
+            rows = cur.execute(_BUDGET, key).fetchall()
+        self._budgets[key] = (now, rows)
+        return rows
+
+    def allow(self, estimated_cost_usd: float, function_name: str | None = None, *,
+              tenant_id: str | None = None) -> bool:
+        """Whether a call estimated to cost ``estimated_cost_usd`` fits every budget it
+        counts against. When the database cannot be reached the call is allowed (a
+        monitor must not take production down), counted in ``stats.budget_unknown`` and
+        logged; use :meth:`budget_left` to decide otherwise."""
+        cost = _number("estimated_cost_usd", estimated_cost_usd, 0, 999_999)
+        try:
+            left = self.budget_left(function_name, tenant_id=tenant_id)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            self.stats.budget_unknown += 1
+            log.warning("budget unknown (database unreachable): call allowed",
+                        extra={"function_name": function_name, "error": first_line(exc)})
+            return True
+        return all(b.remaining_usd >= cost for b in left)
 
     # -- the background writer --------------------------------------------------------
     def flush(self, timeout: float = 10.0) -> bool:

@@ -49,6 +49,10 @@ class RawBatch:
     experiment_id: list[str | None] = field(default_factory=list)
     query_length: F64 = field(default_factory=lambda: np.zeros(0, np.float64))
     error_type: list[str | None] = field(default_factory=list)
+    cache_write_1h_tokens: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    # OpenTelemetry operation and provider joined by KEY_SEPARATOR; None for the usual
+    # ("chat", the provider of the price table).
+    gen_ai: list[str | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = len(self.id)
@@ -63,6 +67,10 @@ class RawBatch:
             object.__setattr__(self, "query_length", np.full(n, NO_QUERY_LENGTH))
         if len(self.error_type) != n:
             object.__setattr__(self, "error_type", [None] * n)
+        if len(self.cache_write_1h_tokens) != n:
+            object.__setattr__(self, "cache_write_1h_tokens", np.zeros(n, np.int64))
+        if len(self.gen_ai) != n:
+            object.__setattr__(self, "gen_ai", [None] * n)
 
     def __len__(self) -> int:
         return len(self.id)
@@ -90,7 +98,7 @@ class RawBatch:
             confidence=np.array(c[12], np.float64), is_error=np.array(c[13], np.bool_))
 
 
-_LIST_FIELDS = ("key", "experiment_id", "error_type")
+_LIST_FIELDS = ("key", "experiment_id", "error_type", "gen_ai")
 _ARRAY_FIELDS = tuple(f for f in RawBatch.__dataclass_fields__ if f not in _LIST_FIELDS)
 
 

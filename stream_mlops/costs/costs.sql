@@ -38,3 +38,24 @@ ORDER BY 3 DESC, 1, 2;
 SELECT mlops.add_hourly_costs(%(tenant)s::text[], %(function)s::text[], %(model)s::text[],
     %(hour)s::bigint[], %(requests)s::bigint[], %(prompt)s::bigint[], %(completion)s::bigint[],
     %(cached)s::bigint[], %(cost)s::numeric[]);
+
+-- Where every budget stands ({"rows": costs.monitor.CostTracker.budget_rows}); budgets no
+-- longer set are dropped.
+-- name: write_budget_status
+WITH fresh AS (
+    SELECT * FROM jsonb_to_recordset(%(status)s::jsonb -> 'rows') AS r(
+        tenant_id text, function_name text, period text, period_start double precision,
+        period_end double precision, budget_usd double precision, spent_usd double precision)
+), gone AS (
+    DELETE FROM mlops.budget_status b
+    WHERE NOT EXISTS (SELECT FROM fresh f WHERE (f.tenant_id, f.function_name, f.period)
+                                                = (b.tenant_id, b.function_name, b.period))
+)
+INSERT INTO mlops.budget_status AS b (tenant_id, function_name, period, period_start,
+                                      period_end, budget_usd, spent_usd, updated_at)
+SELECT tenant_id, function_name, period, to_timestamp(period_start), to_timestamp(period_end),
+       budget_usd, spent_usd, now()
+FROM fresh
+ON CONFLICT (tenant_id, function_name, period) DO UPDATE SET
+    period_start = EXCLUDED.period_start, period_end = EXCLUDED.period_end,
+    budget_usd = EXCLUDED.budget_usd, spent_usd = EXCLUDED.spent_usd, updated_at = now();

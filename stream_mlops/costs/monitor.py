@@ -21,10 +21,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from stream_mlops.core.alerts import AlertChange, AlertKey, Episodes, Severity, alert_change
 from stream_mlops.core.batch import Batch
-from stream_mlops.core.monitor import MetricsBuilder, Monitor, Observed, Store, Write
+from stream_mlops.core.monitor import Job, MetricsBuilder, Monitor, Observed, Store, Write
 from stream_mlops.core.rows import OpenAlertRow, ThresholdRow
 from stream_mlops.core.series import GroupKey, SeriesIndex
-from stream_mlops.costs.pricing import Price, PriceBook
+from stream_mlops.costs.pricing import PriceBook, price_book
 from stream_mlops.costs.rules import (
     PERIODS,
     BudgetReading,
@@ -150,7 +150,7 @@ class CostTracker(Monitor):
     def configure(self, store: Store) -> None:
         """Budgets of mlops.thresholds, and the price table (to check caller-sent costs)."""
         self.set_overrides(store.rows("alert_thresholds", ThresholdRow))
-        self.prices = PriceBook(store.rows("price_versions", Price))
+        self.prices = price_book(store)
 
     def set_overrides(self, rows: Iterable[ThresholdRow]) -> None:
         self.overrides = {}
@@ -222,7 +222,8 @@ class CostTracker(Monitor):
         expected = self.prices.cost_pico(
             [k[2] for k in keys], [k[0] for k in keys], t[idx],
             prompt=rows.prompt_tokens[idx], completion=rows.completion_tokens[idx],
-            cached=rows.cached_tokens[idx], cache_write=rows.cache_write_tokens[idx])
+            cached=rows.cached_tokens[idx], cache_write=rows.cache_write_tokens[idx],
+            cache_write_1h=rows.cache_write_1h_tokens[idx])
         known = expected >= 0
         gap = np.abs(cost[idx] - expected)
         off = known & (gap > np.maximum(self.mismatch_tolerance * expected,
@@ -468,6 +469,24 @@ class CostTracker(Monitor):
                "The period is over or the forecast is back under budget")
         return alert_change("resolve", key, "cost", rule="budget",
                             message=f"{why} ({self._when(now)}).")
+
+    # -- budgets before the call ------------------------------------------------------
+    BUDGET_STATUS_EVERY_SECONDS = 5.0
+
+    def jobs(self) -> Sequence[Job]:
+        return (Job("budgets", self.BUDGET_STATUS_EVERY_SECONDS, self.write_budget_status),)
+
+    def budget_rows(self, now: float) -> list[dict[str, Any]]:
+        """Every budget and its spend, as mlops.budget_status holds them."""
+        return [{"tenant_id": tenant, "function_name": function or "", "period": r.period,
+                 "period_start": r.period_start, "period_end": r.period_end,
+                 "budget_usd": r.budget_usd, "spent_usd": r.spent_usd}
+                for tenant, function, r in self.readings(now)]
+
+    def write_budget_status(self, store: Store) -> list[AlertChange]:
+        """Where every budget stands, for ``mlops.budget_remaining`` (callers' checks)."""
+        store.execute("write_budget_status", status={"rows": self.budget_rows(store.now)})
+        return []
 
     # -- metrics ----------------------------------------------------------------------
     def window_usd(self, now: float) -> tuple[list[GroupKey], dict[str, F64]]:

@@ -70,15 +70,8 @@ ORDER BY 1, 2, 3;
 SELECT k.tenant_id, k.model, p.input_usd_per_mtok, p.cached_input_usd_per_mtok,
        p.cache_write_usd_per_mtok
 FROM unnest(%(tenant_id)s::text[], %(model)s::text[]) AS k(tenant_id, model)
-CROSS JOIN LATERAL (
-    SELECT mp.input_usd_per_mtok, mp.cached_input_usd_per_mtok, mp.cache_write_usd_per_mtok
-    FROM mlops.model_prices mp
-    WHERE mp.model = k.model
-      AND (mp.tenant_id IS NULL OR mp.tenant_id = k.tenant_id)
-      AND mp.effective_from <= now()
-    ORDER BY (mp.tenant_id IS NULL), mp.effective_from DESC
-    LIMIT 1
-) p;
+CROSS JOIN LATERAL mlops.request_price(k.model, k.tenant_id, now(), 0) p
+WHERE p.model IS NOT NULL;
 
 -- Experiments with a decision recorded in their results.
 -- name: rec_experiment_decisions

@@ -25,9 +25,9 @@ from stream_mlops.experiments import store as experiments
 from stream_mlops.experiments.config import ExperimentError, ExperimentSpec
 from stream_mlops.experiments.monitor import ExperimentTracker
 from stream_mlops.pipeline.service import Service
-from stream_mlops.pipeline.totals import DURATION_BUCKETS_SECONDS
 from stream_mlops.schema import migrate
 from stream_mlops.settings import load_settings
+from stream_mlops.telemetry.genai import DURATION_BUCKETS_SECONDS
 
 log = logging.getLogger(__name__)
 DEMO_DIR = Path(".stream-mlops") / "demo-postgres"

@@ -3,8 +3,8 @@
 No per-event work happens in prometheus-client: the processor keeps column-wise totals
 and this collector turns them into metric families when Prometheus asks. Each monitor
 describes its own metrics (:meth:`~stream_mlops.core.monitor.Monitor.metrics`); this
-collector adds the series totals, the OpenTelemetry GenAI metrics and the pipeline's
-health, and registers the process and platform collectors of prometheus-client.
+collector adds the series totals and the pipeline's health, and registers the process and
+platform collectors of prometheus-client.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from stream_mlops.pipeline.processor import Processor
 from stream_mlops.pipeline.scheduler import JobHealth, Scheduler
 from stream_mlops.pipeline.status import PipelineStatus
-from stream_mlops.pipeline.totals import CONFIDENCE_BOUNDS, LATENCY_BOUNDS, TOKEN_BOUNDS
+from stream_mlops.pipeline.totals import CONFIDENCE_BOUNDS, LATENCY_BOUNDS
 
 SERIES_LABELS = ["tenant", "function", "model", "variant"]
 
@@ -46,7 +46,6 @@ class ProcessorCollector(Collector):
         self.status = status
         self.scheduler = scheduler
         self._le_latency = _le(LATENCY_BOUNDS)
-        self._le_tokens = _le(TOKEN_BOUNDS)
         self._le_conf = _le(CONFIDENCE_BOUNDS)
 
     def collect(self) -> Iterator[Metric]:
@@ -98,32 +97,6 @@ class ProcessorCollector(Collector):
             confidence.add_metric(labels, _buckets(self._le_conf, s["confidence_buckets"][i]),
                                   float(s["confidence_sum"][i]))
         yield from (requests, duration, tokens, cost_total, unpriced, confidence)
-        yield from self._gen_ai_metrics(keys, s)
-
-    def _gen_ai_metrics(
-        self, keys: Sequence[tuple[str, ...]], s: dict[str, Any]
-    ) -> Iterator[Metric]:
-        """The OpenTelemetry GenAI client metrics, aggregated per requested model."""
-        models = sorted({k[2] for k in keys})
-        model_col = np.array([k[2] for k in keys], dtype=object)
-        op = HistogramMetricFamily(
-            "gen_ai_client_operation_duration_seconds", "GenAI operation duration.",
-            labels=["gen_ai_request_model"])
-        usage = HistogramMetricFamily(
-            "gen_ai_client_token_usage", "Number of input and output tokens used.",
-            labels=["gen_ai_request_model", "gen_ai_token_type"])
-        for m in models:
-            rows = model_col == m
-            op.add_metric([m], _buckets(self._le_latency, s["latency_buckets"][rows].sum(0)),
-                          float(s["latency_sum_seconds"][rows].sum()))
-            usage.add_metric([m, "input"],
-                             _buckets(self._le_tokens, s["input_token_buckets"][rows].sum(0)),
-                             float(s["prompt_tokens"][rows].sum()))
-            usage.add_metric([m, "output"],
-                             _buckets(self._le_tokens, s["output_token_buckets"][rows].sum(0)),
-                             float(s["completion_tokens"][rows].sum()))
-        yield op
-        yield usage
 
     def _pipeline_metrics(self, n_series: int) -> Iterator[Metric]:
         st = self.status

@@ -45,7 +45,8 @@ WITH s AS MATERIALIZED (
     -- a batch costs the same however large the window.
     (SELECT xid, id, tenant_id, function_name, model, variant, created_at, latency_ms,
             prompt_tokens, completion_tokens, cached_tokens, cost_usd, confidence, status,
-            cache_write_tokens, cost_source, experiment_id, query_length, error_type
+            cache_write_tokens, cost_source, experiment_id, query_length, error_type,
+            cache_write_1h_tokens, operation, provider
      FROM mlops.model_performance
      WHERE xid = ANY ((SELECT fxip FROM s)::xid8[]) AND xid < (SELECT wx FROM s)
        AND xid <> ALL ((SELECT wxip FROM s)::xid8[])
@@ -54,7 +55,8 @@ WITH s AS MATERIALIZED (
     UNION ALL
     (SELECT xid, id, tenant_id, function_name, model, variant, created_at, latency_ms,
             prompt_tokens, completion_tokens, cached_tokens, cost_usd, confidence, status,
-            cache_write_tokens, cost_source, experiment_id, query_length, error_type
+            cache_write_tokens, cost_source, experiment_id, query_length, error_type,
+            cache_write_1h_tokens, operation, provider
      FROM mlops.model_performance
      WHERE xid >= (SELECT fx FROM s) AND xid < (SELECT wx FROM s)
        AND xid <> ALL ((SELECT wxip FROM s)::xid8[])
@@ -80,7 +82,11 @@ SELECT count(*) AS rows, (SELECT window_end FROM s) AS window_end,
        array_agg(cost_source = 'caller') AS caller_cost,
        array_agg(experiment_id::text) AS experiment_id,
        array_agg(coalesce(query_length, -1)) AS query_length,
-       array_agg(error_type) AS error_type
+       array_agg(error_type) AS error_type,
+       array_agg(cache_write_1h_tokens::bigint) AS cache_write_1h_tokens,
+       -- NULL for the usual ('chat', provider from the price table): cheap to send.
+       array_agg(nullif(operation || chr(31) || coalesce(provider, ''), 'chat' || chr(31)))
+           AS gen_ai
 FROM batch;
 
 -- Rows already consumed by the cursor, newest first: those created after %(since)s
@@ -96,7 +102,8 @@ SELECT xid::text::bigint AS xid, id,
        coalesce(confidence, -1) AS confidence, status = 'error' AS is_error,
        cache_write_tokens::bigint AS cache_write_tokens, cost_source = 'caller' AS caller_cost,
        experiment_id::text AS experiment_id, coalesce(query_length, -1) AS query_length,
-       error_type
+       error_type, cache_write_1h_tokens::bigint AS cache_write_1h_tokens,
+       nullif(operation || chr(31) || coalesce(provider, ''), 'chat' || chr(31)) AS gen_ai
 FROM mlops.model_performance
 WHERE mlops.is_consumed(xid, id, %(cursor_frontier)s::pg_snapshot, %(cursor_window_end)s::pg_snapshot,
                         %(cursor_xid)s::text::xid8, %(cursor_id)s::bigint)

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import numpy as np
 import psycopg
 from psycopg.rows import class_row, dict_row, kwargs_row
+from psycopg.types.json import Jsonb
 
 from stream_mlops.core.batch import RawBatch
 from stream_mlops.core.monitor import Cursor
@@ -125,7 +126,9 @@ def _raw_batch(c: dict[str, Any]) -> RawBatch:
         caller_cost=np.array(c["caller_cost"], np.bool_),
         experiment_id=list(c["experiment_id"]),
         query_length=np.array(c["query_length"], np.float64),
-        error_type=list(c["error_type"]))
+        error_type=list(c["error_type"]),
+        cache_write_1h_tokens=np.array(c["cache_write_1h_tokens"], np.int64),
+        gen_ai=list(c["gen_ai"]))
 
 
 class Repository:
@@ -188,7 +191,8 @@ class Repository:
         return True
 
     def _params(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {**self._cursor.params(), "consumer": self.consumer, **params}
+        return {**self._cursor.params(), "consumer": self.consumer,
+                **{k: _json(v) for k, v in params.items()}}
 
     # -- the cursor -------------------------------------------------------------------
     def try_lock(self) -> bool:
@@ -265,9 +269,18 @@ class Repository:
         return row[0]
 
 
+def _json(value: Any) -> Any:
+    """Dicts and lists of dicts go as JSONB (the Store contract); the rest as they are."""
+    if isinstance(value, dict) or (isinstance(value, list) and value
+                                   and all(isinstance(v, dict) for v in value)):
+        return Jsonb(value)
+    return value
+
+
 _EMPTY = ("xid", "id", "key", "created_at", "latency_ms", "prompt_tokens", "completion_tokens",
           "cached_tokens", "cost_pico", "confidence", "is_error", "cache_write_tokens",
-          "caller_cost", "experiment_id", "query_length", "error_type")
+          "caller_cost", "experiment_id", "query_length", "error_type", "cache_write_1h_tokens",
+          "gen_ai")
 
 
 def delta_from_rows(rows: list[SeriesRow]) -> Delta:

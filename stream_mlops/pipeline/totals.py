@@ -13,17 +13,11 @@ import numpy as np
 import numpy.typing as npt
 
 from stream_mlops.stats.rings import exact_grouped_sum
+from stream_mlops.telemetry.genai import DURATION_BUCKETS_SECONDS, TOKEN_BUCKETS
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 
-# Histogram bucket advice of the OpenTelemetry GenAI semantic conventions.
-DURATION_BUCKETS_SECONDS: tuple[float, ...] = (
-    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
-)
-TOKEN_BUCKETS: tuple[float, ...] = (
-    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
-)
 CONFIDENCE_BUCKETS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 
 LATENCY_BOUNDS = np.array(DURATION_BUCKETS_SECONDS)

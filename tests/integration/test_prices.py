@@ -257,7 +257,7 @@ def _types() -> list[str]:
     kinds = {"created_at": "timestamptz", "latency_ms": "float8", "confidence": "float8",
              "cost_usd": "numeric", "experiment_id": "uuid", "metadata": "jsonb"}
     ints = {"prompt_tokens", "completion_tokens", "cached_tokens", "query_length",
-            "cache_write_tokens"}
+            "cache_write_tokens", "cache_write_1h_tokens"}
     return [f"{c} {'int4' if c in ints else kinds.get(c, 'text')}" for c in COLUMNS]
 
 

@@ -66,3 +66,21 @@ def test_every_object_is_owned_by_mlops_owner(db_url: str) -> None:
             " JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'mlops'"
             " AND pg_get_userbyid(p.proowner) <> 'mlops_owner'").fetchall()
     assert others == []
+
+
+def regenerate() -> None:
+    """Rewrite the page's table from a freshly migrated database:
+    ``.venv/bin/python -m tests.integration.test_privileges``."""
+    from tests.conftest import TEMPLATE, running_server
+
+    with running_server() as pg:
+        rows = catalog_table(pg.url_for(TEMPLATE))
+    head, rest = PAGE.read_text().split("<!-- privileges: generated -->", 1)
+    old, tail = rest.split("<!-- end -->", 1)
+    keep = [line for line in old.strip().splitlines() if not re.match(r"^\| `mlops_", line)]
+    PAGE.write_text(head + "<!-- privileges: generated -->\n" + "\n".join(keep + rows)
+                    + "\n<!-- end -->" + tail)
+
+
+if __name__ == "__main__":
+    regenerate()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from stream_mlops.client.logger import COLUMNS, request_row
-from stream_mlops.client.usage import Usage, usage_from
+from stream_mlops.client.usage import Usage, UsageError, usage_from
 
 GOOD: dict[str, Any] = {"function_name": "f", "model": "gpt-4o", "latency_ms": 12.5}
 
@@ -86,7 +86,10 @@ def test_anthropic_usage_adds_cache_reads_and_writes() -> None:
 def test_missing_or_odd_usage() -> None:
     assert usage_from(None) is None
     assert usage_from({"choices": []}) is None
-    assert usage_from({"usage": {"prompt_tokens": None, "total": 3}}) is None
+    # A usage that is there but unreadable is an error, not zero tokens ($0).
+    with pytest.raises(UsageError, match="none of prompt_tokens"):
+        usage_from({"usage": {"prompt_tokens": None, "total": 3}})
+    # Embeddings have no completion tokens: 0 is the truth there.
     assert usage_from({"usage": {"prompt_tokens": 5, "completion_tokens": None}}) == \
         Usage(5, 0, 0)
 

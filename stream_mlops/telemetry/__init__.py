@@ -1,0 +1,1 @@
+"""OpenTelemetry GenAI client metrics, with the attributes the semantic conventions require."""
