@@ -174,10 +174,28 @@ class PerformanceAlerts(Monitor):
 
     def metrics(self, now: float) -> MetricsBuilder:
         firing = [(k, a.severity) for k, a in self.lifecycle.open.items()]
-        return lambda: self._families(firing)
+        # thresholds[i] belongs to function_keys[i]; a function added since the last batch
+        # has none yet and shows up with the next one.
+        limits = list(zip(self.index.function_keys, self.thresholds, strict=False))
+        return lambda: self._families(firing, limits)
 
     @staticmethod
-    def _families(firing: Sequence[tuple[AlertKey, str]]) -> Iterator[Metric]:
+    def _families(firing: Sequence[tuple[AlertKey, str]],
+                  limits: Sequence[tuple[tuple[str, str], AlertThresholds]]
+                  ) -> Iterator[Metric]:
+        # Prometheus's rules compare against these, so a per-function threshold in
+        # mlops.thresholds moves both the processor's rules and alert_rules.yml.
+        threshold = GaugeMetricFamily(
+            "mlops_alert_threshold",
+            "The threshold each performance rule uses for a function (mlops.thresholds, "
+            "else the processor's defaults): error_rate as a ratio, latency_p95 in "
+            "seconds, confidence_mean as a mean confidence.",
+            labels=["tenant", "function", "rule"])
+        for (tenant, function), th in limits:
+            threshold.add_metric([tenant, function, "error_rate"], th.error_rate)
+            threshold.add_metric([tenant, function, "latency_p95"], th.latency_p95_seconds)
+            threshold.add_metric([tenant, function, "confidence_mean"], th.confidence_mean)
+        yield threshold
         active = GaugeMetricFamily(
             "mlops_alert_active",
             "1 for every open performance alert episode of the processor's own rules.",

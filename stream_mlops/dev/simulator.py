@@ -19,12 +19,13 @@ from typing import Any
 from stream_mlops.client.logger import LoggerStats, RequestLogger
 from stream_mlops.experiments.assignment import assign
 
-# (function, model, median latency ms, log-sd of latency)
+# (function, model, median latency ms, log-sd of latency). Models as the providers' APIs
+# name them in responses (dated snapshots), which the price table must still price.
 FUNCTIONS = (
-    ("summarize", "gpt-4o-mini", 700.0, 0.5),
-    ("classify-ticket", "claude-3-5-haiku", 400.0, 0.4),
-    ("generate-insight", "gpt-4o", 1600.0, 0.6),
-    ("extract-entities", "gemini-2.0-flash", 500.0, 0.5),
+    ("summarize", "gpt-4o-mini-2024-07-18", 700.0, 0.5),
+    ("classify-ticket", "claude-haiku-4-5-20251001", 400.0, 0.4),
+    ("generate-insight", "gpt-4o-2024-08-06", 1600.0, 0.6),
+    ("extract-entities", "gemini-2.0-flash-001", 500.0, 0.5),
 )
 ERROR_TYPES = ("Timeout", "RateLimitError", "InvalidResponse")
 SCENARIOS = {

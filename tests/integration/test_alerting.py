@@ -181,6 +181,14 @@ def test_low_confidence_and_per_function_threshold(db_url: str, smtp: SmtpServer
         rows = alerts(db_url)
         assert [(r[0], r[1]) for r in rows] == [("confidence_mean", "firing")]
         assert "Mean confidence 0.400" in rows[0][3]
+        # Prometheus's rules read the same thresholds (alert_rules.yml).
+        samples = scrape(p.port)
+        limit = {(labels["function"], labels["rule"]): v
+                 for labels, v in samples["mlops_alert_threshold"]}
+        assert limit == {("lenient", "error_rate"): 0.5, ("lenient", "latency_p95"): 5.0,
+                         ("lenient", "confidence_mean"): 0.7,
+                         ("unsure", "error_rate"): 0.05, ("unsure", "latency_p95"): 5.0,
+                         ("unsure", "confidence_mean"): 0.7}
     finally:
         assert p.stop() == 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import psycopg
 import pytest
 
 from stream_mlops.dev.embedded import free_port
+from stream_mlops.dev.simulator import FUNCTIONS
 from tests.helpers import metric_sum, scrape, wait_for
 
 
@@ -75,7 +77,14 @@ def test_demo_uses_database_url_when_set(db_url: str) -> None:
     assert "private PostgreSQL" not in out
     with psycopg.connect(db_url) as conn:
         row = conn.execute("SELECT count(*) FROM mlops.model_performance").fetchone()
+        models = conn.execute("SELECT model, count(*) FILTER (WHERE cost_source = 'unpriced'"
+                              " OR cost_usd IS NULL) FROM mlops.model_performance"
+                              " GROUP BY 1 ORDER BY 1").fetchall()
     assert row is not None and row[0] >= 100
+    # Dated model names, as the APIs answer, and every request priced.
+    assert {m for m, _ in models} <= {f[1] for f in FUNCTIONS} and len(models) >= 3
+    assert all(re.search(r"-(\d{8}|\d{4}-\d{2}-\d{2}|\d{3})$", m) for m, _ in models), models
+    assert [n for _, n in models] == [0] * len(models)
 
 
 def test_simulate_writes_the_scenario(db_url: str) -> None:

@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -149,3 +150,46 @@ def test_every_dashboard_query_is_valid_and_uses_exported_metrics(
         assert names <= exported, f"{expr}: {names - exported} not exported"
         doc = prom.query(expr)
         assert doc["status"] == "success", (expr, doc)
+
+
+def test_a_functions_own_threshold_moves_prometheus_alerts_too(db_url: str,
+                                                                tmp_path: Path) -> None:
+    """3 % errors on two functions: 'strict' has its own 1 % threshold in mlops.thresholds,
+    'loose' the default 5 %. The real Prometheus, with alert_rules.yml, pages on 'strict'
+    only, because the rules compare against the processor's mlops_alert_threshold."""
+    with psycopg.connect(db_url) as conn:
+        conn.execute("INSERT INTO mlops.thresholds (tenant_id, function_name, metric, value)"
+                     " VALUES ('default', 'strict', 'error_rate', 0.01)")
+    p = ProcessorProcess(db_url, log_path=tmp_path / "p.log").start()
+    prom = Prometheus(tmp_path, p.port)
+    stop = threading.Event()
+
+    def traffic() -> None:  # 100 requests/s per function, 3 of them errors
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            while not stop.wait(1.0):
+                conn.execute(
+                    "INSERT INTO mlops.model_performance (function_name, model, latency_ms,"
+                    " status) SELECT f, 'gpt-4o-mini', 200, CASE WHEN g <= 3 THEN 'error'"
+                    " ELSE 'success' END FROM unnest(ARRAY['strict', 'loose']) f,"
+                    " generate_series(1, 100) g")
+
+    writer = threading.Thread(target=traffic)
+    try:
+        p.wait_ready()
+        writer.start()
+        firing = 'ALERTS{alertname="MlopsHighErrorRate",alertstate="firing"}'
+        wait_for(lambda: prom.value(f'count({firing[:-1]},function="strict"}})') == 1, 60,
+                 "MlopsHighErrorRate for 'strict'")
+        # 'loose' has had the same traffic for as long: its series exist, it does not fire.
+        assert prom.value('function:mlops_errors:ratio_rate5m{function="loose"}') \
+            == pytest.approx(0.03)
+        loose = 'ALERTS{alertname="MlopsHighErrorRate",function="loose"}'  # nor pending
+        assert prom.query(loose)["data"]["result"] == []
+        assert prom.value('function:mlops_alert_threshold:error_rate{function="strict"}') \
+            == 0.01
+    finally:
+        stop.set()
+        if writer.is_alive():
+            writer.join()
+        prom.stop()
+        p.stop()
