@@ -171,7 +171,7 @@ def test_routing_is_stable_per_unit_and_follows_the_share(db_url: str) -> None:
                 if share == 10.0 else conn.execute(
                     "UPDATE mlops.deployments SET traffic_percent = %s WHERE id = %s",
                     (share, dep))
-            got = dict(conn.execute(
+            got: dict[str, str] = dict(conn.execute(
                 "SELECT u, (SELECT slot FROM mlops.route('f', u, 'default'))"
                 " FROM unnest(%s::text[]) u", (units,)).fetchall())
             routed[share] = {u for u, s in got.items() if s == "green"}
