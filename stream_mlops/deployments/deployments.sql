@@ -68,14 +68,16 @@ LIMIT %(limit)s;
 
 -- Routing: the function's active deployment and what is live (deployments.routing.Route).
 -- name: deployment_route
+WITH t AS (SELECT coalesce(%(tenant_id)s, mlops.caller_tenant()) AS tenant)
 SELECT coalesce(a.previous_slot, l.slot) AS live_slot,
        CASE WHEN a.id IS NULL THEN l.version ELSE a.previous_version END AS live_version,
        a.slot AS new_slot, a.version AS new_version, coalesce(a.seed, '') AS seed,
        coalesce(a.traffic_percent, 0) AS traffic_percent,
        coalesce(a.status = 'promoted', false) AS promoted
-FROM mlops.live_deployment(%(tenant_id)s, %(function_name)s) l
+FROM t
+CROSS JOIN mlops.live_deployment(t.tenant, %(function_name)s) l
 LEFT JOIN mlops.deployments a
-  ON a.tenant_id = %(tenant_id)s AND a.function_name = %(function_name)s
+  ON a.tenant_id = t.tenant AND a.function_name = %(function_name)s
  AND a.status IN ('pending', 'shifting', 'promoted');
 
 -- What the gate follows. Columns of deployments.monitor.DeploymentRow.

@@ -228,9 +228,9 @@ def history(conn: Conn, function_name: str, tenant_id: str = "default",
             ).fetchall()
 
 
-def route(conn: Conn, function_name: str, tenant_id: str = "default") -> Route:
+def route(conn: Conn, function_name: str, tenant_id: str | None = "default") -> Route:
     """What :class:`~stream_mlops.deployments.routing.Route` needs to route the function's
-    units as ``mlops.route`` does."""
+    units as ``mlops.route`` does (``tenant_id`` None: the caller's one tenant, as there)."""
     with conn.cursor(row_factory=class_row(Route)) as cur:
         row = cur.execute(q("deployment_route"), {
             "tenant_id": tenant_id, "function_name": function_name}).fetchone()

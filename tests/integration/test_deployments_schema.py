@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from stream_mlops.client import Router
 from tests.conftest import Roles
 
 START = ("INSERT INTO mlops.deployments (tenant_id, function_name, version)"
@@ -204,3 +205,28 @@ def test_tenants_see_and_move_only_their_own_deployments(roles: Roles) -> None:
     with psycopg.connect(roles.url) as su:
         assert _row(su, dep_b)["status"] == "pending"
     assert seen == [(dep_b,)] and history == [(dep_b,)]
+
+
+def test_python_routing_gives_the_sql_answer_and_is_cached(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        dep = _start(conn, "v2")
+        _move(conn, dep, "shifting", "step 1", traffic_percent=12.5)
+        units = [f"session-{i}" for i in range(3000)]
+        sql: dict[str, str] = dict(conn.execute(
+            "SELECT u, (SELECT slot || '/' || coalesce(version, '-')"
+            " FROM mlops.route('f', u, 'default')) FROM unnest(%s::text[]) u",
+            (units,)).fetchall())
+        clock = [0.0]
+        router = Router(db_url, ttl_seconds=5.0, clock=lambda: clock[0])
+        py = {u: "/".join(x or "-" for x in router.route("f", u, "default")) for u in units}
+        assert py == sql
+        assert router.reads == 1  # one read for 3000 units
+        conn.execute("UPDATE mlops.deployments SET traffic_percent = 50 WHERE id = %s",
+                     (dep,))
+        clock[0] = 4.9
+        assert router.current("f", "default").traffic_percent == 12.5  # cached
+        clock[0] = 5.0
+        assert router.current("f", "default").traffic_percent == 50  # read again
+        _move(conn, dep, "rolled_back", "bad")
+        clock[0] = 10.0
+        assert router.route("f", "session-1", "default") == ("blue", None)
