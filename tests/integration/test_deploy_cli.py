@@ -67,7 +67,7 @@ def test_a_rollback_by_hand_makes_wait_exit_3(db_url: str) -> None:
 
 
 class _Health(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (the handler's name)
+    def do_GET(self) -> None:
         self.send_response(200 if self.path == "/ok" else 503)
         self.end_headers()
 
