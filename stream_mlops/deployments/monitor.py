@@ -134,7 +134,8 @@ class DeploymentGates(Monitor):
 
     def metrics(self, now: float) -> MetricsBuilder:
         view = [dict(v) for v in self.view.values()]
-        return lambda: _families(view)
+        firing = [_alert_labels(k) for k in sorted(self.episodes.open)]
+        return lambda: _families(view, firing)
 
     # -- the job --------------------------------------------------------------------------
     def run(self, store: Store) -> list[AlertChange]:
@@ -276,6 +277,14 @@ class DeploymentGates(Monitor):
         self.view = view
 
 
+def _alert_labels(key: AlertKey) -> tuple[str, str, str, str]:
+    """``(tenant, function, rule, severity)`` of an open deployment alert, from its
+    fingerprint ``deployment:FUNCTION:ID:KIND`` (function names may hold colons)."""
+    function, _, kind = key.fingerprint.removeprefix("deployment:").rsplit(":", 2)
+    return (key.tenant_id, function, f"deployment_{kind}",
+            "warning" if kind == "health" else "critical")
+
+
 def _health(health: Any) -> tuple[int, str]:
     """Consecutive failed health checks and the last error (``health`` as recorded)."""
     if not isinstance(health, Mapping):
@@ -296,8 +305,15 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def _families(view: Sequence[dict[str, Any]]) -> Iterator[Metric]:
+def _families(view: Sequence[dict[str, Any]],
+              firing: Sequence[tuple[str, str, str, str]]) -> Iterator[Metric]:
     tf = ["tenant", "function"]
+    active = GaugeMetricFamily(
+        "mlops_deployment_alert_active",
+        "1 for every open deployment alert (rolled back, failed, health checks failing).",
+        labels=[*tf, "rule", "severity"])
+    for labels in firing:
+        active.add_metric(list(labels), 1.0)
     traffic = GaugeMetricFamily(
         "mlops_deployment_traffic_ratio",
         "Share of units served by each slot and version of a function (0-1).",
@@ -343,4 +359,5 @@ def _families(view: Sequence[dict[str, Any]]) -> Iterator[Metric]:
         for slot, n in v["samples"].items():
             samples.add_metric([t, fn, slot], n)
         rollbacks.add_metric([t, fn], v["rollbacks"])
-    yield from (traffic, status, p_value, alpha, ceiling, min_samples, samples, rollbacks)
+    yield from (traffic, status, p_value, alpha, ceiling, min_samples, samples, rollbacks,
+                active)
