@@ -143,8 +143,9 @@ class DeploymentGates(Monitor):
         active = store.rows("active_deployments", DeploymentRow)
         for gone in set(self.followed) - {r.id for r in active}:
             del self.followed[gone]
-        for row in active:
-            self.look(store, row)
+        moved = [self.look(store, row).transition for row in active]
+        if any(moved):  # what the metrics and alerts show is what was just written
+            active = store.rows("active_deployments", DeploymentRow)
         outcomes = store.rows("deployment_outcomes", OutcomeRow)
         self._refresh_view(active, outcomes)
         return self._alerts(active, outcomes)

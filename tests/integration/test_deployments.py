@@ -5,16 +5,21 @@ restart with the same evidence, and alerts once."""
 from __future__ import annotations
 
 import random
+import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
+from stream_mlops.client import RequestLogger, Router
 from stream_mlops.deployments import store as deployments
 from stream_mlops.deployments.store import DeploymentSpec
+from stream_mlops.dev.simulator import Scenario, Traffic
 from stream_mlops.pipeline.consumer import Consumer
 from stream_mlops.pipeline.processor import Processor
 from stream_mlops.pipeline.status import PipelineStatus
+from tests.helpers import ProcessorProcess, metric_sum, scrape, wait_for
 from tests.integration.test_consumer import drain
 
 INSERT = ("INSERT INTO mlops.model_performance (tenant_id, function_name, model,"
@@ -58,9 +63,10 @@ def look(c: Consumer) -> None:
     c.run_jobs("deployments")
 
 
-def status(url: str, function: str = "summarize") -> deployments.DeploymentInfo:
+def status(url: str, function: str = "summarize", tenant: str = "default"
+           ) -> deployments.DeploymentInfo:
     with psycopg.connect(url) as conn:
-        return deployments.latest(conn, function)
+        return deployments.latest(conn, function, tenant)
 
 
 def start(url: str, **kw: Any) -> int:
@@ -172,3 +178,97 @@ def test_a_restart_mid_step_resumes_with_the_same_evidence(db_url: str) -> None:
     assert total is not None
     assert before["live"] + before["new"] == 1500
     assert after["live"] + after["new"] == total[0] == 2000
+
+
+def _log(url: str, traffic: Traffic, n: int) -> None:
+    logger = RequestLogger(url, flush_interval=0.05, max_buffer=n + 1)
+    for fields in traffic.requests(n, elapsed=1e9):
+        logger.log(**fields)
+    logger.close(timeout=60)
+    assert logger.stats.dropped == 0 and logger.stats.rejected == 0
+
+
+def test_the_running_processor_gates_resumes_after_kill_9_and_rolls_back_once(
+        db_url: str, tmp_path: Path) -> None:
+    """The simulator routes through the client's Router (slot and version logged with
+    each request); the real processor steps, is killed mid-step, resumes with the same
+    evidence, rolls back the bad version once, and exports it all."""
+    router = Router(db_url, ttl_seconds=0.2)
+    fn, tenant = "summarize", "tenant-0"
+    _log(db_url, Traffic(seed=1, tenants=1), 200)  # the function exists
+    p = ProcessorProcess(db_url, log_path=tmp_path / "p.log").start()
+    try:
+        p.wait_ready()
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            dep = deployments.start(conn, DeploymentSpec(
+                fn, "v2", tenant_id=tenant, steps=(50.0, 100.0), min_samples=100_000,
+                step_seconds=0))
+        wait_for(lambda: status(db_url, fn, tenant).status == "shifting", 20, "shifting")
+        time.sleep(0.3)  # the router's cache expires
+        _log(db_url, Traffic(seed=2, tenants=1, route=router.route), 4000)
+        p.wait_consumed(4200)
+        served = _served(db_url, dep)
+        wait_for(lambda: sum(_gate_of(db_url, fn, tenant)["samples"].values()) >= 1, 20,
+                 "the gate's look")
+        wait_for(lambda: _gate_of(db_url, fn, tenant)["samples"]["live"]
+                 + _gate_of(db_url, fn, tenant)["samples"]["new"] == sum(served.values()),
+                 20, "every request of the period counted")
+        m = scrape(p.port)
+        assert metric_sum(m, "mlops_deployment_traffic_ratio", function=fn, slot="green",
+                          version="v2") == 0.5
+        assert metric_sum(m, "mlops_deployment_status", function=fn, status="shifting") == 1
+        assert {s[0]["metric"] for s in m["mlops_deployment_gate_p_value"]} == {
+            "error_rate", "latency", "confidence"}
+        assert metric_sum(m, "mlops_deployment_min_samples", function=fn) == 100_000
+        before = _gate_of(db_url, fn, tenant)["samples"]
+        p.kill()  # mid-step
+        _log(db_url, Traffic(seed=3, tenants=1, route=router.route), 2000)
+        p = ProcessorProcess(db_url, log_path=tmp_path / "p.log").start()
+        p.wait_ready()
+        p.wait_consumed(2000)  # this process's count
+        served = _served(db_url, dep)
+        wait_for(lambda: _gate_of(db_url, fn, tenant)["samples"]["live"]
+                 + _gate_of(db_url, fn, tenant)["samples"]["new"] == sum(served.values()),
+                 20, "the same evidence plus the new requests, each once")
+        d = status(db_url, fn, tenant)
+        assert (d.status, d.step_index) == ("shifting", 0)  # the same step
+        assert _gate_of(db_url, fn, tenant)["samples"]["new"] > before["new"]
+        # Now the new version goes bad: 30 % errors and twice the latency.
+        bad = Traffic(seed=4, tenants=1, route=router.route,
+                      scenario=Scenario("bad_deployment", change_after=0))
+        _log(db_url, bad, 4000)
+        wait_for(lambda: status(db_url, fn, tenant).status == "rolled_back", 30, "rollback")
+        wait_for(lambda: metric_sum(scrape(p.port), "mlops_deployment_alert_active",
+                                    function=fn, rule="deployment_rolled_back") == 1, 20,
+                 "the alert on /metrics")
+        m = scrape(p.port)
+        assert metric_sum(m, "mlops_deployment_rollbacks_total", function=fn) == 1
+        assert metric_sum(m, "mlops_deployment_traffic_ratio", function=fn,
+                          slot="blue") == 1
+        time.sleep(0.3)
+        assert router.route(fn, "user-1", tenant) == ("blue", None)
+    finally:
+        p.stop()
+    with psycopg.connect(db_url) as conn:
+        fired = conn.execute("SELECT count(*) FROM mlops.alerts WHERE alert_type ="
+                             " 'deployment'").fetchone()
+        moves = conn.execute("SELECT count(*) FROM mlops.deployment_transitions"
+                             " WHERE deployment_id = %s AND to_status = 'rolled_back'",
+                             (dep,)).fetchone()
+    assert fired == (1,) and moves == (1,)
+
+
+def _gate_of(url: str, fn: str, tenant: str) -> dict[str, Any]:
+    last = status(url, fn, tenant).last_gate
+    assert isinstance(last, dict)
+    return last
+
+
+def _served(url: str, dep: int) -> dict[str, int]:
+    """Requests of the deployment's function and period, per slot."""
+    with psycopg.connect(url) as conn:
+        return dict(conn.execute(
+            "SELECT coalesce(m.deployment_slot, '-'), count(*)"
+            " FROM mlops.model_performance m JOIN mlops.deployments d"
+            " ON d.tenant_id = m.tenant_id AND d.function_name = m.function_name"
+            " WHERE d.id = %s AND m.created_at >= d.started_at GROUP BY 1", (dep,)).fetchall())
