@@ -153,6 +153,7 @@ class DeploymentGates(Monitor):
     def look(self, store: Store, row: DeploymentRow) -> Decision:
         """Feed, decide and write one deployment (see the module docstring)."""
         f = self.followed.get(row.id) or self._follow(store, row)
+        f.gate.enter(f"{row.status}:{row.step_index}")  # rows since the move count in it
         if row.status != "pending" and row.started_at is not None:
             cols, = store.rows("deployment_rows", DeploymentColumns, tenant_id=row.tenant_id,
                                function_name=row.function_name, slot=row.slot,
@@ -163,7 +164,6 @@ class DeploymentGates(Monitor):
                                np.array(cols.is_error, np.bool_),
                                np.array(cols.confidence, np.float64))
         f.cursor = store.cursor
-        f.gate.enter(f"{row.status}:{row.step_index}")
         since = row.promoted_at if row.status == "promoted" else row.step_started_at
         failures, error = _health(row.health)
         d = f.gate.decide(row.status, row.step_index, since, store.now,
