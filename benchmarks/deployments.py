@@ -158,11 +158,11 @@ def run_sequential(rng: np.random.Generator, bad: dict[str, float], *, fixed: bo
                 out.rolled_back, out.seconds = True, float(t)
                 return out
             for test in g.tests.values():  # only the fixed-sample tests decide harm here
-                test._decision = "continue"  # noqa: SLF001 (benchmark instrumentation)
+                test._decision = "continue"
         d = g.decide(status, step, since, float(t))
         if d.outcome != "hold":
             status, step, since = d.status, d.step_index, float(t)
-        if status == "rolled_back" or status == "failed":
+        if status in {"rolled_back", "failed"}:
             out.rolled_back, out.seconds = True, float(t)
             return out
         if status == "retired":
