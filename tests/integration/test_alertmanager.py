@@ -13,9 +13,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from stream_mlops.deployments import store as deployments
+from stream_mlops.deployments.store import DeploymentSpec
 from stream_mlops.dev.embedded import free_port
 from tests.helpers import ProcessorProcess, http_status, wait_for
 from tests.integration.test_alerting import SmtpServer, smtp  # noqa: F401 (fixture)
+from tests.integration.test_deployments import send
 from tests.integration.test_prometheus import ROOT, Prometheus
 
 
@@ -112,3 +115,38 @@ def test_error_burst_pages_through_alertmanager_and_the_processor_then_resolves(
                                 " WHERE rule = 'error_rate'").fetchone()
     assert episodes is not None and episodes[0] == len(set(fired))
     assert processor_s < 40 and alertmanager_s < 60
+
+
+def test_a_rolled_back_deployment_pages_once_through_the_processor_and_alertmanager(
+        stack: tuple[ProcessorProcess, SmtpServer], db_url: str) -> None:
+    _, mail = stack
+    send(db_url, 50, seed=0)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        deployments.start(conn, DeploymentSpec("summarize", "v2", steps=(50.0, 100.0),
+                                               min_samples=100, step_seconds=0))
+    wait_for(lambda: _deployment_status(db_url) == "shifting", 20, "the first step")
+    for i in range(20):
+        send(db_url, 300, seed=i + 1, new_error=0.4)
+        if _deployment_status(db_url) == "rolled_back":
+            break
+        time.sleep(0.5)
+
+    def processor_notices() -> list[str]:
+        return [line for m in list(mail.inbox.messages)
+                if str(m["Subject"]).startswith("[stream-mlops]")
+                for line in str(m.get_payload()).splitlines()
+                if line.startswith("FIRING (") and "Deployment of summarize v2" in line]
+
+    wait_for(lambda: bool(processor_notices()), 40, "the processor's e-mail")
+    wait_for(lambda: any("[FIRING" in s and "MlopsDeploymentRolledBack" in s
+                         for s in mail.inbox.subjects()), 90,
+             "Alertmanager's e-mail for MlopsDeploymentRolledBack")
+    assert len(processor_notices()) == 1
+    assert _deployment_status(db_url) == "rolled_back"
+
+
+def _deployment_status(url: str) -> str:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT status FROM mlops.deployments ORDER BY id DESC LIMIT 1"
+                           ).fetchone()
+    return str(row[0]) if row else ""
