@@ -166,7 +166,7 @@ def build_card(spec: Spec | None, ev: Evidence) -> dict[str, Any]:
         "measured": _measured(ev),
         "slices": slices,
         "drift": {
-            "tests": len(ev.drift),
+            "tests": len(ev.drift) if ev.drift_tests is None else ev.drift_tests,
             "confirmed": [_drift(d) for d in ev.drift if d.drift_detected],
             "latest": [_drift(d) for d in _latest_per_metric(ev)]},
         "experiments": _experiments(ev),

@@ -121,6 +121,7 @@ class Evidence:
     confidence_histogram: list[Bucket] = field(default_factory=list)
     days: list[Day] = field(default_factory=list)
     drift: list[DriftEvent] = field(default_factory=list)
+    drift_tests: int | None = None  # tests in the window (None: len(drift))
     experiments: list[ExperimentRow] = field(default_factory=list)
     deployments: list[DeploymentRow] = field(default_factory=list)
     alerts: list[AlertRow] = field(default_factory=list)
