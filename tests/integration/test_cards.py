@@ -214,3 +214,22 @@ def test_the_card_window_is_the_stated_one(db_url: str) -> None:
     assert g.card["window"] == {"start": "2026-11-24T00:00:00Z", "end": "2026-12-01T00:00:00Z",
                                 "days": 7.0}
     assert g.card["measured"]["requests"] == 100
+
+
+def test_readers_see_only_their_tenants_cards_and_specs(roles: Any) -> None:
+    with psycopg.connect(roles.url, autocommit=True) as conn:
+        db = ConnectionRows(conn)
+        for t in ("a", "b"):
+            db.put_spec(t, "f", parse_spec(f"intended_use: {t}", "s.yaml"), "s.yaml")
+            generate(db, t, "f", now=time.time(), trigger="manual")
+    with roles.as_(roles.reader_a) as conn:
+        assert conn.execute("SELECT DISTINCT tenant_id FROM mlops.model_cards").fetchall() == [
+            ("a",)]
+        assert conn.execute("SELECT tenant_id FROM mlops.model_card_specs").fetchall() == [
+            ("a",)]
+    with roles.as_(roles.writer_b) as conn:
+        conn.execute("INSERT INTO mlops.model_card_specs (tenant_id, function_name, spec)"
+                     " VALUES ('b', 'g', '{}')")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO mlops.model_card_specs (tenant_id, function_name, spec)"
+                         " VALUES ('a', 'g', '{}')")
