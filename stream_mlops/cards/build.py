@@ -171,10 +171,20 @@ def build_card(spec: Spec | None, ev: Evidence) -> dict[str, Any]:
             "latest": [_drift(d) for d in _latest_per_metric(ev)]},
         "experiments": _experiments(ev),
         "deployments": [{
-            "id": d.id, "version": d.version, "slot": d.slot, "status": d.status,
+            "id": d.id, "version": d.version, "previous_version": d.previous_version,
+            "slot": d.slot, "status": d.status,
             "traffic_percent": d.traffic_percent, "reason": d.reason, "by": d.created_by,
             "created_at": iso(d.created_at), "promoted_at": iso(d.promoted_at),
             "rolled_back_at": iso(d.rolled_back_at)} for d in ev.deployments],
+        "deployment_history": [{
+            "deployment": t.deployment_id, "version": t.version, "from": t.from_status,
+            "to": t.to_status, "traffic_percent": t.traffic_percent, "reason": t.reason,
+            "by": t.actor, "at": iso(t.at)} for t in ev.transitions],
+        "deployment_gates": [{
+            "deployment": g.deployment_id, "version": g.version, "outcome": g.outcome,
+            "traffic_percent": g.traffic_percent, "samples_live": g.samples_live,
+            "samples_new": g.samples_new, "metrics": g.metrics, "message": g.message,
+            "at": iso(g.checked_at)} for g in ev.gates],
         "open_alerts": [{"type": a.alert_type, "severity": a.severity, "title": a.title,
                          "state": a.state, "since": iso(a.first_seen),
                          "last_seen": iso(a.last_seen)} for a in ev.alerts],

@@ -98,7 +98,7 @@ ORDER BY started_at DESC, name LIMIT 10;
 
 -- The function's deployment history (latest 20), whatever the window.
 -- name: card_deployments
-SELECT id, version, slot, status, traffic_percent, reason, created_by,
+SELECT id, version, previous_version, slot, status, traffic_percent, reason, created_by,
        date_part('epoch', created_at) AS created_at,
        date_part('epoch', promoted_at) AS promoted_at,
        date_part('epoch', rolled_back_at) AS rolled_back_at
@@ -106,6 +106,27 @@ FROM mlops.deployments
 WHERE tenant_id = %(tenant)s AND function_name = %(function)s
   AND created_at < to_timestamp(%(end)s)
 ORDER BY created_at DESC, id DESC LIMIT 20;
+
+-- Every change of status of the function's deployments, with its reason (latest 50).
+-- name: card_deployment_transitions
+SELECT t.deployment_id, d.version, t.from_status, t.to_status, t.traffic_percent, t.reason,
+       t.actor, date_part('epoch', t.at) AS at
+FROM mlops.deployment_transitions t
+JOIN mlops.deployments d ON d.id = t.deployment_id
+WHERE d.tenant_id = %(tenant)s AND d.function_name = %(function)s
+  AND t.at < to_timestamp(%(end)s)
+ORDER BY t.at DESC, t.id DESC LIMIT 50;
+
+-- The latest gate result of each of the function's last deployments.
+-- name: card_deployment_gates
+SELECT DISTINCT ON (g.deployment_id) g.deployment_id, d.version, g.outcome,
+       g.traffic_percent, g.samples_live, g.samples_new, g.metrics, g.message,
+       date_part('epoch', g.checked_at) AS checked_at
+FROM mlops.deployment_gate_results g
+JOIN mlops.deployments d ON d.id = g.deployment_id
+WHERE d.tenant_id = %(tenant)s AND d.function_name = %(function)s
+  AND g.checked_at < to_timestamp(%(end)s)
+ORDER BY g.deployment_id DESC, g.id DESC LIMIT 20;
 
 -- Alerts open at generation time on the function (or its model).
 -- name: card_alerts

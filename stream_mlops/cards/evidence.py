@@ -85,6 +85,7 @@ class ExperimentRow:
 class DeploymentRow:
     id: int
     version: str
+    previous_version: str | None
     slot: str
     status: str
     traffic_percent: float
@@ -93,6 +94,35 @@ class DeploymentRow:
     created_at: float
     promoted_at: float | None
     rolled_back_at: float | None
+
+
+@dataclass(frozen=True)
+class TransitionRow:
+    """A change of a deployment's status, with its reason (mlops.deployment_transitions)."""
+
+    deployment_id: int
+    version: str
+    from_status: str | None
+    to_status: str
+    traffic_percent: float
+    reason: str | None
+    actor: str
+    at: float
+
+
+@dataclass(frozen=True)
+class GateRow:
+    """A deployment gate's latest result (mlops.deployment_gate_results)."""
+
+    deployment_id: int
+    version: str
+    outcome: str
+    traffic_percent: float
+    samples_live: int
+    samples_new: int
+    metrics: Any  # {metric: {live, new, p_value, decision, n_live, n_new}}
+    message: str
+    checked_at: float
 
 
 @dataclass(frozen=True)
@@ -124,4 +154,6 @@ class Evidence:
     drift_tests: int | None = None  # tests in the window (None: len(drift))
     experiments: list[ExperimentRow] = field(default_factory=list)
     deployments: list[DeploymentRow] = field(default_factory=list)
+    transitions: list[TransitionRow] = field(default_factory=list)
+    gates: list[GateRow] = field(default_factory=list)
     alerts: list[AlertRow] = field(default_factory=list)

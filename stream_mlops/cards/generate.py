@@ -18,7 +18,9 @@ from stream_mlops.cards.evidence import (
     ErrorType,
     Evidence,
     ExperimentRow,
+    GateRow,
     Totals,
+    TransitionRow,
 )
 from stream_mlops.cards.spec import Spec, SpecError
 
@@ -134,6 +136,8 @@ def gather(db: Rows, tenant: str, function: str, model: str, *, start: float,
         drift=db.rows("card_drift", DriftEvent, **p), drift_tests=count.n,
         experiments=db.rows("card_experiments", ExperimentRow, **p),
         deployments=db.rows("card_deployments", DeploymentRow, **p),
+        transitions=db.rows("card_deployment_transitions", TransitionRow, **p),
+        gates=db.rows("card_deployment_gates", GateRow, **p),
         alerts=db.rows("card_alerts", AlertRow, **p))
 
 

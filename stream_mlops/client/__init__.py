@@ -7,7 +7,8 @@ from stream_mlops.client.logger import (
     RequestLogger,
     request_row,
 )
+from stream_mlops.client.routing import Router
 from stream_mlops.client.usage import Usage, usage_from
 
-__all__ = ["COLUMNS", "Call", "LoggerStats", "RequestLogger", "Usage", "request_row",
-           "usage_from"]
+__all__ = ["COLUMNS", "Call", "LoggerStats", "RequestLogger", "Router", "Usage",
+           "request_row", "usage_from"]

@@ -12,7 +12,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,11 +72,15 @@ class Traffic:
     """An endless, seeded stream of request fields (keyword arguments of ``log()``)."""
 
     def __init__(self, seed: int = 0, scenario: Scenario | None = None, tenants: int = 3,
-                 experiment: ExperimentArms | None = None):
+                 experiment: ExperimentArms | None = None,
+                 route: Callable[[str, str, str], tuple[str, str | None]] | None = None):
         self.rng = random.Random(seed)
         self.scenario = scenario or Scenario()
         self.tenants = tenants
         self.experiment = experiment
+        # (function, unit, tenant) -> (slot, version), e.g. client.Router.route: the slot
+        # and version of each request come from the deployment in place.
+        self.route = route
 
     def request(self, elapsed: float) -> dict[str, Any]:
         r, on = self.rng, self.scenario.active(elapsed)
@@ -88,6 +92,10 @@ class Traffic:
         if exp is not None and in_experiment:
             variant = assign(exp.seed, f"user-{r.randrange(exp.users)}", exp.arms)
         slot = "green" if r.random() < 0.1 else "blue"
+        tenant, version = None, None
+        if self.route is not None:  # (without one the seeded stream is as before)
+            tenant = self._tenant(in_experiment)
+            slot, version = self.route(function, f"user-{r.randrange(100_000)}", tenant)
         error_rate, latency_factor, query_factor, prompt_factor = BASE_ERROR_RATE, 1.0, 1.0, 1
         if name == "latency_regression":
             latency_factor = 3.0
@@ -109,8 +117,8 @@ class Traffic:
         prompt = (query_length // 4 + r.randint(50, 400)) * prompt_factor
         error = r.random() < error_rate
         return {
-            "tenant_id": exp.tenant_id if exp is not None and in_experiment
-            else f"tenant-{r.randrange(self.tenants)}",
+            "tenant_id": tenant if tenant is not None else self._tenant(in_experiment),
+            **({"model_version": version} if version is not None else {}),
             **({"experiment_id": exp.experiment_id} if exp is not None and in_experiment
                else {}),
             "function_name": function, "model": model, "variant": variant,
@@ -126,6 +134,11 @@ class Traffic:
             "error_type": r.choice(ERROR_TYPES) if error else None,
         }
 
+    def _tenant(self, in_experiment: bool) -> str:
+        exp = self.experiment
+        return (exp.tenant_id if exp is not None and in_experiment
+                else f"tenant-{self.rng.randrange(self.tenants)}")
+
     def requests(self, n: int, elapsed: float = 0.0) -> Iterator[dict[str, Any]]:
         for _ in range(n):
             yield self.request(elapsed)
@@ -134,10 +147,11 @@ class Traffic:
 def run(url: str, rate: float, stop: threading.Event, *, seed: int = 0,
         scenario: Scenario | None = None, duration: float | None = None,
         counter: list[int] | None = None, tick_seconds: float = 0.1,
-        experiment: ExperimentArms | None = None) -> LoggerStats:
+        experiment: ExperimentArms | None = None,
+        route: Callable[[str, str, str], tuple[str, str | None]] | None = None) -> LoggerStats:
     """Send about ``rate`` requests per second through the client until ``stop`` is set
     (or ``duration`` passes); returns the client's counts (sent, stored, lost)."""
-    traffic = Traffic(seed, scenario, experiment=experiment)
+    traffic = Traffic(seed, scenario, experiment=experiment, route=route)
     logger = RequestLogger(url, flush_interval=tick_seconds)
     start, sent = time.monotonic(), 0
     try:

@@ -9,6 +9,7 @@ from stream_mlops.alerts.performance import PerformanceAlerts
 from stream_mlops.cards.monitor import CardMonitor
 from stream_mlops.core.monitor import Monitor
 from stream_mlops.costs.monitor import CostTracker
+from stream_mlops.deployments.monitor import DeploymentGates
 from stream_mlops.drift.monitor import DriftMonitor
 from stream_mlops.experiments.monitor import ExperimentTracker
 from stream_mlops.telemetry.genai import GenAiMetrics
@@ -23,6 +24,7 @@ MONITORS: tuple[type[Monitor], ...] = (
     DriftMonitor,
     ExperimentTracker,
     GenAiMetrics,
+    DeploymentGates,
     CardMonitor,
 )
 

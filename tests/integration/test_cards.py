@@ -169,10 +169,13 @@ def test_each_trigger_makes_exactly_one_version_and_reruns_none(db_url: str) -> 
         assert _triggers(conn)[1:] == [(2, "drift", f"alert:{alert[0]}")]
 
         dep = conn.execute(
-            "INSERT INTO mlops.deployments (tenant_id, function_name, version, slot, status,"
-            " traffic_percent, promoted_at) VALUES ('acme', 'summarize', 'v2', 'green',"
-            " 'promoted', 100, now()) RETURNING id").fetchone()
+            "INSERT INTO mlops.deployments (tenant_id, function_name, version, slot)"
+            " VALUES ('acme', 'summarize', 'v2', 'green') RETURNING id").fetchone()
         assert dep is not None
+        _run(conn, monitor)
+        assert len(_triggers(conn)) == 2  # a deployment that starts is no card event
+        conn.execute("UPDATE mlops.deployments SET status = 'promoted', reason = 'by hand'"
+                     " WHERE id = %s", dep)
         _run(conn, monitor)
         _run(conn, monitor)
         assert _triggers(conn)[2:] == [(3, "promoted", f"deployment:{dep[0]}:promoted")]
@@ -184,6 +187,9 @@ def test_each_trigger_makes_exactly_one_version_and_reruns_none(db_url: str) -> 
         (card,) = [v.card for v in versions(ConnectionRows(conn), "acme", "summarize",
                                             version=4)]
     assert card["deployments"][0]["reason"] == "p95 regression"
+    assert [(t["from"], t["to"], t["reason"]) for t in card["deployment_history"]] == [
+        ("promoted", "rolled_back", "p95 regression"), ("pending", "promoted", "by hand"),
+        (None, "pending", "started")]
     assert card["drift"]["confirmed"][0]["p_value"] == 1e-9
     assert [a["title"] for a in card["open_alerts"]] == ["latency drifted"]
     assert monitor.versions == {"scheduled": 1, "drift": 1, "promoted": 1, "rolled_back": 1}

@@ -76,7 +76,7 @@ def evidence(**kw: object) -> Evidence:
                                            "difference_ci": [-0.004, 0.05],
                                            "lift": 2.5, "p_value": 0.21,
                                            "decision": "continue"}}}})],
-        deployments=[DeploymentRow(7, "v2", "green", "rolled_back", 0.0, "p95 regression",
+        deployments=[DeploymentRow(7, "v2", "v1", "green", "rolled_back", 0.0, "p95 regression",
                                    "alice", 4 * DAY, None, 4.5 * DAY)],
         alerts=[AlertRow("drift", "warning", "latency drifted", "firing", 2 * DAY, 6 * DAY)])
     base.update(kw)
@@ -240,3 +240,20 @@ def test_a_diff_lists_the_numbers_first() -> None:
     assert ("measured.latency_ms.p95", 480.0, 510.0) in changes
     assert keys.index("measured.errors.count") < keys.index("spec.limitations")
     assert diff_cards(old, old) == []
+
+
+def test_deployment_history_carries_versions_transitions_reasons_and_gates() -> None:
+    from stream_mlops.cards.evidence import GateRow, TransitionRow
+    card = build_card(None, evidence(
+        transitions=[TransitionRow(7, "v2", "shifting", "rolled_back", 0.0, "p95 regression",
+                                   "processor", 4.5 * DAY),
+                     TransitionRow(7, "v2", None, "pending", 0.0, "started", "alice", 4 * DAY)],
+        gates=[GateRow(7, "v2", "rollback", 25.0, 900, 300, {"latency": {"p_value": 0.001}},
+                       "latency worse at 25%", 4.5 * DAY)]))
+    assert card["deployments"][0]["previous_version"] == "v1"
+    assert card["deployment_history"][0]["reason"] == "p95 regression"
+    assert card["deployment_gates"][0]["metrics"] == {"latency": {"p_value": 0.001}}
+    md = render_markdown(card)
+    assert ("- 1970-01-05T12:00:00Z `v2`: shifting -> rolled_back at 0% by processor: "
+            "p95 regression") in md
+    assert "`v2` rollback at 25% (300 new vs 900 live requests" in md
