@@ -221,7 +221,7 @@ WHERE tenant_id = coalesce(%(tenant)s, tenant_id)
 ORDER BY tenant_id, function_name, model, version DESC;
 
 -- What should make new versions, oldest first: confirmed drifts (drift alerts) and
--- promoted or rolled-back deployments of the last week not yet handled, then every
+-- promoted, rolled-back or failed deployments of the last week not yet handled, then every
 -- function whose scheduled period has no card yet.
 -- name: card_due
 SELECT tenant_id, function_name, trigger, ref FROM (
@@ -240,6 +240,12 @@ SELECT tenant_id, function_name, trigger, ref FROM (
            'deployment:' || d.id || ':rolled_back', 1, d.rolled_back_at
     FROM mlops.deployments d
     WHERE d.rolled_back_at >= now() - interval '7 days'
+    UNION ALL
+    -- A failed deployment (health checks, a hard guard) sends its traffic back too.
+    SELECT d.tenant_id, d.function_name, 'rolled_back', 'deployment:' || d.id || ':failed',
+           1, d.finished_at
+    FROM mlops.deployments d
+    WHERE d.status = 'failed' AND d.finished_at >= now() - interval '7 days'
     UNION ALL
     SELECT f.tenant_id, f.function_name, 'scheduled',
            'schedule:' || floor(date_part('epoch', now()) / %(every)s)::bigint, 2, now()

@@ -184,15 +184,25 @@ def test_each_trigger_makes_exactly_one_version_and_reruns_none(db_url: str) -> 
         _run(conn, monitor)
         _run(conn, monitor)
         assert _triggers(conn)[3:] == [(4, "rolled_back", f"deployment:{dep[0]}:rolled_back")]
+        failed = conn.execute(
+            "INSERT INTO mlops.deployments (tenant_id, function_name, version, slot)"
+            " VALUES ('acme', 'summarize', 'v3', 'green') RETURNING id").fetchone()
+        assert failed is not None
+        conn.execute("UPDATE mlops.deployments SET status = 'failed', reason = 'health check"
+                     " failed' WHERE id = %s", failed)
+        _run(conn, monitor)
+        _run(conn, monitor)
+        assert _triggers(conn)[4:] == [(5, "rolled_back", f"deployment:{failed[0]}:failed")]
         (card,) = [v.card for v in versions(ConnectionRows(conn), "acme", "summarize",
                                             version=4)]
+        assert conn.execute("SELECT count(*) FROM mlops.model_card_triggers").fetchone() == (5,)
     assert card["deployments"][0]["reason"] == "p95 regression"
     assert [(t["from"], t["to"], t["reason"]) for t in card["deployment_history"]] == [
         ("promoted", "rolled_back", "p95 regression"), ("pending", "promoted", "by hand"),
         (None, "pending", "started")]
     assert card["drift"]["confirmed"][0]["p_value"] == 1e-9
     assert [a["title"] for a in card["open_alerts"]] == ["latency drifted"]
-    assert monitor.versions == {"scheduled": 1, "drift": 1, "promoted": 1, "rolled_back": 1}
+    assert monitor.versions == {"scheduled": 1, "drift": 1, "promoted": 1, "rolled_back": 2}
 
 
 def test_the_job_stops_at_its_time_budget_and_carries_on_next_run(db_url: str) -> None:
