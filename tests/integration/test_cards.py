@@ -203,6 +203,10 @@ def test_each_trigger_makes_exactly_one_version_and_reruns_none(db_url: str) -> 
     assert card["drift"]["confirmed"][0]["p_value"] == 1e-9
     assert [a["title"] for a in card["open_alerts"]] == ["latency drifted"]
     assert monitor.versions == {"scheduled": 1, "drift": 1, "promoted": 1, "rolled_back": 2}
+    samples = {(s.name, s.labels["trigger"]): s.value
+               for family in monitor.metrics(time.time())() for s in family.samples}
+    assert samples[("mlops_model_card_versions_total", "rolled_back")] == 2
+    assert not [k for k in samples if k[0] == "mlops_model_card_unchanged_total"]
 
 
 def test_the_job_stops_at_its_time_budget_and_carries_on_next_run(db_url: str) -> None:
