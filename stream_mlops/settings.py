@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     cost_per_request_factor: float = Field(default=2.0, gt=1)
     # Caller-sent costs further than this (relative) from the price table are reported.
     cost_mismatch_tolerance: float = Field(default=0.01, gt=0, lt=1)
+    # Model cards: regenerated every so many days (and on drift and deployments), over a
+    # window of so many days.
+    card_regenerate_days: float = Field(default=7.0, gt=0, le=366)
+    card_window_days: float = Field(default=7.0, gt=0, le=366)
     # E-mail (the guide's names); alerts are e-mailed when SMTP_HOST and ALERT_EMAIL are set.
     smtp_host: str | None = None
     smtp_port: int = Field(default=587, ge=1, le=65535)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from stream_mlops.alerts.cardinality import SeriesBudgetAlerts
 from stream_mlops.alerts.performance import PerformanceAlerts
+from stream_mlops.cards.monitor import CardMonitor
 from stream_mlops.core.monitor import Monitor
 from stream_mlops.costs.monitor import CostTracker
 from stream_mlops.deployments.monitor import DeploymentGates
@@ -24,6 +25,7 @@ MONITORS: tuple[type[Monitor], ...] = (
     ExperimentTracker,
     GenAiMetrics,
     DeploymentGates,
+    CardMonitor,
 )
 
 
