@@ -10,6 +10,7 @@ from stream_mlops.core.monitor import Monitor
 from stream_mlops.costs.monitor import CostTracker
 from stream_mlops.drift.monitor import DriftMonitor
 from stream_mlops.experiments.monitor import ExperimentTracker
+from stream_mlops.features.monitor import FeatureMonitor
 from stream_mlops.telemetry.genai import GenAiMetrics
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ MONITORS: tuple[type[Monitor], ...] = (
     DriftMonitor,
     ExperimentTracker,
     GenAiMetrics,
+    FeatureMonitor,
 )
 
 
