@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import psycopg
 
-from stream_mlops.cli import alerts, costs, dev, drift, experiments, pipeline
+from stream_mlops.cli import alerts, costs, dev, drift, experiments, features, pipeline
 from stream_mlops.db.connect import first_line
 from stream_mlops.errors import ConfigError, MlopsError
 
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     costs.add_costs_command(add)
     experiments.add_commands(add)
     drift.add_commands(add)
+    features.add_commands(add)
     costs.add_prices_command(add)
     dev.add_commands(add)
     return p

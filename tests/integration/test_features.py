@@ -3,6 +3,7 @@ point-in-time correct history (crafted timelines and a merge_asof reference), te
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -283,3 +284,40 @@ def test_sql_functions_answer_without_python(fs: FeatureStore, db_url: str) -> N
         with pytest.raises(psycopg.errors.CheckViolation, match="row 0 event_time is not"):
             conn.execute("SELECT mlops.put_features('user', '[{\"entity_id\": \"u1\","
                          " \"event_time\": \"yesterday-ish\", \"features\": {\"clicks\": 1}}]')")
+
+
+# -- the command line ----------------------------------------------------------------------
+
+def test_the_cli_defines_puts_gets_lists_and_reports(db_url: str) -> None:
+    from tests.integration.test_cli import assert_one_line_error, cli
+
+    env = {"DATABASE_URL": db_url}
+    out = cli("features", "define", "spend", "user", "float", "--ttl", "2h",
+              "--description", "7-day spend", env=env)
+    assert out.returncode == 0, out.stderr
+    assert cli("features", "define", "tags", "user", "string", env=env).returncode == 0
+    out = cli("features", "put", "user", "u1", "spend=12.5", "tags=gold", "--event-time",
+              "2026-01-01T00:00:00Z", env=env)
+    assert (out.returncode, out.stdout.strip()) == (0, "2 value(s) written"), out.stderr
+    out = cli("features", "get", "user", "u1", "u2", "--features", "spend,tags", "--at",
+              "2026-01-01T01:00:00Z", env=env)
+    assert [json.loads(line) for line in out.stdout.splitlines()] == [
+        {"entity_id": "u1", "timestamp": "2026-01-01T01:00:00+00:00", "spend": 12.5,
+         "tags": "gold"},
+        {"entity_id": "u2", "timestamp": "2026-01-01T01:00:00+00:00", "spend": None,
+         "tags": None}]
+    out = cli("features", "get", "user", "u1", "--features", "spend", env=env)
+    assert json.loads(out.stdout) == {"entity_id": "u1", "spend": None}  # 2 h TTL: expired
+    out = cli("features", "list", "--json", env=env)
+    assert [(d["name"], d["ttl_seconds"]) for d in json.loads(out.stdout)] == [
+        ("spend", 7200.0), ("tags", None)]
+    out = cli("features", "stats", env=env)
+    assert out.returncode == 0 and "default/user.spend" in out.stdout, out.stderr
+    assert_one_line_error(cli("features", "put", "user", "u1", "spend=cheap", env=env),
+                          "feature 'spend' must be a number (float), got string")
+    assert_one_line_error(cli("features", "get", "item", "i1", "--features", "x", env=env),
+                          "unknown entity type 'item'")
+    out = cli("features", "define", "x", "user", "float", "--ttl", "soon", env=env)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].endswith(
+        "argument --ttl: 'soon' is not a positive duration such as 90s, 15m, 2h or 7d")
