@@ -153,14 +153,15 @@ def run(url: str, a: argparse.Namespace) -> dict[str, Any]:
         sql_times.append(time.perf_counter() - started)
 
     # The reference: the same values in pandas (only the features asked for).
-    left = pd.DataFrame({"entity": req_ent, "ts": pd.Timestamp(BASE) + pd.to_timedelta(req_off, unit="us"),
+    base = pd.Timestamp(BASE)
+    left = pd.DataFrame({"entity": req_ent, "ts": base + pd.to_timedelta(req_off, unit="us"),
                          "order": np.arange(a.requests)}).sort_values("ts")
     mine = frame[frame["feature"].isin(names)]
     started = time.perf_counter()
     right_all = pd.DataFrame({"entity": mine["entity"].to_numpy(),
                               "feature": mine["feature"].to_numpy(),
-                              "ts": pd.Timestamp(BASE) + pd.to_timedelta(mine["offset_us"].to_numpy(),
-                                                                      unit="us"),
+                              "ts": base + pd.to_timedelta(mine["offset_us"].to_numpy(),
+                                                           unit="us"),
                               "value": mine["value"].to_numpy()})
     prep = time.perf_counter() - started
     pulled = pull_seconds(url, names)
