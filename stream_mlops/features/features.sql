@@ -17,6 +17,9 @@ FROM mlops.list_features(%(entity_type)s, %(tenant_id)s);
 SELECT written, quarantined
 FROM mlops.put_features(%(entity_type)s, %(rows)s, %(tenant_id)s, %(max_future_seconds)s);
 
+-- name: feature_read_async_commit
+SET LOCAL synchronous_commit = off;
+
 -- name: get_online_features
 SELECT entity_id, features
 FROM mlops.get_online_features(%(entity_type)s, %(entity_ids)s, %(names)s, %(tenant_id)s);

@@ -243,6 +243,9 @@ class FeatureStore:
         absent values are None."""
         ids, names = list(entity_ids), list(names)
         with self._session() as conn, conn.transaction():
+            # The read is counted for the processor (mlops.feature_reads): that bookkeeping
+            # need not wait for a WAL flush (losing the last counts in a crash is fine).
+            conn.execute(q("feature_read_async_commit"))
             types = self._value_types(conn, entity_type, names)
             rows = conn.execute(q("get_online_features"), {
                 "entity_type": entity_type, "entity_ids": ids, "names": names,
