@@ -12,7 +12,17 @@ from collections.abc import Sequence
 
 import psycopg
 
-from stream_mlops.cli import alerts, cards, costs, deploy, dev, drift, experiments, pipeline
+from stream_mlops.cli import (
+    alerts,
+    cards,
+    costs,
+    deploy,
+    dev,
+    drift,
+    experiments,
+    features,
+    pipeline,
+)
 from stream_mlops.db.connect import first_line
 from stream_mlops.errors import ConfigError, MlopsError
 
@@ -37,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_commands(add)
     deploy.add_commands(add)
     cards.add_commands(add)
+    features.add_commands(add)
     costs.add_prices_command(add)
     dev.add_commands(add)
     return p

@@ -14,7 +14,8 @@ from typing import Any, Literal
 Action = Literal["fire", "update", "resolve"]
 Notice = Literal["firing", "escalated", "still firing", "resolved"]
 Severity = Literal["info", "warning", "critical"]
-AlertType = Literal["performance", "cost", "drift", "deployment", "experiment", "pipeline"]
+AlertType = Literal["performance", "cost", "drift", "deployment", "experiment", "pipeline",
+                    "feature"]
 
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 

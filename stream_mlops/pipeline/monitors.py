@@ -12,6 +12,7 @@ from stream_mlops.costs.monitor import CostTracker
 from stream_mlops.deployments.monitor import DeploymentGates
 from stream_mlops.drift.monitor import DriftMonitor
 from stream_mlops.experiments.monitor import ExperimentTracker
+from stream_mlops.features.monitor import FeatureMonitor
 from stream_mlops.telemetry.genai import GenAiMetrics
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ MONITORS: tuple[type[Monitor], ...] = (
     GenAiMetrics,
     DeploymentGates,
     CardMonitor,
+    FeatureMonitor,
 )
 
 
