@@ -375,12 +375,14 @@ def performance() -> dash.Dashboard:
                prom("sum by (function, variant) (rate(mlops_requests_total"
                     f'{{{TFM}, status="error"}}[$__rate_interval]))',
                     "{{function}} {{variant}}")),
-        series("Operation duration (OTel GenAI)", "p95 of gen_ai.client.operation.duration "
-               "by operation and provider, the OpenTelemetry GenAI view of the same calls.",
-               "as p95 latency above.", "s",
-               prom("histogram_quantile(0.95, sum by (gen_ai_system, le) (rate("
-                    "gen_ai_client_operation_duration_seconds_bucket[$__rate_interval])))",
-                    "{{gen_ai_system}}")),
+        series("Operation duration by provider (OTel GenAI)", "p95 of "
+               "gen_ai.client.operation.duration by provider and model, the OpenTelemetry "
+               "GenAI view of the same calls (its labels have no tenant or function: the "
+               "variables filter the model only).", "as p95 latency above.", "s",
+               prom("histogram_quantile(0.95, sum by (gen_ai_provider_name, "
+                    "gen_ai_request_model, le) (rate(gen_ai_client_operation_duration_seconds"
+                    '_bucket{gen_ai_request_model=~"$model"}[$__rate_interval])))',
+                    "{{gen_ai_provider_name}} {{gen_ai_request_model}}")),
     ):
         d = d.with_panel(panel)
     return d
