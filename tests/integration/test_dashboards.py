@@ -199,3 +199,36 @@ def test_every_sql_panel_returns_rows_as_the_reader_role(
             su.execute("DELETE FROM mlops.tenant_roles WHERE role_name = 'dash_reader'")
             su.execute("DROP OWNED BY dash_reader")
             su.execute("DROP ROLE dash_reader")
+
+
+@pytest.mark.parametrize(("script", "group"), [("grafana_role.sql", "mlops_reader"),
+                                                ("app_role.sql", "mlops_writer")])
+def test_the_compose_logins_are_members_of_one_group_for_the_listed_tenants(
+        db_url: str, script: str, group: str) -> None:
+    """What the compose stack's `roles` service runs, run by the real psql."""
+    for _ in range(2):  # idempotent: `docker compose up` again must not fail
+        out = subprocess.run(
+            ["psql", "-v", "ON_ERROR_STOP=1", "-v", "pw=s3cret", "-v",
+             "tenants=default,tenant-0", "-f", str(ROOT / "deploy" / script), db_url],
+            capture_output=True, text=True, check=False)
+        assert out.returncode == 0, out.stderr
+    login = {"grafana_role.sql": "stream_mlops_grafana", "app_role.sql": "stream_mlops_app"}
+    with psycopg.connect(db_url) as conn:
+        groups = conn.execute(
+            "SELECT array_agg(g.rolname ORDER BY g.rolname) FROM pg_auth_members m JOIN"
+            " pg_roles g ON g.oid = m.roleid JOIN pg_roles r ON r.oid = m.member"
+            " WHERE r.rolname = %s", (login[script],)).fetchone()
+        tenants = conn.execute("SELECT array_agg(tenant_id ORDER BY tenant_id) FROM"
+                               " mlops.tenant_roles WHERE role_name = %s",
+                               (login[script],)).fetchone()
+        config = conn.execute("SELECT rolconfig, rolsuper FROM pg_roles WHERE rolname = %s",
+                              (login[script],)).fetchone()
+    assert groups == ([group],)
+    assert tenants == (["default", "tenant-0"],)
+    assert config is not None and config[1] is False
+    if group == "mlops_reader":
+        assert "default_transaction_read_only=on" in config[0]
+    with psycopg.connect(db_url, autocommit=True) as conn:  # roles are cluster-wide
+        conn.execute(f"DROP OWNED BY {login[script]}")
+        conn.execute("DELETE FROM mlops.tenant_roles WHERE role_name = %s", (login[script],))
+        conn.execute(f"DROP ROLE {login[script]}")
