@@ -219,6 +219,9 @@ class Row:
     cost_today: float
     alerts: int
     charts: dict[str, list[float]]
+    # The function's alert thresholds as exported (mlops_alert_threshold); NaN: none.
+    error_threshold: float = math.nan
+    latency_threshold: float = math.nan
 
 
 def _delta(new: np.ndarray[Any, Any], old: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -275,6 +278,8 @@ class Numbers:
         per_second = delta[:, REQUESTS] / seconds
         cost_today = self._cost_today()
         alerts = self._alerts()
+        limits = {(lb.get("tenant", ""), lb.get("function", ""), lb.get("rule", "")): v
+                  for lb, v in self.gauge("mlops_alert_threshold")}
         out = []
         for g in groups:
             idx = self.groups[g]
@@ -288,7 +293,10 @@ class Numbers:
                            rps, ratio, p95,
                            sum(v for k, v in cost_today.items() if _matches(k, key)),
                            sum(v for k, v in alerts.items() if _matches(k, key)),
-                           self._charts(idx)))
+                           self._charts(idx),
+                           limits.get((key["tenant"], key["function"], "error_rate"), math.nan),
+                           limits.get((key["tenant"], key["function"], "latency_p95"),
+                                      math.nan)))
         return out
 
     def _charts(self, idx: list[int]) -> dict[str, list[float]]:
@@ -377,7 +385,7 @@ def sparkline(values: Sequence[float], label: str, w: int = 140, h: int = 30) ->
     if not finite:
         return f'<svg class="spark empty" width="{w}" height="{h}" role="img"><title>' \
                f'{esc(label)}: no data yet</title></svg>'
-    lo, hi = min(finite), max(finite)
+    lo, hi = min(0.0, *finite), max(finite)  # from zero: noise stays small
     span = (hi - lo) or 1.0
     n = max(len(values) - 1, 1)
     pts = " ".join(f"{i * w / n:.1f},{h - 2 - (v - lo) / span * (h - 4):.1f}"
@@ -429,8 +437,10 @@ def _rows_table(rows: list[Row], drill: bool, refresh: int) -> str:
             + (f"<td class=l>{esc(r.model)}</td><td class=l>{esc(r.variant)}</td>"
                if drill else "")
             + f"<td>{fmt(r.rps, 'num')}</td>"
-              f"<td class=\"{'bad' if r.error_ratio > 0.05 else ''}\">"
-              f"{fmt(r.error_ratio, 'ratio')}</td><td>{fmt(r.p95, 'seconds')}</td>"
+              f"<td class=\"{'bad' if r.error_ratio > r.error_threshold else ''}\">"
+              f"{fmt(r.error_ratio, 'ratio')}</td>"
+              f"<td class=\"{'bad' if r.p95 > r.latency_threshold else ''}\">"
+              f"{fmt(r.p95, 'seconds')}</td>"
               f"<td>{fmt(r.cost_today, 'usd')}</td>"
               f"<td class=\"{'bad' if r.alerts else 'ok'}\">{r.alerts}</td>{charts}</tr>")
     return f"<table id=functions>{head}{''.join(lines)}</table>"
@@ -491,12 +501,12 @@ def _sections(n: Numbers, tenant: str | None = None, function: str | None = None
                       "No deployment in progress."))
 
 
-def _header(n: Numbers) -> str:
+def _header(n: Numbers, tenant: str | None = None) -> str:
     lag = [v for _, v in n.gauge("mlops_processor_lag_seconds")]
     budgets = " · ".join(
         f'<span class="{"bad" if budget and spent >= budget else ""}">{esc(t)}: '
         f"{fmt(spent, 'usd')} of {fmt(budget, 'usd')} today</span>"
-        for t, spent, budget in n.budgets())
+        for t, spent, budget in n.budgets() if tenant is None or t == tenant)
     return (f'<p class="muted">updated {time.strftime("%H:%M:%S", time.localtime(n.now.t))}'
             f" · processor lag {fmt(max(lag), 'seconds') if lag else NONE}"
             f" · <a href=\"/metrics\">/metrics</a></p>"
@@ -569,7 +579,7 @@ class LivePage:
                     f"{esc(tenant)} has been seen. <a href=\"/\">All functions</a></p>")
             return _send(start_response, HTML, page(name, body, refresh), status="404 Not Found")
         body = (f'<h1>{esc(name)} <span class="muted">({esc(tenant)})</span></h1>'
-                + _header(n)
+                + _header(n, tenant)
                 + f'<nav><a href="/?{esc(_qs(refresh=refresh))}">all functions</a>'
                   f'<a id="csv" href="/function.csv?{esc(_qs(tenant=tenant, name=name))}">'
                   "CSV</a></nav>"

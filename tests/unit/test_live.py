@@ -14,7 +14,14 @@ import pytest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from stream_mlops.metrics.live import PAGE_SIZE, LivePage, Numbers, Sampler, sparkline
+from stream_mlops.metrics.live import (
+    PAGE_SIZE,
+    LivePage,
+    Numbers,
+    Sampler,
+    _rows_table,
+    sparkline,
+)
 
 BOUNDS = [0.1, 0.5, 1.0, 5.0]
 LABELS = ["tenant", "function", "model", "variant"]
@@ -161,3 +168,30 @@ def test_sparkline_draws_finite_points_and_says_when_empty() -> None:
     points = re.search(r'points="([^"]+)"', svg)
     assert points is not None and len(points.group(1).split()) == 3
     assert "no data yet" in sparkline([math.nan], "x")
+
+
+def test_red_where_the_exported_threshold_is_crossed_and_nowhere_without_one(
+        traffic: Traffic) -> None:
+    class Thresholds(Collector):
+        def collect(self) -> Iterator[Any]:
+            g = GaugeMetricFamily("mlops_alert_threshold", "",
+                                  labels=["tenant", "function", "rule"])
+            g.add_metric(["t", "strict", "error_rate"], 0.01)
+            g.add_metric(["t", "strict", "latency_p95"], 0.2)
+            yield g
+
+    _, sampler = page_for(traffic)
+    sampler.registry.register(Thresholds())
+    for name in ("strict", "loose"):  # 2 % errors, p95 0.46 s on both
+        traffic.add(("t", name, "m", "v"), 10, 0, [10, 0, 0, 0, 0], 0.0)
+    sampler.sample(now=1000.0)
+    for name in ("strict", "loose"):
+        traffic.add(("t", name, "m", "v"), 196, 4, [100, 100, 0, 0, 0], 0.0)
+    sampler.sample(now=1100.0)
+    n = Numbers(sampler, (0, 1), now=sampler.snapshots[-1])
+    rows = {r.function: r for r in n.rows(sorted(n.groups))}
+    assert rows["strict"].error_threshold == 0.01 and math.isnan(rows["loose"].error_threshold)
+    html = _rows_table([rows["strict"], rows["loose"]], drill=False, refresh=30)
+    strict, loose = html.split("<tr>")[2:4]
+    assert strict.count('class="bad"') == 2  # errors and p95 over their thresholds
+    assert 'class="bad"' not in loose
