@@ -224,17 +224,6 @@ class Row:
     latency_threshold: float = math.nan
 
 
-def _delta(new: np.ndarray[Any, Any], old: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    """Increase of counters; a series absent before (NaN), or reset, is unknown."""
-    before = np.full(new.shape, np.nan)
-    rows, cols = min(old.shape[0], new.shape[0]), min(old.shape[1], new.shape[1])
-    if old.shape[1] == new.shape[1]:  # the buckets were known in both
-        before[:rows, :cols] = old[:rows, :cols]
-    d: np.ndarray[Any, Any] = new - before
-    d[~np.isfinite(d) | (d < 0)] = np.nan
-    return d
-
-
 class Numbers:
     """What the page shows, computed from the sampler's history, grouped by ``by``
     (indices into the key: 0 tenant, 1 function, 2 model, 3 variant)."""
@@ -253,6 +242,9 @@ class Numbers:
             self.groups.setdefault(tuple(key[j] for j in by), []).append(i)
         self.history = history
         self.by = by
+        self._shown: list[int] = []
+        self._stack: tuple[dict[int, int], np.ndarray[Any, Any],
+                           np.ndarray[Any, Any]] | None = None
 
     def _sum(self, values: np.ndarray[Any, Any], rows: list[int]) -> np.ndarray[Any, Any]:
         """Column sums over ``rows`` that exist in ``values`` (a series newer than the
@@ -273,7 +265,10 @@ class Numbers:
         p95 = quantile(0.95, self.bounds, list(d[FIXED:])) if requests > 0 else math.nan
         return float(rps), float(ratio), p95
 
-    def rows(self, groups: Iterable[Group]) -> list[Row]:
+    def rows(self, groups: Iterable[Group], *, charts: bool = True) -> list[Row]:
+        groups = list(groups)
+        self._shown = [i for g in groups for i in self.groups[g]]
+        self._stack = None
         delta, seconds = self.sampler.window_delta(self.now, WINDOW_SECONDS)
         per_second = delta[:, REQUESTS] / seconds
         cost_today = self._cost_today()
@@ -293,7 +288,7 @@ class Numbers:
                            rps, ratio, p95,
                            sum(v for k, v in cost_today.items() if _matches(k, key)),
                            sum(v for k, v in alerts.items() if _matches(k, key)),
-                           self._charts(idx),
+                           self._charts(idx) if charts else {},
                            limits.get((key["tenant"], key["function"], "error_rate"), math.nan),
                            limits.get((key["tenant"], key["function"], "latency_p95"),
                                       math.nan)))
@@ -301,14 +296,40 @@ class Numbers:
 
     def _charts(self, idx: list[int]) -> dict[str, list[float]]:
         """Per interval of the last hour: requests/s, error ratio, p95 latency."""
-        rps, err, p95 = [], [], []
-        for a, b in zip(self.history, self.history[1:], strict=False):
-            d = self._sum(_delta(b.values, a.values), idx)
-            r, e, p = self._stats(d, b.t - a.t)
-            rps.append(r)
-            err.append(e)
-            p95.append(p)
-        return {"requests/s": rps, "error ratio": err, "p95 latency (s)": p95}
+        if self._stack is None:
+            self._stack = self._history_of(self._shown)
+        sel, deltas, seconds = self._stack
+        cols = [sel[i] for i in idx if i in sel]
+        part = deltas[:, cols, :]  # intervals x series x columns
+        known = np.isfinite(part[:, :, REQUESTS]).any(axis=1)
+        sums = np.nansum(part, axis=1)
+        requests, errors = sums[:, REQUESTS], sums[:, ERRORS]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rps = np.where(known, requests / seconds, np.nan)
+            ratio = np.where(known & (requests > 0), errors / requests, np.nan)
+        p95 = [quantile(0.95, self.bounds, list(row[FIXED:])) if ok and row[REQUESTS] > 0
+               else math.nan for ok, row in zip(known, sums, strict=True)]
+        return {"requests/s": rps.tolist(), "error ratio": ratio.tolist(),
+                "p95 latency (s)": p95}
+
+    def _history_of(self, idx: list[int]
+                    ) -> tuple[dict[int, int], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """Counter increases of the series ``idx`` between consecutive snapshots of the
+        hour, stacked (only the series shown: an hour of everything would be large)."""
+        sel = {i: k for k, i in enumerate(sorted(set(idx)))}
+        rows = list(sel)
+        width = self.now.values.shape[1]
+        stack = np.full((len(self.history), len(rows), width), np.nan)
+        for k, snap in enumerate(self.history):
+            if snap.values.shape[1] != width:
+                continue
+            have = [i for i in rows if i < snap.values.shape[0]]
+            stack[k, [sel[i] for i in have]] = snap.values[have]
+        deltas = np.diff(stack, axis=0)
+        deltas[~np.isfinite(deltas) | (deltas < 0)] = np.nan
+        seconds = np.diff([s.t for s in self.history]) if len(self.history) > 1 \
+            else np.zeros(0)
+        return sel, deltas, np.asarray(seconds, dtype=float)
 
     def _cost_today(self) -> dict[tuple[str, str, str], float]:
         out: dict[tuple[str, str, str], float] = {}
@@ -553,7 +574,7 @@ class LivePage:
             pages = max(1, math.ceil(len(groups) / PAGE_SIZE))
             number = req.number("page", 1, 1, pages)
             shown = groups[(number - 1) * PAGE_SIZE:number * PAGE_SIZE]
-            rows = n.rows(shown)
+            rows = n.rows(shown, charts=not req.path.endswith(".csv"))
             if req.path.endswith(".csv"):
                 return _send(start_response, CSV, _csv(rows), "stream-mlops-live.csv")
             nav = (f'<nav><form method="get" action="/"><input name="q" value="{esc(q)}" '
@@ -571,7 +592,7 @@ class LivePage:
         tenant, name = req.get("tenant"), req.get("name")
         n = Numbers(self.sampler, (0, 1, 2, 3))
         groups = [g for g in sorted(n.groups) if g[0] == tenant and g[1] == name]
-        rows = n.rows(groups)
+        rows = n.rows(groups, charts=not req.path.endswith(".csv"))
         if req.path.endswith(".csv"):
             return _send(start_response, CSV, _csv(rows), "stream-mlops-function.csv")
         if not groups:
