@@ -568,33 +568,59 @@ def experiments() -> dash.Dashboard:
 NO_DEPLOYMENTS = "mlops_deployment_* metrics come with deployments (issue 13)"
 
 
+def deployment_metric(expr: str) -> str:
+    return maybe_empty(expr, NO_DEPLOYMENTS)
+
+
 def deployments() -> dash.Dashboard:
     d = base("mlops-deployments", "stream-mlops / Deployments",
              "Blue/green deployments: traffic share of the new version over time, the "
-             "gate's p-values per metric, rollbacks, and the history from Postgres.")
+             "gate's evidence per metric against its exported thresholds, rollbacks, and "
+             "the history from Postgres.")
     panel: cogbuilder.Builder[model.Panel]
     for panel in (
         series("Traffic share by slot", "Share of the function's traffic sent to each slot "
                "and version.", "a share dropping to 0 after a step: the gate rolled back; "
                "read the history below.", "percentunit",
-               prom(maybe_empty("max by (function, slot, version) "
-                                f"(mlops_deployment_traffic_ratio{{{TF}}})", NO_DEPLOYMENTS),
+               prom(deployment_metric("max by (function, slot, version) "
+                                      f"(mlops_deployment_traffic_ratio{{{TF}}})"),
                     "{{function}} {{slot}} {{version}}"), stack=True),
         series("Gate p-values", "One-sided always-valid p-value that the new version harms "
-               "each metric, compared with the live slot on the same traffic.",
-               "below the gate's alpha: harm established, the deployment rolls back.",
+               "each metric, compared with the live slot on the same traffic; dashed red: "
+               "the gate's alpha (mlops_deployment_gate_alpha).",
+               "at or below the dashed line: harm established, the deployment rolls back.",
                "short",
-               prom(maybe_empty("min by (function, metric) "
-                                f"(mlops_deployment_gate_p_value{{{TF}}})", NO_DEPLOYMENTS),
-                    "{{function}} {{metric}}")),
+               prom(deployment_metric("min by (function, metric) "
+                                      f"(mlops_deployment_gate_p_value{{{TF}}})"),
+                    "{{function}} {{metric}}"),
+               prom(deployment_metric("min by (function, metric) "
+                                      f"(mlops_deployment_gate_alpha{{{TF}}})"),
+                    "{{function}} {{metric}}", "T")),
+        series("Samples per slot", "Requests the gate has counted on each slot in this "
+               "step; dashed: the minimum before it may step on.", "a slot far below the "
+               "dashed line for long: too little traffic, the deployment holds (it never "
+               "promotes on no evidence).", "short",
+               prom(deployment_metric("sum by (function, slot) "
+                                      f"(mlops_deployment_samples{{{TF}}})"),
+                    "{{function}} {{slot}}"),
+               prom(deployment_metric("max by (function) "
+                                      f"(mlops_deployment_min_samples{{{TF}}})"),
+                    "{{function}}", "T")),
         big("Rollbacks (24 h)", "Deployments rolled back in the last 24 hours.",
             "read the reason in the history below before deploying again.", "short",
-            prom(maybe_empty(f"sum(increase(mlops_deployment_rollbacks_total{{{TF}}}[24h]))",
-                             NO_DEPLOYMENTS)), steps=_steps((None, "green"), (1, "red")), w=6),
-        prom_table("Status", "Current deployment status per function.",
+            prom(deployment_metric("sum(increase(mlops_deployment_rollbacks_total"
+                                   f"{{{TF}}}[24h]))")),
+            steps=_steps((None, "green"), (1, "red")), w=6, h=8),
+        big("Deployment alerts", "Open deployment alerts (failed deployment, health check, "
+            "rollback).", "read the alert in the Alerts dashboard and the history below.",
+            "short", prom(deployment_metric(
+                f"sum(mlops_deployment_alert_active{{{TF}}})")),
+            steps=_steps((None, "green"), (1, "red")), w=6, h=8),
+        prom_table("Status", "The status each function's latest deployment is in.",
                    "rolled_back or failed: read the reason below.",
-                   prom(maybe_empty(f"max by (function, status) (mlops_deployment_status"
-                                    f"{{{TF}}}) == 1", NO_DEPLOYMENTS), instant=True), w=18),
+                   prom(deployment_metric("max by (function, status) "
+                                          f"(mlops_deployment_status{{{TF}}}) == 1"),
+                        instant=True)),
         sql_table("History and rollbacks (Postgres)", "Every deployment: version, slot, "
                   "status, traffic share, the reason of its last transition, and when it was "
                   "promoted or rolled back.", "status rolled_back or failed: the reason says "

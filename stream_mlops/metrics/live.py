@@ -502,7 +502,10 @@ def _sections(n: Numbers, tenant: str | None = None, function: str | None = None
                 row["always-valid p"] = f"{v:.4f}"
             else:
                 row["lift"] = f"{v:+.1%}" if math.isfinite(v) else NONE
-    deployments = [{**lb, "traffic": f"{v:.0%}"}
+    status = {(lb.get("tenant"), lb.get("function")): lb.get("status", "")
+              for lb, v in n.gauge("mlops_deployment_status") if v == 1}
+    deployments = [{**lb, "traffic": f"{v:.0%}",
+                    "status": status.get((lb.get("tenant"), lb.get("function")), "")}
                    for lb, v in n.gauge("mlops_deployment_traffic_ratio") if keep(lb)]
     drifts = [d for d in n.recent_drifts() if keep(d)]
     return (
@@ -518,7 +521,7 @@ def _sections(n: Numbers, tenant: str | None = None, function: str | None = None
                                          "alert"), "No drift in the last hour.")
         + "<h2>Deployments</h2>"
         + _list_table("deployments", deployments,
-                      ("tenant", "function", "slot", "version", "traffic"),
+                      ("tenant", "function", "slot", "version", "traffic", "status"),
                       "No deployment in progress."))
 
 
