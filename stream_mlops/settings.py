@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     database_url: str = Field(description="libpq URL or conninfo of the Postgres database")
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=0, le=65535)
+    # How often the built-in live page (GET / on the metrics port) samples for its charts.
+    live_sample_seconds: float = Field(default=10.0, ge=0.5, le=600)
     consumer_name: str = Field(default="default", min_length=1, max_length=100)
     batch_size: int = Field(default=20000, ge=1, le=1_000_000)
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=3600)

@@ -63,6 +63,8 @@ def p95_seconds(buckets: np.ndarray[Any, Any]) -> float:
 def run_demo(*, database_url: str | None, rate: float, metrics_port: int,
              duration: float | None, data_dir: Path, reset: bool) -> int:
     logs.configure("WARNING", "text")
+    if metrics_port:  # first, so it is the line to look for (port 0: known once bound)
+        print(f"live page: {live_url(metrics_port)}   (open it in a browser)", flush=True)
     server = None
     if database_url is None:
         if reset and data_dir.exists():
@@ -82,7 +84,7 @@ def run_demo(*, database_url: str | None, rate: float, metrics_port: int,
                 processor_url = app_url = database_url
         settings = load_settings(database_url=processor_url, metrics_port=metrics_port,
                                  poll_interval_seconds=0.5, log_level="WARNING",
-                                 log_format="text")
+                                 log_format="text", live_sample_seconds=2.0)
         service = Service(settings)
         threads = [
             threading.Thread(target=service.run, name="processor", daemon=True),
@@ -95,6 +97,8 @@ def run_demo(*, database_url: str | None, rate: float, metrics_port: int,
             t.start()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
+        if not metrics_port:
+            print(f"live page: {live_url(service.server.port)}", flush=True)
         print(f"metrics: http://127.0.0.1:{service.server.port}/metrics   (Ctrl-C stops)")
         _summarise(service, database_url, stop, duration, sent)
         service.request_stop()
@@ -106,6 +110,11 @@ def run_demo(*, database_url: str | None, rate: float, metrics_port: int,
             server.stop()
             print(f"PostgreSQL stopped; data kept in {data_dir} (--reset starts afresh)")
     return 0
+
+
+def live_url(port: int) -> str:
+    """The built-in live page, refreshing every 5 s (the demo samples every 2 s)."""
+    return f"http://127.0.0.1:{port}/?refresh=5"
 
 
 DEMO_EXPERIMENT = "demo-shorter-prompt"

@@ -1,4 +1,5 @@
-"""``/metrics``, ``/healthz`` and ``/readyz`` on one port, for Prometheus and probes.
+"""``/metrics``, ``/healthz`` and ``/readyz`` on one port, for Prometheus and probes, and
+the built-in live page (``/``, :mod:`stream_mlops.metrics.live`) for people.
 
 ``/metrics`` is prometheus-client's own exposition: gzip when the scraper accepts it,
 OpenMetrics when it asks for it, ``?name[]=`` to fetch a few families. The server is
@@ -22,6 +23,7 @@ from prometheus_client import make_wsgi_app
 from prometheus_client.registry import CollectorRegistry
 
 from stream_mlops.errors import ConfigError
+from stream_mlops.metrics.live import LivePage, Sampler
 
 log = logging.getLogger(__name__)
 Check = Callable[[float], list[str]]
@@ -70,8 +72,10 @@ class _BoundedServer(WSGIServer):
             self._slots.release()
 
 
-def app(registry: CollectorRegistry, *, live: Check, ready: Check) -> App:
-    """The WSGI application: metrics through prometheus-client, probes of our own."""
+def app(registry: CollectorRegistry, *, live: Check, ready: Check,
+        page: LivePage | None = None) -> App:
+    """The WSGI application: metrics through prometheus-client, probes and the live page
+    of our own."""
     metrics = make_wsgi_app(registry)
 
     def respond(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -86,6 +90,12 @@ def app(registry: CollectorRegistry, *, live: Check, ready: Check) -> App:
             reasons = (live if path == "/healthz" else ready)(time.time())
             body = "ok\n" if not reasons else "\n".join(reasons) + "\n"
             return _text(start_response, 503 if reasons else 200, body)
+        if page is not None and path in LivePage.ROUTES:
+            try:
+                return page(environ, start_response)
+            except Exception as exc:  # the page must not take /metrics down with it
+                log.exception("rendering the live page failed")
+                return _text(start_response, 500, f"rendering the page failed: {exc!r}\n")
         return _text(start_response, 404, "not found: try /metrics, /healthz or /readyz\n")
 
     return respond
@@ -104,10 +114,14 @@ class MetricsServer:
     """Serves in a daemon thread; ``port=0`` picks a free port (see :attr:`port`)."""
 
     def __init__(
-        self, registry: CollectorRegistry, host: str, port: int, *, live: Check, ready: Check
+        self, registry: CollectorRegistry, host: str, port: int, *, live: Check, ready: Check,
+        live_sample_seconds: float = 10.0,
     ) -> None:
+        self.sampler = Sampler(registry, interval=live_sample_seconds)
+        page = LivePage(self.sampler)
         try:
-            self.httpd = make_server(host, port, app(registry, live=live, ready=ready),
+            self.httpd = make_server(host, port, app(registry, live=live, ready=ready,
+                                                     page=page),
                                      server_class=_BoundedServer, handler_class=_Handler)
         except (OSError, socket.gaierror) as exc:
             raise ConfigError(
@@ -121,9 +135,11 @@ class MetricsServer:
 
     def start(self) -> MetricsServer:
         self._thread.start()
+        self.sampler.start()
         log.info("serving metrics", extra={"url": f"http://{self.host}:{self.port}/metrics"})
         return self
 
     def stop(self) -> None:
+        self.sampler.stop()
         self.httpd.shutdown()
         self.httpd.server_close()

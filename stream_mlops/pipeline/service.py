@@ -60,6 +60,7 @@ class Service:
             live=lambda now: liveness(self.status, now, self.thresholds),
             ready=lambda now: readiness(self.status, now, self.thresholds)
             + self.scheduler.problems(now),
+            live_sample_seconds=settings.live_sample_seconds,
         )
 
     def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:

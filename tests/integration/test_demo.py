@@ -50,7 +50,9 @@ def test_demo_on_an_embedded_postgres(demo_dir: Path) -> None:
     assert demo.returncode == 0, err
     assert "Traceback" not in err
     lines = out.splitlines()
-    assert lines[0].startswith(f"started a private PostgreSQL in {demo_dir}")
+    # The first line is the page to open.
+    assert lines[0].startswith(f"live page: http://127.0.0.1:{port}/?refresh=5")
+    assert lines[1].startswith(f"started a private PostgreSQL in {demo_dir}")
     assert sum("req/s" in line and "p95" in line for line in lines) >= 2
     # The demo's A/B test is followed live from the start.
     assert any(line.strip().startswith("experiment demo-shorter-prompt: ") and

@@ -140,9 +140,16 @@ def test_every_dashboard_query_is_valid_and_uses_exported_metrics(
     p, prom = stack
     exported = {name.removesuffix("_bucket").removesuffix("_sum").removesuffix("_count")
                 for name in scrape(p.port)} | set(scrape(p.port)) | declared(p.port)
-    dashboard = json.loads((ROOT / "grafana/dashboards/overview.json").read_text())
-    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
-    assert len(exprs) >= 8
+    from stream_mlops.dev.dashboards import allowed_empty
+    from tests.integration.test_dashboards import all_queries, promql
+
+    # Metrics that may be absent (features not exported here yet, history not built):
+    # tests/integration/test_dashboards.py checks what they return.
+    pending = set(re.findall(r"\b(mlops_[a-z_]+)", " ".join(allowed_empty())))
+    exprs = [promql(q.text) for q in all_queries("expr")
+             if re.search(r"\bmlops_", q.text)
+             and not pending & set(re.findall(r"\b(mlops_[a-z_]+)", q.text))]
+    assert len(exprs) >= 40
     wait_for(lambda: prom.value("count(up)") == 1, 30, "first scrape")
     for expr in exprs:
         names = set(re.findall(r"\b(mlops_[a-z_]+|gen_ai_[a-z_]+)", expr))
