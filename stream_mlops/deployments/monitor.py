@@ -154,10 +154,12 @@ class DeploymentGates(Monitor):
         """Feed, decide and write one deployment (see the module docstring)."""
         f = self.followed.get(row.id) or self._follow(store, row)
         f.gate.enter(f"{row.status}:{row.step_index}")  # rows since the move count in it
-        if row.status != "pending" and row.started_at is not None:
+        # Promoted by hand straight from pending: its period starts at the promotion.
+        began = row.started_at if row.started_at is not None else row.promoted_at
+        if row.status != "pending" and began is not None:
             cols, = store.rows("deployment_rows", DeploymentColumns, tenant_id=row.tenant_id,
                                function_name=row.function_name, slot=row.slot,
-                               since=row.started_at, **f.cursor.params("from"))
+                               since=began, **f.cursor.params("from"))
             if cols.is_new:
                 f.gate.observe(np.array(cols.is_new, np.bool_),
                                np.array(cols.latency_ms, np.float64),
