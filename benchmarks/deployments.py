@@ -16,14 +16,15 @@ Gates compared on the same streams:
 * ``always_valid``: :class:`stream_mlops.deployments.gate.Gate`, the class the processor
   runs (one-sided always-valid tests, alpha 0.05 over three metrics), driven by the same
   decide() loop;
+* ``always_valid_alpha_0.01``: the same with alpha 0.01;
 * ``fixed_sample``: the same three comparisons with a one-sided fixed-sample test (z test of
   two proportions, Welch t on log latency and on confidence, alpha 0.05/3 each, the same
   100-per-slot burn-in), read after every batch: what a canary analysis that compares
   with the baseline but is not built for repeated looks does;
 * ``static``: Flagger-style: every 60 s the last minute of the new version's requests is
   checked against fixed thresholds (error rate > 5 % or p99 latency > 3000 ms; no
-  requests in the window fails the check, as Flagger's "no values found"); 5 failed checks
-  roll back; steps advance every 60 s.
+  requests in the window fails the check, as Flagger's "no values found"); a passing
+  check advances one step, a failing one keeps it; 5 failed checks roll back.
 
 Reported per gate: false rollbacks over the A/A deployments (with the exact one-sided 95 %
 upper bound), and for each regression (errors 3 % -> 5 %, 3 % -> 10 %, latency +25 %,
@@ -40,7 +41,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -137,16 +138,16 @@ class FixedSample:
         return False
 
 
-def run_sequential(rng: np.random.Generator, bad: dict[str, float], *, fixed: bool
-                   ) -> Outcome:
+def run_sequential(rng: np.random.Generator, bad: dict[str, float], *, fixed: bool,
+                   plan: Plan = PLAN) -> Outcome:
     """Our gate's decide() loop (as the processor's job runs it), with the always-valid
     tests or, for ``fixed``, the fixed-sample tests deciding harm."""
-    g = Gate(PLAN)
-    ref = FixedSample(PLAN.metric_alpha) if fixed else None
+    g = Gate(plan)
+    ref = FixedSample(plan.metric_alpha) if fixed else None
     d = g.decide("pending", -1, None, 0.0)
     status, step, since, out = d.status, d.step_index, 0.0, Outcome()
     for t in range(1, MAX_SECONDS + 1):
-        share = 1.0 if status == "promoted" else PLAN.steps[step] / 100
+        share = 1.0 if status == "promoted" else plan.steps[step] / 100
         b = batch(rng, share, bad)
         g.enter(f"{status}:{step}")
         g.observe(b.new, b.latency, b.error, b.confidence)
@@ -173,13 +174,14 @@ def run_sequential(rng: np.random.Generator, bad: dict[str, float], *, fixed: bo
 
 
 def run_static(rng: np.random.Generator, bad: dict[str, float]) -> Outcome:
-    """Flagger-style: fixed thresholds on the new version's last minute, 5 failed checks."""
-    out, failed = Outcome(), 0
+    """Flagger-style: every minute the new version's last minute against fixed thresholds;
+    a passing check advances one step (after the last, one more minute at 100 % and the
+    promotion), a failing one keeps the step and counts; 5 failed checks roll back."""
+    out, failed, phase = Outcome(), 0, 0
     window_lat: list[F64] = []
     window_err = [0, 0]
     phases = len(PLAN.steps) + 1  # the steps, then validation at 100 %
-    for t in range(1, int(phases * STATIC_WINDOW) + 1):
-        phase = min((t - 1) // STATIC_WINDOW, phases - 1)
+    for t in range(1, MAX_SECONDS + 1):
         share = 1.0 if phase >= len(PLAN.steps) else PLAN.steps[phase] / 100
         b = batch(rng, share, bad)
         out.new_served += int(b.new.sum())
@@ -187,17 +189,24 @@ def run_static(rng: np.random.Generator, bad: dict[str, float]) -> Outcome:
         window_lat.append(b.latency[b.new])
         window_err[0] += int(b.new.sum())
         window_err[1] += int((b.new & b.error).sum())
-        if t % STATIC_WINDOW == 0:
-            lat = np.concatenate(window_lat)
-            no_data = window_err[0] == 0
-            too_many = not no_data and window_err[1] / window_err[0] > STATIC_ERROR
-            too_slow = not no_data and float(np.percentile(lat, 99)) > STATIC_P99_MS
-            failed += int(no_data or too_many or too_slow)
-            window_lat, window_err = [], [0, 0]
+        if t % STATIC_WINDOW:
+            continue
+        lat = np.concatenate(window_lat)
+        no_data = window_err[0] == 0
+        too_many = not no_data and window_err[1] / window_err[0] > STATIC_ERROR
+        too_slow = not no_data and float(np.percentile(lat, 99)) > STATIC_P99_MS
+        window_lat, window_err = [], [0, 0]
+        if no_data or too_many or too_slow:
+            failed += 1
             if failed >= STATIC_FAILED_CHECKS:
                 out.rolled_back, out.seconds = True, float(t)
                 return out
-    out.promoted, out.seconds = True, float(phases * STATIC_WINDOW)
+            continue
+        phase += 1
+        if phase >= phases:
+            out.promoted, out.seconds = True, float(t)
+            return out
+    out.seconds = float(MAX_SECONDS)
     return out
 
 
@@ -248,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     gates: dict[str, Callable[[np.random.Generator, dict[str, float]], Outcome]] = {
         "always_valid": lambda r, b: run_sequential(r, b, fixed=False),
+        # The same gate at alpha 0.01: the price of fewer false rollbacks.
+        "always_valid_alpha_0.01": lambda r, b: run_sequential(
+            r, b, fixed=False, plan=replace(PLAN, alpha=0.01)),
         "fixed_sample": lambda r, b: run_sequential(r, b, fixed=True),
         "static": run_static,
     }

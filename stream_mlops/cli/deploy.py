@@ -46,6 +46,8 @@ def _start(conn: Conn, args: argparse.Namespace) -> int:
         if args.min_samples is not None else DeploymentSpec.min_samples,
         step_seconds=_number("--step-seconds", args.step_seconds, 0, 604_800)
         if args.step_seconds is not None else DeploymentSpec.step_seconds,
+        alpha=_number("--alpha", args.alpha, 1e-6, 0.5) if args.alpha is not None
+        else DeploymentSpec.alpha,
         health_url=args.health_url, notes=args.notes, artifact=args.artifact,
         reason=f"started by {_who()}" + (f": {args.reason}" if args.reason else ""))
     try:
@@ -200,6 +202,8 @@ def add_commands(add: AddCommand) -> None:
     d.add_argument("--min-samples", help="start: requests of the new version each step "
                    "needs (200)")
     d.add_argument("--step-seconds", help="start: minimum time per step (300)")
+    d.add_argument("--alpha", help="start: the gate's false-rollback bound over the whole "
+                   "deployment (0.05)")
     d.add_argument("--health-url", help="start: the new version's health check (http(s)); "
                    "must answer now, and `wait` checks it while it waits")
     d.add_argument("--notes", help="start: free text")

@@ -143,8 +143,20 @@ class DeploymentGates(Monitor):
         active = store.rows("active_deployments", DeploymentRow)
         for gone in set(self.followed) - {r.id for r in active}:
             del self.followed[gone]
-        moved = [self.look(store, row).transition for row in active]
-        if any(moved):  # what the metrics and alerts show is what was just written
+        moved = False
+        for row in active:
+            # One deployment the gate cannot handle (a row written around the checks) is
+            # reported and skipped; the others go on.
+            looked: list[Decision] = []
+
+            def work(row: DeploymentRow = row, looked: list[Decision] = looked) -> None:
+                looked.append(self.look(store, row))
+
+            if store.isolated(f"deployment {row.id} of {row.function_name}", work):
+                moved |= looked[0].transition
+            else:
+                self.followed.pop(row.id, None)
+        if moved:  # what the metrics and alerts show is what was just written
             active = store.rows("active_deployments", DeploymentRow)
         outcomes = store.rows("deployment_outcomes", OutcomeRow)
         self._refresh_view(active, outcomes)
@@ -154,10 +166,12 @@ class DeploymentGates(Monitor):
         """Feed, decide and write one deployment (see the module docstring)."""
         f = self.followed.get(row.id) or self._follow(store, row)
         f.gate.enter(f"{row.status}:{row.step_index}")  # rows since the move count in it
-        if row.status != "pending" and row.started_at is not None:
+        # Promoted by hand straight from pending: its period starts at the promotion.
+        began = row.started_at if row.started_at is not None else row.promoted_at
+        if row.status != "pending" and began is not None:
             cols, = store.rows("deployment_rows", DeploymentColumns, tenant_id=row.tenant_id,
                                function_name=row.function_name, slot=row.slot,
-                               since=row.started_at, **f.cursor.params("from"))
+                               since=began, **f.cursor.params("from"))
             if cols.is_new:
                 f.gate.observe(np.array(cols.is_new, np.bool_),
                                np.array(cols.latency_ms, np.float64),

@@ -30,7 +30,8 @@ def count(url: str) -> int:
 def test_start_status_promote_history_and_wait(db_url: str) -> None:
     send(db_url, 20, seed=0)
     out = deploy(db_url, "start", "summarize", "--version", "v2", "--steps", "10,50,100",
-                 "--min-samples", "300", "--step-seconds", "60", "--reason", "new prompt")
+                 "--min-samples", "300", "--step-seconds", "60", "--alpha", "0.01",
+                 "--reason", "new prompt")
     assert out.returncode == 0, out.stderr
     dep = int(out.stdout.strip())
     status = json.loads(deploy(db_url, "status", "summarize", "--json").stdout)
@@ -106,6 +107,7 @@ def test_health_url_must_answer_and_wait_records_the_checks(db_url: str) -> None
     (["start", "summarize", "--version", "v2", "--min-samples", "-5"], ["--min-samples"]),
     (["start", "summarize", "--version", "v2", "--step-seconds", "nan"], ["--step-seconds"]),
     (["start", "summarize", "--version", "v2\x1b[31m"], ["control characters"]),
+    (["start", "summarize", "--version", "v2", "--alpha", "2"], ["--alpha"]),
     (["start", "summarize", "--version", "v2", "--health-url", "http://127.0.0.1:1/h"],
      ["unreachable"]),
     (["promote", "summarize"], ["no deployment of 'summarize'"]),

@@ -272,3 +272,39 @@ def _served(url: str, dep: int) -> dict[str, int]:
             " FROM mlops.model_performance m JOIN mlops.deployments d"
             " ON d.tenant_id = m.tenant_id AND d.function_name = m.function_name"
             " WHERE d.id = %s AND m.created_at >= d.started_at GROUP BY 1", (dep,)).fetchall())
+
+
+def test_promoted_by_hand_from_pending_is_validated_then_retired(db_url: str) -> None:
+    send(db_url, 50, seed=0)
+    c = make_consumer(db_url)
+    start(db_url, steps=(50.0,), min_samples=100, step_seconds=0)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        deployments.move(conn, "summarize", "promoted", "by hand")
+    for i in range(5):
+        send(db_url, 300, seed=i + 1)
+        look(c)
+        if status(db_url).status == "retired":
+            break
+    d = status(db_url)
+    assert d.status == "retired", d.last_gate
+    assert d.reason is not None and d.reason.startswith("validated for one more period")
+
+
+def test_a_stored_gate_it_cannot_read_is_reported_and_rebuilt_from_the_rows(
+        db_url: str) -> None:
+    send(db_url, 50, seed=0)
+    c = make_consumer(db_url)
+    dep = start(db_url, steps=(50.0, 100.0), min_samples=5000, step_seconds=0)
+    look(c)
+    send(db_url, 600, seed=1)
+    look(c)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("""UPDATE mlops.deployments SET gate = '{"state": {"tests": 1}}'"""
+                     " WHERE id = %s", (dep,))
+    c.close()
+    c = make_consumer(db_url)
+    errors = c.status.monitor_errors_total
+    c.run_jobs("deployments")
+    samples = status(db_url).last_gate["samples"]
+    assert samples["live"] + samples["new"] == 600  # every row once, from the start
+    assert c.status.monitor_errors_total == errors + 1

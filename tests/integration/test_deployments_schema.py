@@ -9,6 +9,8 @@ import psycopg
 import pytest
 
 from stream_mlops.client import Router
+from stream_mlops.deployments import store as deployments
+from stream_mlops.deployments.store import DeploymentSpec
 from tests.conftest import Roles
 
 START = ("INSERT INTO mlops.deployments (tenant_id, function_name, version)"
@@ -230,3 +232,32 @@ def test_python_routing_gives_the_sql_answer_and_is_cached(db_url: str) -> None:
         _move(conn, dep, "rolled_back", "bad")
         clock[0] = 10.0
         assert router.route("f", "session-1", "default") == ("blue", None)
+
+
+@pytest.mark.parametrize("path", [
+    ["shifting", "promoted", "retired"], ["promoted", "retired"], ["rolled_back"],
+    ["failed"], ["shifting", "rolled_back"], ["shifting", "failed"],
+    ["shifting", "promoted", "rolled_back"], ["shifting", "promoted", "failed"],
+    ["promoted", "rolled_back"]])
+def test_every_valid_transition_is_taken_and_recorded(db_url: str, path: list[str]) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        dep = _start(conn)
+        for i, s in enumerate(path):
+            _move(conn, dep, s, f"move {i}", **({"traffic_percent": 10}
+                                                if s == "shifting" else {}))
+        r = _row(conn, dep)
+        moved = [t for t, in conn.execute(
+            "SELECT to_status FROM mlops.deployment_transitions WHERE deployment_id = %s"
+            " ORDER BY id", (dep,))]
+    assert moved == ["pending", *path]
+    assert r["traffic_percent"] == (100 if path[-1] in ("promoted", "retired") else 0)
+    assert (r["finished_at"] is not None) == (path[-1] in ("retired", "rolled_back",
+                                                           "failed"))
+
+
+def test_the_application_role_starts_and_rolls_back_its_deployment(roles: Roles) -> None:
+    with roles.as_(roles.writer_a) as wa:
+        wa.autocommit = True
+        dep = deployments.start(wa, DeploymentSpec("f", "v2", tenant_id="a"))
+        d = deployments.move(wa, "f", "rolled_back", "by hand", "a")
+    assert (d.id, d.status) == (dep, "rolled_back")
