@@ -2,33 +2,59 @@
 -- window [start, end), and the versions in mlops.model_cards. Columns are named like the
 -- fields of the row dataclasses in cards/evidence.py and cards/generate.py.
 
--- The whole window and its slices by variant and by model version, in one scan.
+-- The whole window. One sort per column: an ordered-set aggregate sorts its own input, so
+-- the percentiles of a column are asked for together.
 -- name: card_totals
-SELECT CASE WHEN grouping(variant) = 0 THEN 'variant'
-            WHEN grouping(version) = 0 THEN 'version' ELSE 'all' END AS slice_kind,
-       coalesce(variant, version, '') AS slice_name,
-       count(*) AS requests,
-       count(*) FILTER (WHERE status = 'error') AS errors,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS latency_p50_ms,
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS latency_p95_ms,
-       percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms) AS latency_p99_ms,
-       avg(latency_ms) AS latency_mean_ms,
-       coalesce(sum(cost_usd), 0)::float8 AS cost_usd,
-       count(cost_usd) AS priced,
-       count(confidence) AS confidence_n,
-       avg(confidence) AS confidence_mean,
-       percentile_cont(0.1) WITHIN GROUP (ORDER BY confidence) AS confidence_p10,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY confidence) AS confidence_p50,
-       percentile_cont(0.9) WITHIN GROUP (ORDER BY confidence) AS confidence_p90,
-       coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
-       coalesce(sum(completion_tokens), 0) AS completion_tokens,
-       date_part('epoch', min(created_at)) AS first_at,
-       date_part('epoch', max(created_at)) AS last_at
-FROM (SELECT *, coalesce(model_version, 'unversioned') AS version
+SELECT 'all' AS slice_kind, '' AS slice_name, requests, errors,
+       lat[1] AS latency_p50_ms, lat[2] AS latency_p95_ms, lat[3] AS latency_p99_ms,
+       latency_mean_ms, cost_usd, priced, confidence_n, confidence_mean,
+       conf[1] AS confidence_p10, conf[2] AS confidence_p50, conf[3] AS confidence_p90,
+       prompt_tokens, completion_tokens, first_at, last_at
+FROM (SELECT count(*) AS requests,
+             count(*) FILTER (WHERE status = 'error') AS errors,
+             percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY latency_ms) AS lat,
+             avg(latency_ms) AS latency_mean_ms,
+             coalesce(sum(cost_usd), 0)::float8 AS cost_usd,
+             count(cost_usd) AS priced,
+             count(confidence) AS confidence_n,
+             avg(confidence) AS confidence_mean,
+             percentile_cont(ARRAY[0.1, 0.5, 0.9]) WITHIN GROUP (ORDER BY confidence) AS conf,
+             coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
+             coalesce(sum(completion_tokens), 0) AS completion_tokens,
+             date_part('epoch', min(created_at)) AS first_at,
+             date_part('epoch', max(created_at)) AS last_at
       FROM mlops.model_performance
       WHERE tenant_id = %(tenant)s AND function_name = %(function)s AND model = %(model)s
-        AND created_at >= to_timestamp(%(start)s) AND created_at < to_timestamp(%(end)s)) w
-GROUP BY GROUPING SETS ((), (variant), (version))
+        AND created_at >= to_timestamp(%(start)s) AND created_at < to_timestamp(%(end)s)) t;
+
+-- Slices by variant and by model version (the card shows their latency percentiles, error
+-- rate, cost and mean confidence: no confidence percentiles, one sort fewer).
+-- name: card_slices
+SELECT slice_kind, slice_name, requests, errors,
+       lat[1] AS latency_p50_ms, lat[2] AS latency_p95_ms, lat[3] AS latency_p99_ms,
+       latency_mean_ms, cost_usd, priced, confidence_n, confidence_mean,
+       NULL::float8 AS confidence_p10, NULL::float8 AS confidence_p50,
+       NULL::float8 AS confidence_p90, prompt_tokens, completion_tokens, first_at, last_at
+FROM (SELECT CASE WHEN grouping(variant) = 0 THEN 'variant' ELSE 'version' END AS slice_kind,
+             coalesce(variant, version) AS slice_name,
+             count(*) AS requests,
+             count(*) FILTER (WHERE status = 'error') AS errors,
+             percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY latency_ms) AS lat,
+             avg(latency_ms) AS latency_mean_ms,
+             coalesce(sum(cost_usd), 0)::float8 AS cost_usd,
+             count(cost_usd) AS priced,
+             count(confidence) AS confidence_n,
+             avg(confidence) AS confidence_mean,
+             coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
+             coalesce(sum(completion_tokens), 0) AS completion_tokens,
+             date_part('epoch', min(created_at)) AS first_at,
+             date_part('epoch', max(created_at)) AS last_at
+      FROM (SELECT *, coalesce(model_version, 'unversioned') AS version
+            FROM mlops.model_performance
+            WHERE tenant_id = %(tenant)s AND function_name = %(function)s
+              AND model = %(model)s AND created_at >= to_timestamp(%(start)s)
+              AND created_at < to_timestamp(%(end)s)) w
+      GROUP BY GROUPING SETS ((variant), (version))) s
 ORDER BY 1, 2;
 
 -- Latency (log-spaced bins, 4 a decade from 1 ms), confidence (tenths), days (UTC) and
@@ -137,30 +163,40 @@ WHERE tenant_id = %(tenant)s AND state <> 'resolved'
   AND function_name = %(function)s AND (model IS NULL OR model = %(model)s)
 ORDER BY first_seen, title LIMIT 50;
 
--- The models a function served in the window, else the ones it ever served (by the
--- processor's totals), else the ones of its stored cards.
+-- The models a function served in the window, else the ones it ever served, else the
+-- ones of its stored cards. The processor's totals name the candidates, so the window is
+-- only probed (an index lookup per model) instead of scanned; without totals (no
+-- processor yet) the window is scanned.
 -- name: card_models
-SELECT model FROM (
-    SELECT DISTINCT model, 1 AS rank FROM mlops.model_performance
-    WHERE tenant_id = %(tenant)s AND function_name = %(function)s
-      AND created_at >= to_timestamp(%(start)s) AND created_at < to_timestamp(%(end)s)
-    UNION
-    SELECT DISTINCT model, 2 FROM mlops.series_totals
+WITH known AS (
+    SELECT model FROM mlops.series_totals
     WHERE tenant_id = %(tenant)s AND function_name = %(function)s
     UNION
-    SELECT DISTINCT model, 3 FROM mlops.model_cards
-    WHERE tenant_id = %(tenant)s AND function_name = %(function)s) m
-GROUP BY model HAVING min(rank) = (
-    SELECT min(r) FROM (
-        SELECT 1 AS r FROM mlops.model_performance
-        WHERE tenant_id = %(tenant)s AND function_name = %(function)s
-          AND created_at >= to_timestamp(%(start)s) AND created_at < to_timestamp(%(end)s)
-        UNION ALL
-        SELECT 2 FROM mlops.series_totals
-        WHERE tenant_id = %(tenant)s AND function_name = %(function)s
-        UNION ALL
-        SELECT 3 FROM mlops.model_cards
-        WHERE tenant_id = %(tenant)s AND function_name = %(function)s) x)
+    SELECT model FROM mlops.model_cards
+    WHERE tenant_id = %(tenant)s AND function_name = %(function)s),
+served AS (
+    SELECT k.model FROM known k
+    WHERE EXISTS (SELECT 1 FROM mlops.model_performance p
+                  WHERE p.tenant_id = %(tenant)s AND p.function_name = %(function)s
+                    AND p.model = k.model AND p.created_at >= to_timestamp(%(start)s)
+                    AND p.created_at < to_timestamp(%(end)s))
+    UNION
+    SELECT DISTINCT p.model FROM mlops.model_performance p
+    WHERE NOT EXISTS (SELECT 1 FROM mlops.series_totals t
+                      WHERE t.tenant_id = %(tenant)s AND t.function_name = %(function)s)
+      AND p.tenant_id = %(tenant)s AND p.function_name = %(function)s
+      AND p.created_at >= to_timestamp(%(start)s) AND p.created_at < to_timestamp(%(end)s))
+SELECT model FROM served
+UNION
+SELECT model FROM mlops.series_totals
+WHERE tenant_id = %(tenant)s AND function_name = %(function)s
+  AND NOT EXISTS (SELECT 1 FROM served)
+UNION
+SELECT model FROM mlops.model_cards
+WHERE tenant_id = %(tenant)s AND function_name = %(function)s
+  AND NOT EXISTS (SELECT 1 FROM served)
+  AND NOT EXISTS (SELECT 1 FROM mlops.series_totals
+                  WHERE tenant_id = %(tenant)s AND function_name = %(function)s)
 ORDER BY model;
 
 -- Whether a function is known at all: it has rows, totals, a spec or a card.

@@ -111,12 +111,11 @@ def gather(db: Rows, tenant: str, function: str, model: str, *, start: float,
            end: float) -> Evidence:
     """Everything measured about one (tenant, function, model) in [start, end)."""
     p = {"tenant": tenant, "function": function, "model": model, "start": start, "end": end}
-    slices = db.rows("card_totals", Totals, **p)
-    totals = next((t for t in slices if t.slice_kind == "all"), None) or Totals(
-        0, 0, None, None, None, None, 0.0, 0, 0, None, None, None, None, 0, 0, None, None)
+    (totals,) = db.rows("card_totals", Totals, **p)
+    slices = db.rows("card_slices", Totals, **p) if totals.requests else []
     # A slice kind with one value says nothing the whole window does not.
     kinds = [t.slice_kind for t in slices]
-    slices = [t for t in slices if t.slice_kind != "all" and kinds.count(t.slice_kind) > 1]
+    slices = [t for t in slices if kinds.count(t.slice_kind) > 1]
     dists = db.rows("card_distributions", _Dist, **p)
     errors = [ErrorType(d.key, d.errors) for d in dists if d.kind == "error_type"]
     (count,) = db.rows("card_drift_count", _Count, **p)
