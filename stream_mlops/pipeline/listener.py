@@ -31,12 +31,10 @@ class Listener(threading.Thread):
         status: PipelineStatus,
         *,
         connect_timeout: float = 5.0,
-        linger_seconds: float = 0.0,
     ) -> None:
         super().__init__(name="stream-mlops-listener", daemon=True)
         self.url, self.wake, self.stop, self.status = url, wake, stop, status
         self.connect_timeout = connect_timeout
-        self.linger_seconds = linger_seconds
         self.backoff = Backoff()
         self.conn: psycopg.Connection[tuple[object, ...]] | None = None
 
@@ -81,6 +79,6 @@ class Listener(threading.Thread):
             while pgconn.notifies() is not None:
                 woken = True
             if woken:
+                # At once: the consumer decides whether to coalesce (service._loop); a
+                # linger here would delay the first row after a quiet spell.
                 self.wake.set()
-                # Let the next wake-ups pile up in the socket and read them in one go.
-                self.stop.wait(self.linger_seconds)

@@ -4,6 +4,7 @@ through lost connections and Postgres restarts."""
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import sys
 import threading
@@ -29,6 +30,8 @@ from stream_mlops.pipeline.status import PipelineStatus
 from stream_mlops.settings import Settings, email_enabled
 
 log = logging.getLogger(__name__)
+# A wake-up this soon after a batch that found rows is taken as load, not as a lone commit.
+QUIET_SECONDS = 0.002
 
 
 class Service:
@@ -76,8 +79,7 @@ class Service:
         s = self.settings
         self.scheduler.watch("listener", lambda: Listener(
             s.database_url, self.wake, self.stop, self.status,
-            connect_timeout=s.connect_timeout_seconds,
-            linger_seconds=s.min_batch_interval_seconds))
+            connect_timeout=s.connect_timeout_seconds))
         if email_enabled(s):
             self.scheduler.watch("notifier", lambda: Notifier(s, self.stop, self.status))
         # While a worker computes, the consumer waits for the GIL up to the switch
@@ -98,6 +100,8 @@ class Service:
         backoff = Backoff()
         standby_logged = False
         st, batch = self.status, self.settings.batch_size
+        # The last batch that found rows: when it started and ended.
+        busy_start = busy_end = -math.inf
         while not self.stop.is_set():
             st.heartbeat_at = time.time()
             self.scheduler.supervise()
@@ -118,15 +122,22 @@ class Service:
                     log.info("consuming", extra={"consumer": st.consumer,
                                                  "cursor": self.consumer.cursor.to_json()})
                 self.wake.clear()
-                stepped = time.monotonic()
-                if self.consumer.step() >= batch:
+                started = time.monotonic()
+                consumed = self.consumer.step()
+                if consumed >= batch:
                     continue
+                if consumed:
+                    busy_start, busy_end = started, time.monotonic()
                 self.consumer.run_jobs()
                 self.wake.wait(self.settings.poll_interval_seconds)
-                # Coalesce wake-ups: one transaction per commit of every writer would cost
-                # most of a core at 1,000 commits/s; a short linger batches them.
-                self.stop.wait(stepped + self.settings.min_batch_interval_seconds
-                               - time.monotonic())
+                # Adaptive batching: a wake-up after a quiet spell is served at once (no
+                # linger at low rates). One that came while a batch ran, or right after
+                # one, means busy writers: it waits until the interval since that batch's
+                # start is over, so their commits coalesce into growing batches instead
+                # of costing a transaction each.
+                now = time.monotonic()
+                if now - busy_end < QUIET_SECONDS:
+                    self.stop.wait(busy_start + self.settings.min_batch_interval_seconds - now)
             except CursorConflict as exc:
                 log.warning(str(exc))
                 self.consumer.close()
