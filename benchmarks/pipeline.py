@@ -9,6 +9,7 @@ same run: a minimal consumer for throughput, a table without triggers for insert
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import multiprocessing
 import re
@@ -153,6 +154,15 @@ def _send(url: str, sql: str, rows: list[tuple[Any, ...]], per_commit: int, *, r
         return sent / (time.perf_counter() - start)
 
 
+def start_processor(url: str, log: Path, env: dict[str, str], code: str | None
+                    ) -> ProcessorProcess:
+    """``python -m stream_mlops run``, from ``code`` if given: ``-m`` puts the working
+    directory first on sys.path, ahead of PYTHONPATH, so the child starts there."""
+    p = ProcessorProcess(url, log_path=log, env=env)
+    with contextlib.chdir(code or Path.cwd()):
+        return p.start()
+
+
 def _scrape_loop(port: int, stop: Any, out: Any) -> None:
     """(start, end, events) of back-to-back scrapes of /metrics, in a process of its own so
     the writer's GIL never delays them."""
@@ -223,7 +233,7 @@ def bench_latency(pg: EmbeddedPostgres, rate: int, rows_per_commit: int, seconds
     env = {"PYTHONPATH": code} if code else {}
     if interval is not None:
         env["MIN_BATCH_INTERVAL_SECONDS"] = str(interval)
-    p = ProcessorProcess(url, log_path=tmp / f"{name}.log", env=env).start()
+    p = start_processor(url, tmp / f"{name}.log", env, code)
     p.wait_ready()
     commits: list[tuple[int, float]] = []  # (cumulative rows, commit returned at)
     mp = multiprocessing.get_context("fork")
@@ -374,7 +384,7 @@ def bench_cpu(pg: EmbeddedPostgres, rate: int, seconds: float, tmp: Path,
     env = {"PYTHONPATH": code} if code else {}
     if interval is not None:
         env["MIN_BATCH_INTERVAL_SECONDS"] = str(interval)
-    p = ProcessorProcess(url, log_path=tmp / f"{name}.log", env=env).start()
+    p = start_processor(url, tmp / f"{name}.log", env, code)
     try:
         p.wait_ready()
         assert p.proc is not None
@@ -393,36 +403,43 @@ def bench_cpu(pg: EmbeddedPostgres, rate: int, seconds: float, tmp: Path,
 
         th = threading.Thread(target=prometheus_like)
         th.start()
+        b0 = metric_sum(scrape(p.port), "mlops_processor_batches_total")
         cpu0, t0 = cpu_seconds(p.proc.pid), time.perf_counter()
         achieved = _send(url, sql, rows, 1, rate=rate, seconds=seconds, commits=commits)
         cpu1, t1 = cpu_seconds(p.proc.pid), time.perf_counter()
+        b1 = metric_sum(scrape(p.port), "mlops_processor_batches_total")
         stop.set()
         th.join()
         sent = len(commits)
         wait_for(lambda: p.events() >= sent, 30, "drain")
-        events = metric_sum(scrape(p.port), "mlops_processor_events_total")
+        text = scrape(p.port)
+        events = metric_sum(text, "mlops_processor_events_total")
     finally:
         p.stop()
     return {"code": "baseline" if code else "this tree", "target_rows_per_s": rate,
             "achieved_rows_per_s": round(achieved), "commits": "single-row",
             "seconds": seconds,
             "processor_cpu_percent_of_one_core": round(100 * (cpu1 - cpu0) / (t1 - t0), 2),
-            "events": int(events)}
+            "events": int(events), "batches_per_s": round((b1 - b0) / (t1 - t0), 1),
+            # Everything the process did, divided among its batches.
+            "cpu_ms_per_batch": round(1000 * (cpu1 - cpu0) / max(1.0, b1 - b0), 3)}
 
 
 def cpu_runs(pg: EmbeddedPostgres, rate: int, seconds: float, tmp: Path,
              *, baseline: str | None, repeat: int, interval: float | None = None
              ) -> dict[str, Any]:
     """This tree and the baseline (if any) alternately: the median and every run."""
-    runs: dict[str, list[float]] = {"this_tree": [], "baseline": []}
+    runs: dict[str, list[dict[str, Any]]] = {"this_tree": [], "baseline": []}
     for _ in range(repeat):
-        runs["this_tree"].append(bench_cpu(pg, rate, seconds, tmp, interval=interval)[
-            "processor_cpu_percent_of_one_core"])
+        runs["this_tree"].append(bench_cpu(pg, rate, seconds, tmp, interval=interval))
         if baseline:
-            runs["baseline"].append(bench_cpu(pg, rate, seconds, tmp, code=baseline)[
-                "processor_cpu_percent_of_one_core"])
+            runs["baseline"].append(bench_cpu(pg, rate, seconds, tmp, code=baseline))
     return {"rate_rows_per_s": rate, "commits": "single-row", "seconds": seconds,
-            **{who: {"cpu_percent_median": statistics.median(r), "runs": r}
+            **{who: {"cpu_percent_median": statistics.median(
+                        x["processor_cpu_percent_of_one_core"] for x in r),
+                     "cpu_ms_per_batch_median": statistics.median(
+                         x["cpu_ms_per_batch"] for x in r),
+                     "runs": r}
                for who, r in runs.items() if r}}
 
 

@@ -32,6 +32,8 @@ from stream_mlops.settings import Settings, email_enabled
 log = logging.getLogger(__name__)
 # A wake-up this soon after a batch that found rows is taken as load, not as a lone commit.
 QUIET_SECONDS = 0.002
+# How often the loop looks for due jobs and the workers' results: not after every batch.
+JOBS_TICK_SECONDS = 0.05
 
 
 class Service:
@@ -45,6 +47,7 @@ class Service:
         )
         self.stop = threading.Event()
         self.wake = threading.Event()
+        self.taken = threading.Event()  # the consumer has seen the last wake-up
         self.scheduler = Scheduler(self.stop)
         self.consumer = Consumer(
             settings.database_url, self.processor, self.status,
@@ -79,7 +82,7 @@ class Service:
         s = self.settings
         self.scheduler.watch("listener", lambda: Listener(
             s.database_url, self.wake, self.stop, self.status,
-            connect_timeout=s.connect_timeout_seconds))
+            connect_timeout=s.connect_timeout_seconds, taken=self.taken))
         if email_enabled(s):
             self.scheduler.watch("notifier", lambda: Notifier(s, self.stop, self.status))
         # While a worker computes, the consumer waits for the GIL up to the switch
@@ -96,39 +99,53 @@ class Service:
             self.server.stop()
             log.info("stopped", extra={"events_total": self.status.events_total})
 
+    def _open(self, backoff: Backoff, standby_logged: bool) -> bool | None:
+        """Connect and take the lock: True if consuming, False as a standby (logged
+        once: ``standby_logged``), None when already open."""
+        if self.consumer.conn is not None and not self.consumer.conn.closed:
+            return None
+        st = self.status
+        active = self.consumer.open()
+        st.db_down_since = None  # reached it, whether we hold the lock or not
+        if not active:
+            if not standby_logged:
+                log.info("standby: another processor holds the consumer lock")
+            self.consumer.close()
+            return False
+        backoff.reset()
+        st.last_error = ""
+        log.info("consuming", extra={"consumer": st.consumer,
+                                     "cursor": self.consumer.cursor.to_json()})
+        return True
+
     def _loop(self) -> None:
         backoff = Backoff()
         standby_logged = False
         st, batch = self.status, self.settings.batch_size
         # The last batch that found rows: when it started and ended.
         busy_start = busy_end = -math.inf
+        jobs_at = 0.0
         while not self.stop.is_set():
             st.heartbeat_at = time.time()
             self.scheduler.supervise()
             try:
-                if self.consumer.conn is None or self.consumer.conn.closed:
-                    active = self.consumer.open()
-                    st.db_down_since = None  # reached it, whether we hold the lock or not
-                    if not active:
-                        if not standby_logged:
-                            log.info("standby: another processor holds the consumer lock")
-                            standby_logged = True
-                        self.consumer.close()
+                opened = self._open(backoff, standby_logged)
+                if opened is not None:
+                    standby_logged = not opened
+                    if not opened:
                         self.stop.wait(self.settings.poll_interval_seconds)
                         continue
-                    standby_logged = False
-                    backoff.reset()
-                    st.last_error = ""
-                    log.info("consuming", extra={"consumer": st.consumer,
-                                                 "cursor": self.consumer.cursor.to_json()})
                 self.wake.clear()
+                self.taken.set()
                 started = time.monotonic()
                 consumed = self.consumer.step()
                 if consumed >= batch:
                     continue
                 if consumed:
                     busy_start, busy_end = started, time.monotonic()
-                self.consumer.run_jobs()
+                if started >= jobs_at:  # the jobs are due every second or more
+                    self.consumer.run_jobs()
+                    jobs_at = time.monotonic() + JOBS_TICK_SECONDS
                 self.wake.wait(self.settings.poll_interval_seconds)
                 # Adaptive batching: a wake-up after a quiet spell is served at once (no
                 # linger at low rates). One that came while a batch ran, or right after
