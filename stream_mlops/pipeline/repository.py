@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import psycopg
+from psycopg import pq
 from psycopg.rows import class_row, dict_row, kwargs_row
 from psycopg.types.json import Jsonb
 
@@ -236,6 +237,8 @@ class Repository:
         # BEGIN and COMMIT as plain statements in the pipeline: psycopg's transaction()
         # costs several pipeline syncs more per batch. Any error rolls back below; the
         # consumer then reloads its state anyway.
+        assert self.conn.info.transaction_status == pq.TransactionStatus.IDLE, \
+            "persist() outside any transaction: its COMMIT would end the caller's"
         try:
             with self.conn.pipeline():
                 self.conn.execute("BEGIN")
