@@ -97,6 +97,45 @@ def our_consumer(url: str, batch_size: int) -> float:
     return rate
 
 
+_CATCH_UP = """
+import sys, time, psycopg
+from stream_mlops.pipeline.consumer import Consumer
+from stream_mlops.pipeline.processor import Processor
+from stream_mlops.pipeline.status import PipelineStatus
+url = sys.argv[1]
+with psycopg.connect(url, autocommit=True) as conn:
+    conn.execute("DELETE FROM mlops.consumer_checkpoints")
+    conn.execute("DELETE FROM mlops.series_totals")
+c = Consumer(url, Processor(), PipelineStatus(), batch_size=20000)
+assert c.open()
+t0, n = time.perf_counter(), 0
+while k := c.step():
+    n += k
+print(n / (time.perf_counter() - t0))
+"""
+
+
+def catch_up_runs(pg: EmbeddedPostgres, rows: int, *, baseline: str | None, repeat: int
+                  ) -> dict[str, Any]:
+    """The in-process consumer catching up on ``rows`` preloaded rows over 1,000 series,
+    this tree and the baseline alternately, each in a process of its own."""
+    url = new_db(pg, f"catch_up_{next(_RUNS)}")
+    copy_in(url, series_rows(rows, 1000))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE mlops.model_performance")
+    trees = {"this_tree": str(Path.cwd())} | ({"baseline": baseline} if baseline else {})
+    runs: dict[str, list[float]] = {who: [] for who in trees}
+    for _ in range(repeat):
+        for who, code in trees.items():
+            out = subprocess.run([sys.executable, "-c", _CATCH_UP, url], cwd=code, check=True,
+                                 env={**__import__("os").environ, "PYTHONPATH": code},
+                                 capture_output=True, text=True)
+            runs[who].append(round(float(out.stdout.split()[-1])))
+    return {"rows": rows, "series": 1000,
+            **{who: {"rows_per_s_median": statistics.median(r), "runs": r}
+               for who, r in runs.items()}}
+
+
 def bench_throughput(pg: EmbeddedPostgres, rows: int, tmp: Path) -> dict[str, Any]:
     url = new_db(pg, "throughput")
     t0 = time.perf_counter()
@@ -469,6 +508,8 @@ def main() -> int:
         "latency_100": lambda: latency_runs(pg, 100, 1, args.seconds, tmp, **same),
         "latency_1k": lambda: latency_runs(pg, 1000, 1, args.seconds, tmp, **same),
         "latency_10k": lambda: latency_runs(pg, 10000, 100, args.seconds, tmp, **same),
+        "catchup": lambda: catch_up_runs(pg, args.rows // 5, baseline=base,
+                                         repeat=args.repeat),
         "inserts": lambda: bench_inserts(pg, 8),
         "cpu_1k": lambda: cpu_runs(pg, 1000, 2 * args.seconds, tmp, **same),
     }
