@@ -9,8 +9,11 @@ same run: a minimal consumer for throughput, a table without triggers for insert
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
+import multiprocessing
 import re
+import select
 import shutil
 import statistics
 import subprocess
@@ -32,16 +35,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import copy_in, cpu_seconds, report, rss_mb, series_rows, start_server
 from stream_mlops.dev.embedded import EmbeddedPostgres
 from stream_mlops.pipeline.consumer import Consumer
+from stream_mlops.pipeline.listener import CHANNEL
 from stream_mlops.pipeline.processor import Processor
 from stream_mlops.pipeline.status import PipelineStatus
 from tests.helpers import ProcessorProcess, http_status, metric_sum, scrape, wait_for
 
+_RUNS = itertools.count()
+PROBE_PAUSE = 0.001
 _EVENTS = re.compile(rb"^mlops_processor_events_total\{[^}]*\} (\S+)$", re.MULTILINE)
 
 
-def events_fast(port: int) -> float:
-    """mlops_processor_events_total with a regex: the full parser is too slow to poll."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+def events_fast(port: int, *, only: bool = False) -> float:
+    """mlops_processor_events_total with a regex: the full parser is too slow to poll.
+
+    ``only``: ask /metrics for that family alone (``?name[]=``), so that polling every
+    millisecond does not itself load the processor with rendering every series.
+    """
+    query = "?name[]=mlops_processor_events_total" if only else ""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics{query}", timeout=5) as r:
         m = _EVENTS.search(r.read())
     return float(m.group(1)) if m else -1.0
 
@@ -84,6 +95,45 @@ def our_consumer(url: str, batch_size: int) -> float:
     rate = n / (time.perf_counter() - t0)
     c.close()
     return rate
+
+
+_CATCH_UP = """
+import sys, time, psycopg
+from stream_mlops.pipeline.consumer import Consumer
+from stream_mlops.pipeline.processor import Processor
+from stream_mlops.pipeline.status import PipelineStatus
+url = sys.argv[1]
+with psycopg.connect(url, autocommit=True) as conn:
+    conn.execute("DELETE FROM mlops.consumer_checkpoints")
+    conn.execute("DELETE FROM mlops.series_totals")
+c = Consumer(url, Processor(), PipelineStatus(), batch_size=20000)
+assert c.open()
+t0, n = time.perf_counter(), 0
+while k := c.step():
+    n += k
+print(n / (time.perf_counter() - t0))
+"""
+
+
+def catch_up_runs(pg: EmbeddedPostgres, rows: int, *, baseline: str | None, repeat: int
+                  ) -> dict[str, Any]:
+    """The in-process consumer catching up on ``rows`` preloaded rows over 1,000 series,
+    this tree and the baseline alternately, each in a process of its own."""
+    url = new_db(pg, f"catch_up_{next(_RUNS)}")
+    copy_in(url, series_rows(rows, 1000))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE mlops.model_performance")
+    trees = {"this_tree": str(Path.cwd())} | ({"baseline": baseline} if baseline else {})
+    runs: dict[str, list[float]] = {who: [] for who in trees}
+    for _ in range(repeat):
+        for who, code in trees.items():
+            out = subprocess.run([sys.executable, "-c", _CATCH_UP, url], cwd=code, check=True,
+                                 env={**__import__("os").environ, "PYTHONPATH": code},
+                                 capture_output=True, text=True)
+            runs[who].append(round(float(out.stdout.split()[-1])))
+    return {"rows": rows, "series": 1000,
+            **{who: {"rows_per_s_median": statistics.median(r), "runs": r}
+               for who, r in runs.items()}}
 
 
 def bench_throughput(pg: EmbeddedPostgres, rows: int, tmp: Path) -> dict[str, Any]:
@@ -143,58 +193,150 @@ def _send(url: str, sql: str, rows: list[tuple[Any, ...]], per_commit: int, *, r
         return sent / (time.perf_counter() - start)
 
 
-def bench_latency(pg: EmbeddedPostgres, rate: int, rows_per_commit: int, seconds: float,
-                  tmp: Path, *, linger: float = 0.02) -> dict[str, Any]:
-    """COMMIT -> visible on /metrics, at ``rate`` rows/s."""
-    name = f"latency_{rate}_{int(linger * 1000)}"
-    url = new_db(pg, name)
-    p = ProcessorProcess(url, log_path=tmp / f"{name}.log",
-                         env={"MIN_BATCH_INTERVAL_SECONDS": str(linger)}).start()
-    p.wait_ready()
-    commits: list[tuple[int, float]] = []  # (cumulative rows, commit returned at)
-    seen: list[tuple[float, float]] = []  # (scrape returned at, events)
-    stop = threading.Event()
+def start_processor(url: str, log: Path, env: dict[str, str], code: str | None
+                    ) -> ProcessorProcess:
+    """``python -m stream_mlops run``, from ``code`` if given: ``-m`` puts the working
+    directory first on sys.path, ahead of PYTHONPATH, so the child starts there."""
+    p = ProcessorProcess(url, log_path=log, env=env)
+    with contextlib.chdir(code or Path.cwd()):
+        return p.start()
 
-    def scraper() -> None:
+
+def _scrape_loop(port: int, stop: Any, out: Any) -> None:
+    """(start, end, events) of back-to-back scrapes of /metrics, in a process of its own so
+    the writer's GIL never delays them."""
+    seen = []
+    while not stop.is_set():
+        t0 = time.perf_counter()
+        n = events_fast(port, only=True)
+        seen.append((t0, time.perf_counter(), n))
+        time.sleep(PROBE_PAUSE)
+    out.put(seen)
+
+
+def _floor_loop(url: str, stop: Any, ready: Any, out: Any) -> None:
+    """The floor: LISTEN, and on each wake-up one read of the rows after an (xid, id)
+    cursor; (read returned at, rows seen in all). One writer commits in xid order, so the
+    plain (xid, id) cursor is exact here."""
+    seen = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"LISTEN {CHANNEL}")
+        pgconn = conn.pgconn
+        xid, last, n = "0", 0, 0
+        ready.set()
         while not stop.is_set():
-            seen.append((time.perf_counter(), events_fast(p.port)))
-            time.sleep(0.001)
+            if not select.select([pgconn.socket], [], [], 0.1)[0]:
+                continue
+            pgconn.consume_input()
+            while pgconn.notifies() is not None:
+                pass
+            rows = conn.execute(
+                "SELECT xid::text, id FROM mlops.model_performance"
+                " WHERE (xid, id) > (%s::xid8, %s) ORDER BY xid, id", (xid, last)).fetchall()
+            if rows:
+                xid, last = rows[-1]
+                n += len(rows)
+                seen.append((time.perf_counter(), n))
+    out.put(seen)
 
-    rows = series_rows(int(rate * seconds) + rows_per_commit, 12)
-    cols = "tenant_id, function_name, model, variant, latency_ms, prompt_tokens, " \
-           "completion_tokens, cached_tokens, confidence, status"
-    sql = f"INSERT INTO mlops.model_performance ({cols}) VALUES " + \
-        ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * rows_per_commit)
-    th = threading.Thread(target=scraper)
-    th.start()
-    try:
-        achieved = _send(url, sql, rows, rows_per_commit, rate=rate, seconds=seconds,
-                         commits=commits)
-        sent = commits[-1][0]
-        wait_for(lambda: p.events() >= sent, 60, "drain")
-        time.sleep(0.05)
-    finally:
-        stop.set()
-        th.join()
-        p.stop()
-    lat = []
-    j = 0
-    warm = commits[0][1] + 1.0
+
+def _percentiles(lat: list[float]) -> dict[str, float]:
+    lat = sorted(lat)
+    return {"p50_ms": round(lat[len(lat) // 2], 2), "p99_ms": round(lat[int(len(lat) * 0.99)], 2),
+            "max_ms": round(lat[-1], 2)}
+
+
+def _latencies(commits: list[tuple[int, float]], seen: list[tuple[float, float]],
+               warm: float) -> list[float]:
+    """For each commit after ``warm``: ms until the first observation, made after it, that
+    counts its rows."""
+    lat, j = [], 0
     for n, t in commits:
         while j < len(seen) and (seen[j][1] < n or seen[j][0] < t):
             j += 1
         if j < len(seen) and t >= warm:
             lat.append((seen[j][0] - t) * 1000)
-    lat.sort()
-    gaps = [b[0] - a[0] for a, b in itertools.pairwise(seen)]
+    return lat
+
+
+def bench_latency(pg: EmbeddedPostgres, rate: int, rows_per_commit: int, seconds: float,
+                  tmp: Path, *, code: str | None = None, interval: float | None = None,
+                  ) -> dict[str, Any]:
+    """COMMIT -> visible on /metrics at ``rate`` rows/s, and the floor in the same run.
+
+    ``code``: run the processor from this source tree (a baseline checkout); ``interval``:
+    MIN_BATCH_INTERVAL_SECONDS (None: the default of that code).
+    """
+    name = f"latency_{rate}_{next(_RUNS)}"
+    url = new_db(pg, name)
+    env = {"PYTHONPATH": code} if code else {}
+    if interval is not None:
+        env["MIN_BATCH_INTERVAL_SECONDS"] = str(interval)
+    p = start_processor(url, tmp / f"{name}.log", env, code)
+    p.wait_ready()
+    commits: list[tuple[int, float]] = []  # (cumulative rows, commit returned at)
+    mp = multiprocessing.get_context("fork")
+    stop, ready, scrapes_q, floor_q = mp.Event(), mp.Event(), mp.Queue(), mp.Queue()
+    probes = [mp.Process(target=_scrape_loop, args=(p.port, stop, scrapes_q)),
+              mp.Process(target=_floor_loop, args=(url, stop, ready, floor_q))]
+    rows = series_rows(int(rate * seconds) + rows_per_commit, 12)
+    cols = "tenant_id, function_name, model, variant, latency_ms, prompt_tokens, " \
+           "completion_tokens, cached_tokens, confidence, status"
+    sql = f"INSERT INTO mlops.model_performance ({cols}) VALUES " + \
+        ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * rows_per_commit)
+    for pr in probes:
+        pr.start()
+    try:
+        ready.wait(10)
+        achieved = _send(url, sql, rows, rows_per_commit, rate=rate, seconds=seconds,
+                         commits=commits)
+        sent = commits[-1][0]
+        wait_for(lambda: p.events() >= sent, 60, "drain")
+        time.sleep(0.1)
+    finally:
+        stop.set()
+        scrapes, floor = scrapes_q.get(timeout=30), floor_q.get(timeout=30)
+        for pr in probes:
+            pr.join(10)
+        p.stop()
+    warm = commits[0][1] + 1.0
+    lat = _latencies(commits, [(end, n) for _, end, n in scrapes], warm)
+    floor_lat = _latencies(commits, floor, warm)
     return {
-        "target_rows_per_s": rate, "achieved_rows_per_s": round(achieved),
-        "rows_per_commit": rows_per_commit, "min_batch_interval_s": linger,
-        "commits_measured": len(lat),
-        "p50_ms": round(lat[len(lat) // 2], 1), "p99_ms": round(lat[int(len(lat) * 0.99)], 1),
-        "max_ms": round(lat[-1], 1),
-        "scrape_interval_ms_median": round(statistics.median(gaps) * 1000, 2),
+        "code": "baseline" if code else "this tree", "target_rows_per_s": rate,
+        "achieved_rows_per_s": round(achieved), "rows_per_commit": rows_per_commit,
+        "min_batch_interval_s": interval, "commits_measured": len(lat),
+        **_percentiles(lat),
+        "floor": _percentiles(floor_lat),
+        "scrape_ms_median": round(statistics.median(e - s for s, e, _ in scrapes) * 1000, 2),
+        "scrape_interval_ms_median": round(statistics.median(
+            b[1] - a[1] for a, b in itertools.pairwise(scrapes)) * 1000, 2),
     }
+
+
+def latency_runs(pg: EmbeddedPostgres, rate: int, rows_per_commit: int, seconds: float,
+                 tmp: Path, *, baseline: str | None, repeat: int,
+                 interval: float | None = None) -> dict[str, Any]:
+    """This tree and the baseline (if any) alternately, ``repeat`` times each: medians of
+    p50/p99 and every run."""
+    runs: dict[str, list[dict[str, Any]]] = {"this_tree": [], "baseline": []}
+    for _ in range(repeat):
+        runs["this_tree"].append(bench_latency(pg, rate, rows_per_commit, seconds, tmp,
+                                               interval=interval))
+        if baseline:
+            runs["baseline"].append(bench_latency(pg, rate, rows_per_commit, seconds, tmp,
+                                                  code=baseline))
+    out: dict[str, Any] = {"rate_rows_per_s": rate, "rows_per_commit": rows_per_commit}
+    for who, rs in runs.items():
+        if rs:
+            out[who] = {
+                "p50_ms_median": statistics.median(r["p50_ms"] for r in rs),
+                "p99_ms_median": statistics.median(r["p99_ms"] for r in rs),
+                "p99_ms_runs": [r["p99_ms"] for r in rs],
+                "floor_p50_ms_median": statistics.median(r["floor"]["p50_ms"] for r in rs),
+                "floor_p99_ms_median": statistics.median(r["floor"]["p99_ms"] for r in rs),
+                "runs": rs}
+    return out
 
 
 def pgbench(pg: EmbeddedPostgres, url: str, script: str, clients: int, seconds: int) -> float:
@@ -273,12 +415,15 @@ def bench_inserts(pg: EmbeddedPostgres, seconds: int) -> dict[str, Any]:
 
 
 def bench_cpu(pg: EmbeddedPostgres, rate: int, seconds: float, tmp: Path,
-              *, linger: float = 0.02) -> dict[str, Any]:
-    """Processor CPU at a steady ``rate`` of single-row commits, scraped every 5 s."""
-    name = f"cpu_{int(linger * 1000)}"
+              *, code: str | None = None, interval: float | None = None) -> dict[str, Any]:
+    """Processor CPU (all its threads) at a steady ``rate`` of single-row commits, scraped
+    every 5 s; ``code``: run the processor from this source tree (a baseline checkout)."""
+    name = f"cpu_{next(_RUNS)}"
     url = new_db(pg, name)
-    p = ProcessorProcess(url, log_path=tmp / f"{name}.log",
-                         env={"MIN_BATCH_INTERVAL_SECONDS": str(linger)}).start()
+    env = {"PYTHONPATH": code} if code else {}
+    if interval is not None:
+        env["MIN_BATCH_INTERVAL_SECONDS"] = str(interval)
+    p = start_processor(url, tmp / f"{name}.log", env, code)
     try:
         p.wait_ready()
         assert p.proc is not None
@@ -297,20 +442,44 @@ def bench_cpu(pg: EmbeddedPostgres, rate: int, seconds: float, tmp: Path,
 
         th = threading.Thread(target=prometheus_like)
         th.start()
+        b0 = metric_sum(scrape(p.port), "mlops_processor_batches_total")
         cpu0, t0 = cpu_seconds(p.proc.pid), time.perf_counter()
         achieved = _send(url, sql, rows, 1, rate=rate, seconds=seconds, commits=commits)
         cpu1, t1 = cpu_seconds(p.proc.pid), time.perf_counter()
+        b1 = metric_sum(scrape(p.port), "mlops_processor_batches_total")
         stop.set()
         th.join()
         sent = len(commits)
         wait_for(lambda: p.events() >= sent, 30, "drain")
-        events = metric_sum(scrape(p.port), "mlops_processor_events_total")
+        text = scrape(p.port)
+        events = metric_sum(text, "mlops_processor_events_total")
     finally:
         p.stop()
-    return {"target_rows_per_s": rate, "achieved_rows_per_s": round(achieved),
-            "commits": "single-row", "seconds": seconds, "min_batch_interval_s": linger,
+    return {"code": "baseline" if code else "this tree", "target_rows_per_s": rate,
+            "achieved_rows_per_s": round(achieved), "commits": "single-row",
+            "seconds": seconds,
             "processor_cpu_percent_of_one_core": round(100 * (cpu1 - cpu0) / (t1 - t0), 2),
-            "events": int(events)}
+            "events": int(events), "batches_per_s": round((b1 - b0) / (t1 - t0), 1),
+            # Everything the process did, divided among its batches.
+            "cpu_ms_per_batch": round(1000 * (cpu1 - cpu0) / max(1.0, b1 - b0), 3)}
+
+
+def cpu_runs(pg: EmbeddedPostgres, rate: int, seconds: float, tmp: Path,
+             *, baseline: str | None, repeat: int, interval: float | None = None
+             ) -> dict[str, Any]:
+    """This tree and the baseline (if any) alternately: the median and every run."""
+    runs: dict[str, list[dict[str, Any]]] = {"this_tree": [], "baseline": []}
+    for _ in range(repeat):
+        runs["this_tree"].append(bench_cpu(pg, rate, seconds, tmp, interval=interval))
+        if baseline:
+            runs["baseline"].append(bench_cpu(pg, rate, seconds, tmp, code=baseline))
+    return {"rate_rows_per_s": rate, "commits": "single-row", "seconds": seconds,
+            **{who: {"cpu_percent_median": statistics.median(
+                        x["processor_cpu_percent_of_one_core"] for x in r),
+                     "cpu_ms_per_batch_median": statistics.median(
+                         x["cpu_ms_per_batch"] for x in r),
+                     "runs": r}
+               for who, r in runs.items() if r}}
 
 
 def main() -> int:
@@ -318,7 +487,17 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--only", default="throughput,latency,inserts,cpu")
     ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--baseline", help="a checkout of the code to compare with (its processor "
+                    "runs from there), e.g. made by `git worktree add --detach /tmp/base main`")
+    ap.add_argument("--interval", type=float, help="MIN_BATCH_INTERVAL_SECONDS of this tree's "
+                    "processor (default: its default)")
+    ap.add_argument("--out", default="pipeline", help="results/NAME.json")
     args = ap.parse_args()
+    base = args.baseline
+    same: dict[str, Any] = {"baseline": base, "repeat": args.repeat}
+    if args.interval is not None:
+        same["interval"] = args.interval
     only = set(args.only.split(","))
     pg = start_server()
     tmp = Path(tempfile.mkdtemp(prefix="stream-mlops-bench-logs-"))
@@ -326,13 +505,13 @@ def main() -> int:
                               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     sections: dict[str, Callable[[], dict[str, Any]]] = {
         "throughput": lambda: bench_throughput(pg, args.rows, tmp),
-        "latency_1k": lambda: bench_latency(pg, 1000, 1, args.seconds, tmp),
-        "latency_10k": lambda: bench_latency(pg, 10000, 100, args.seconds, tmp),
+        "latency_100": lambda: latency_runs(pg, 100, 1, args.seconds, tmp, **same),
+        "latency_1k": lambda: latency_runs(pg, 1000, 1, args.seconds, tmp, **same),
+        "latency_10k": lambda: latency_runs(pg, 10000, 100, args.seconds, tmp, **same),
+        "catchup": lambda: catch_up_runs(pg, args.rows // 5, baseline=base,
+                                         repeat=args.repeat),
         "inserts": lambda: bench_inserts(pg, 8),
-        "cpu_1k": lambda: bench_cpu(pg, 1000, 2 * args.seconds, tmp),
-        # The knob's other end: fewer, larger batches cost less CPU and more latency.
-        "latency_1k_linger50": lambda: bench_latency(pg, 1000, 1, args.seconds, tmp, linger=0.05),
-        "cpu_1k_linger50": lambda: bench_cpu(pg, 1000, 2 * args.seconds, tmp, linger=0.05),
+        "cpu_1k": lambda: cpu_runs(pg, 1000, 2 * args.seconds, tmp, **same),
     }
     try:
         for name, run in sections.items():
@@ -343,7 +522,8 @@ def main() -> int:
         pg.stop("immediate")
         shutil.rmtree(pg.datadir.parent, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
-    report("pipeline", result)
+    result["baseline"] = base
+    report(args.out, result)
     return 0
 
 

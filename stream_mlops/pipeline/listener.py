@@ -31,12 +31,12 @@ class Listener(threading.Thread):
         status: PipelineStatus,
         *,
         connect_timeout: float = 5.0,
-        linger_seconds: float = 0.0,
+        taken: threading.Event | None = None,
     ) -> None:
         super().__init__(name="stream-mlops-listener", daemon=True)
         self.url, self.wake, self.stop, self.status = url, wake, stop, status
         self.connect_timeout = connect_timeout
-        self.linger_seconds = linger_seconds
+        self.taken = taken
         self.backoff = Backoff()
         self.conn: psycopg.Connection[tuple[object, ...]] | None = None
 
@@ -81,6 +81,14 @@ class Listener(threading.Thread):
             while pgconn.notifies() is not None:
                 woken = True
             if woken:
+                # At once: the consumer decides whether to coalesce (service._loop); a
+                # linger here would delay the first row after a quiet spell.
+                if self.taken is not None:
+                    self.taken.clear()
                 self.wake.set()
-                # Let the next wake-ups pile up in the socket and read them in one go.
-                self.stop.wait(self.linger_seconds)
+                if self.taken is not None:
+                    # Until the consumer takes this wake-up, more notifications change
+                    # nothing: let them pile up in the socket and read them in one go
+                    # (at 1,000 commits/s, a hundred wake-ups of this thread instead of a
+                    # thousand).
+                    self.taken.wait(0.5)

@@ -4,6 +4,7 @@ through lost connections and Postgres restarts."""
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import sys
 import threading
@@ -29,6 +30,10 @@ from stream_mlops.pipeline.status import PipelineStatus
 from stream_mlops.settings import Settings, email_enabled
 
 log = logging.getLogger(__name__)
+# A wake-up this soon after a batch that found rows is taken as load, not as a lone commit.
+QUIET_SECONDS = 0.002
+# How often the loop looks for due jobs and the workers' results: not after every batch.
+JOBS_TICK_SECONDS = 0.05
 
 
 class Service:
@@ -42,6 +47,7 @@ class Service:
         )
         self.stop = threading.Event()
         self.wake = threading.Event()
+        self.taken = threading.Event()  # the consumer has seen the last wake-up
         self.scheduler = Scheduler(self.stop)
         self.consumer = Consumer(
             settings.database_url, self.processor, self.status,
@@ -77,8 +83,7 @@ class Service:
         s = self.settings
         self.scheduler.watch("listener", lambda: Listener(
             s.database_url, self.wake, self.stop, self.status,
-            connect_timeout=s.connect_timeout_seconds,
-            linger_seconds=s.min_batch_interval_seconds))
+            connect_timeout=s.connect_timeout_seconds, taken=self.taken))
         if email_enabled(s):
             self.scheduler.watch("notifier", lambda: Notifier(s, self.stop, self.status))
         # While a worker computes, the consumer waits for the GIL up to the switch
@@ -95,39 +100,62 @@ class Service:
             self.server.stop()
             log.info("stopped", extra={"events_total": self.status.events_total})
 
+    def _open(self, backoff: Backoff, standby_logged: bool) -> bool | None:
+        """Connect and take the lock: True if consuming, False as a standby (logged
+        once: ``standby_logged``), None when already open."""
+        if self.consumer.conn is not None and not self.consumer.conn.closed:
+            return None
+        st = self.status
+        active = self.consumer.open()
+        st.db_down_since = None  # reached it, whether we hold the lock or not
+        if not active:
+            if not standby_logged:
+                log.info("standby: another processor holds the consumer lock")
+            self.consumer.close()
+            return False
+        backoff.reset()
+        st.last_error = ""
+        log.info("consuming", extra={"consumer": st.consumer,
+                                     "cursor": self.consumer.cursor.to_json()})
+        return True
+
     def _loop(self) -> None:
         backoff = Backoff()
         standby_logged = False
         st, batch = self.status, self.settings.batch_size
+        # The last batch that found rows: when it started and ended.
+        busy_start = busy_end = -math.inf
+        jobs_at = 0.0
         while not self.stop.is_set():
             st.heartbeat_at = time.time()
             self.scheduler.supervise()
             try:
-                if self.consumer.conn is None or self.consumer.conn.closed:
-                    active = self.consumer.open()
-                    st.db_down_since = None  # reached it, whether we hold the lock or not
-                    if not active:
-                        if not standby_logged:
-                            log.info("standby: another processor holds the consumer lock")
-                            standby_logged = True
-                        self.consumer.close()
+                opened = self._open(backoff, standby_logged)
+                if opened is not None:
+                    standby_logged = not opened
+                    if not opened:
                         self.stop.wait(self.settings.poll_interval_seconds)
                         continue
-                    standby_logged = False
-                    backoff.reset()
-                    st.last_error = ""
-                    log.info("consuming", extra={"consumer": st.consumer,
-                                                 "cursor": self.consumer.cursor.to_json()})
                 self.wake.clear()
-                stepped = time.monotonic()
-                if self.consumer.step() >= batch:
+                self.taken.set()
+                started = time.monotonic()
+                consumed = self.consumer.step()
+                if consumed >= batch:
                     continue
-                self.consumer.run_jobs()
+                if consumed:
+                    busy_start, busy_end = started, time.monotonic()
+                if started >= jobs_at:  # the jobs are due every second or more
+                    self.consumer.run_jobs()
+                    jobs_at = time.monotonic() + JOBS_TICK_SECONDS
                 self.wake.wait(self.settings.poll_interval_seconds)
-                # Coalesce wake-ups: one transaction per commit of every writer would cost
-                # most of a core at 1,000 commits/s; a short linger batches them.
-                self.stop.wait(stepped + self.settings.min_batch_interval_seconds
-                               - time.monotonic())
+                # Adaptive batching: a wake-up after a quiet spell is served at once (no
+                # linger at low rates). One that came while a batch ran, or right after
+                # one, means busy writers: it waits until the interval since that batch's
+                # start is over, so their commits coalesce into growing batches instead
+                # of costing a transaction each.
+                now = time.monotonic()
+                if now - busy_end < QUIET_SECONDS:
+                    self.stop.wait(busy_start + self.settings.min_batch_interval_seconds - now)
             except CursorConflict as exc:
                 log.warning(str(exc))
                 self.consumer.close()

@@ -378,3 +378,28 @@ def test_a_failed_persist_leaves_no_monitor_state_of_its_batch(
     assert c.status.events_total == 0
     assert drain(c) == 300 and memory_totals(c) == db_totals(db_url)
     c.close()
+
+
+def test_label_values_with_array_syntax_round_trip_exactly(db_url: str) -> None:
+    """The series keys go to Postgres as text[] literals: quotes, backslashes, commas,
+    braces, spaces, a NULL-like word and non-ASCII come back as they were sent, and a
+    restart loads the same series."""
+    odd = ['a"b', "c\\d", "e,f", "{g}", " h ", "NULL", "ü ✓", "i\\\"j"]
+    with psycopg.connect(db_url) as conn:
+        for k, name in enumerate(odd):
+            conn.execute(INSERT, ("tenant-odd", f"fn{name}", name, name, 100.0, 10, 5, 0,
+                                  0.5, "success", None))
+            conn.execute(INSERT, ("tenant-odd", f"fn{name}", name, name, 200.0 + k, 10, 5,
+                                  0, 0.5, "success", None))
+    c = make_consumer(db_url)
+    assert drain(c) == 2 * len(odd)
+    with psycopg.connect(db_url) as conn:
+        stored = {(r[0], r[1], r[2]): r[3] for r in conn.execute(
+            "SELECT function_name, model, variant, success_count FROM mlops.series_totals"
+            " WHERE tenant_id = 'tenant-odd'")}
+    assert stored == {(f"fn{n}", n, n): 2 for n in odd}
+    c.close()
+    again = make_consumer(db_url)
+    keys = {k for k in again.processor.index.keys if k[0] == "tenant-odd"}
+    assert keys == {("tenant-odd", f"fn{n}", n, n) for n in odd}
+    again.close()

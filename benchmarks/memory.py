@@ -1,0 +1,146 @@
+"""Memory per (tenant, function) series of the processor's state, by component (issue 18).
+
+    .venv/bin/python benchmarks/memory.py [--series 100,1000,5000] [--rows 200]
+
+For each series count, a fresh processor with every monitor on takes ``--rows`` rows per
+series (in batches of 5,000, as the consumer would) and runs its background jobs (drift
+detectors and tests) twice. The state is then measured two ways: the bytes reachable from
+each component (the series index, the totals, each monitor; numpy buffers included, every
+object counted once), and everything Python allocated for it (tracemalloc, numpy
+included). The reference is the same processor before any row: per-series figures are
+(with N series - empty) / N. tracemalloc slows every allocation several-fold, so it runs
+only up to ``--traced-upto`` series (the two ways agree within 2 % below). No database:
+the state is what the consumer keeps in memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import MODELS, report
+from stream_mlops.core.batch import RawBatch
+from stream_mlops.core.monitor import BackgroundJob
+from stream_mlops.pipeline.processor import Processor
+
+BATCH = 5000
+_SKIP = (type, type(sys), type(len), type(lambda: 0))
+
+
+def deep_bytes(obj: Any, seen: set[int]) -> int:
+    """Bytes reachable from ``obj`` not already in ``seen`` (numpy buffers included)."""
+    total, stack = 0, [obj]
+    while stack:
+        o = stack.pop()
+        if id(o) in seen or isinstance(o, _SKIP):
+            continue
+        seen.add(id(o))
+        if isinstance(o, np.ndarray):
+            total += sys.getsizeof(o)  # the buffer too when the array owns it
+            if o.base is not None:
+                stack.append(o.base)
+            if o.dtype == object:
+                stack.extend(o.ravel().tolist())
+            continue
+        try:
+            total += sys.getsizeof(o)
+        except TypeError:
+            continue
+        if isinstance(o, dict):
+            stack.extend(o.keys())
+            stack.extend(o.values())
+        elif isinstance(o, (list, tuple, set, frozenset)):
+            stack.extend(o)
+        elif hasattr(o, "__dict__") and not callable(o):
+            stack.append(o.__dict__)
+        if hasattr(type(o), "__slots__"):
+            stack.extend(getattr(o, s) for s in type(o).__slots__ if hasattr(o, s))
+    return total
+
+
+def rows_for(n_series: int, per_series: int, seed: int = 0) -> RawBatch:
+    """``per_series`` rows for each of ``n_series`` (tenant, function) series, shuffled,
+    over the last hour."""
+    rng = random.Random(seed)
+    keys = [f"tenant-{s % 50}\x1ffn-{s}\x1f{MODELS[s % 5]}\x1fcontrol" for s in range(n_series)]
+    n = n_series * per_series
+    order = np.array(rng.sample(range(n), n)) % n_series
+    gen = np.random.default_rng(seed)
+    now = time.time()
+    prompt = gen.integers(50, 3000, n)
+    return RawBatch(
+        xid=np.arange(n, dtype=np.int64), id=np.arange(1, n + 1, dtype=np.int64),
+        key=[keys[i] for i in order.tolist()],
+        created_at=np.sort(now - 3600 + gen.random(n) * 3590),
+        latency_ms=gen.lognormal(6.5, 0.6, n), prompt_tokens=prompt,
+        completion_tokens=gen.integers(10, 800, n), cached_tokens=np.zeros(n, np.int64),
+        cost_pico=gen.integers(1, 10**9, n), confidence=gen.random(n),
+        is_error=gen.random(n) < 0.02, query_length=gen.integers(10, 2000, n).astype(float))
+
+
+def components(p: Processor) -> dict[str, int]:
+    seen: set[int] = set()
+    out = {"series index": deep_bytes(p.index, seen), "totals": deep_bytes(p.totals, seen)}
+    for m in p.monitors:
+        out[f"monitor {m.name}"] = deep_bytes(m, seen)
+    return out
+
+
+def measure(n_series: int, per_series: int, *, traced: bool) -> dict[str, Any]:
+    gc.collect()
+    if traced:
+        tracemalloc.start()
+    p = Processor()
+    empty_traced = tracemalloc.get_traced_memory()[0]
+    empty = components(p)
+    rows = rows_for(n_series, per_series)
+    t0 = time.perf_counter()
+    for lo in range(0, len(rows), BATCH):
+        p.commit(p.prepare(rows.take(np.arange(lo, min(lo + BATCH, len(rows))))))
+    for _ in range(2):
+        for job in p.jobs():
+            if isinstance(job, BackgroundJob):
+                job.compute(time.time())
+    seconds = time.perf_counter() - t0
+    del rows
+    gc.collect()
+    allocated = tracemalloc.get_traced_memory()[0] - empty_traced if traced else None
+    tracemalloc.stop()
+    full = components(p)
+    per = {k: round((full[k] - empty.get(k, 0)) / n_series) for k in full}
+    return {"series": n_series, "rows_per_series": per_series,
+            "seconds_to_feed_and_run_jobs": round(seconds, 2),
+            "traced_bytes_per_series": allocated and round(allocated / n_series),
+            "reachable_bytes_per_series": sum(per.values()),
+            "by_component_bytes_per_series": dict(sorted(per.items(), key=lambda kv: -kv[1])),
+            "traced_mb_total": allocated and round(allocated / 2**20, 1)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--series", default="100,1000,5000")
+    ap.add_argument("--rows", type=int, default=200)
+    ap.add_argument("--traced-upto", type=int, default=1000,
+                    help="tracemalloc (slow) only up to this many series")
+    ap.add_argument("--out", default="memory")
+    args = ap.parse_args()
+    result: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "runs": [measure(int(n), args.rows, traced=int(n) <= args.traced_upto)
+                 for n in args.series.split(",")]}
+    report(args.out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
