@@ -54,7 +54,7 @@ Sample-ratio mismatch
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, cast
 
@@ -81,6 +81,15 @@ WIDE_WEIGHT = 0.1
 WIDE_SCALE = 10.0
 LOG_NARROW = math.log1p(-WIDE_WEIGHT)
 LOG_WIDE = math.log(WIDE_WEIGHT)
+# Without a minimum effect the mixture is a grid: GRID_SIZE effects per sign, log-spaced
+# between those a fixed-horizon test finds with 80 % power at ``min_samples`` and at
+# GRID_TOP x ``expected_n`` per arm, equal weights, each a normal of sd GRID_SPREAD x its
+# centre so that neighbours overlap (tuned in benchmarks/experiments.py: more points or a
+# tilt towards either end moved the mean stopping time by under 2 %).
+GRID_SIZE = 10
+GRID_SPREAD = 0.3
+GRID_TOP = 3
+LOG_GRID_WEIGHT = -math.log(2 * GRID_SIZE)
 
 
 def log_evidence(diff: npt.ArrayLike, var: npt.ArrayLike, delta: npt.ArrayLike,
@@ -149,6 +158,90 @@ def _log_evidence(d: float, v: float, m: float, t2: float, w2: float = 0.0) -> f
     return hi + math.log1p(math.exp(min(a, b) - hi))
 
 
+def grid_centres(min_samples: int, expected_n: int) -> F64:
+    """Centres of the default grid mixture in units of ``sqrt(unit)``, largest first.
+
+    Centre ``k`` is the effect a two-sided 5 % fixed-horizon test detects with 80 % power
+    at ``n_k`` per arm, ``Z_POWER / sqrt(n_k)``, with ``n_k`` log-spaced from
+    ``min_samples`` to ``GRID_TOP * expected_n``.
+
+    Examples
+    --------
+    >>> np.round(grid_centres(100, 10_000)[[0, -1]], 4)
+    array([0.2802, 0.0162])
+    """
+    n = np.geomspace(min_samples, max(GRID_TOP * expected_n, min_samples + 1), GRID_SIZE)
+    out: F64 = Z_POWER / np.sqrt(n)
+    return out
+
+
+def grid_log_evidence(diff: npt.ArrayLike, var: npt.ArrayLike, unit: npt.ArrayLike,
+                      centres: F64) -> F64:
+    """Log mixture likelihood ratio over a grid of effects ``±c sqrt(unit)``, elementwise.
+
+    The mixing distribution gives each sign and each centre ``c`` of ``centres`` equal
+    weight, as ``N(±c s, (GRID_SPREAD c s)²)`` with ``s = sqrt(unit)``: close to a
+    log-uniform prior on the size of the effect over the grid's range, so that every
+    effect in that range is found after about the same multiple of its own
+    fixed-horizon sample size, without guessing it. Any mixture of the likelihood ratios
+    is a martingale under the null, so the guarantee is that of :func:`log_evidence`.
+
+    Parameters
+    ----------
+    diff, var : array_like
+        As in :func:`log_evidence`.
+    unit : array_like
+        Variance of one treatment minus one control unit (:func:`null_variance`); where
+        it is not positive there is no scale and the result is 0.
+    centres : ndarray
+        :func:`grid_centres`.
+
+    Returns
+    -------
+    ndarray
+        ``log Λ``.
+
+    Examples
+    --------
+    >>> c = grid_centres(100, 10_000)
+    >>> np.round(grid_log_evidence([0.0, 0.03, 0.3], 1e-4, 0.1, c), 3)
+    array([ -1.164,   2.601, 418.249])
+    """
+    d, v = np.asarray(diff, np.float64), np.asarray(var, np.float64)
+    u = np.asarray(unit, np.float64)
+    ok = np.isfinite(v) & (v > 0) & np.isfinite(u) & (u > 0)
+    v = np.where(ok, v, 1.0)
+    scale = np.sqrt(np.where(ok, u, 1.0))
+    base = d * d / (2 * v)
+    out: F64 | None = None
+    for c in centres:
+        m = c * scale
+        t2 = (GRID_SPREAD * m) ** 2
+        s = v + t2
+        common = LOG_GRID_WEIGHT + base - 0.5 * np.log1p(t2 / v)
+        for term in (common - (d - m) ** 2 / (2 * s), common - (d + m) ** 2 / (2 * s)):
+            out = term if out is None else np.logaddexp(out, term)
+    assert out is not None
+    return cast(F64, np.where(ok, out, 0.0))
+
+
+def _grid_log_evidence(d: float, v: float, unit: float, centres: Sequence[float]) -> float:
+    """Scalar :func:`grid_log_evidence` with ``math``."""
+    if not (0 < v < math.inf and 0 < unit < math.inf):
+        return 0.0
+    scale = math.sqrt(unit)
+    base = d * d / (2 * v)
+    terms = []
+    for c in centres:
+        m = c * scale
+        t2 = (GRID_SPREAD * m) ** 2
+        s = v + t2
+        common = LOG_GRID_WEIGHT + base - 0.5 * math.log1p(t2 / v)
+        terms += [common - (d - m) ** 2 / (2 * s), common - (d + m) ** 2 / (2 * s)]
+    hi = max(terms)
+    return hi + math.log(math.fsum(math.exp(t - hi) for t in terms))
+
+
 def null_variance(kind: Kind, *, n_c: npt.ArrayLike, mean_c: npt.ArrayLike,
                   m2_c: npt.ArrayLike, n_t: npt.ArrayLike, mean_t: npt.ArrayLike,
                   m2_t: npt.ArrayLike) -> tuple[F64, F64]:
@@ -200,21 +293,21 @@ def mixture_scale(unit: npt.ArrayLike, min_effect: float | None, spread: float,
     return delta, (spread * delta) ** 2, (WIDE_SCALE * delta) ** 2
 
 
-def _ci_radius(var: float, delta: float, tau2: float, wide2: float, alpha: float) -> float:
-    """Half-width of ``{θ₀ : Λ(d - θ₀) < 1/alpha}`` (the set is an interval around ``d``:
-    every component of ``Λ`` is even and increasing in ``|d - θ₀|``)."""
-    if not (0 < var < math.inf and tau2 > 0):
+def _ci_radius(var: float, log_ev: Callable[[float], float], alpha: float) -> float:
+    """Half-width of ``{θ₀ : Λ(d - θ₀) < 1/alpha}`` with ``log_ev(x) = log Λ(x)`` at the
+    current variance ``var`` (the set is an interval around ``d``: every component of
+    ``Λ`` is even in ``x``, and their sum increases in ``|x|``)."""
+    if not 0 < var < math.inf:
         return math.nan
     level = math.log(1 / alpha)
-    # log Λ >= log(narrow weight) + max(a, b) - log 2 (one shifted half alone) is a
-    # quadratic in the radius whose root brackets ours from above.
-    c = level + 0.5 * math.log1p(tau2 / var) + LOG2 - (LOG_NARROW if wide2 > 0 else 0.0)
-    s = var + tau2
-    hi = (-var * delta + math.sqrt((var * delta) ** 2 + tau2 * (var * delta**2 + 2 * var * s * c))
-          ) / tau2
-    hi = max(hi, 0.0) * 1.0001 + 1e-300
-    return float(brentq(lambda x: _log_evidence(x, var, delta, tau2, wide2) - level, 0.0, hi,
-                        xtol=1e-15, rtol=1e-12))
+    if log_ev(0.0) >= level:  # no scale (a component of zero width): no interval
+        return math.nan
+    hi = math.sqrt(var)
+    while log_ev(hi) < level:
+        hi *= 2.0
+        if hi > 1e300:
+            return math.nan
+    return float(brentq(lambda x: log_ev(x) - level, 0.0, hi, xtol=1e-15, rtol=1e-12))
 
 
 def _normal_mixture_radius(var: float, tau2: float, alpha: float) -> float:
@@ -314,6 +407,8 @@ class SequentialTest:
         self.min_samples = min_samples
         self.expected_n = expected_n
         self._level = math.log(1 / self.alpha)
+        self._grid = grid_centres(min_samples, expected_n)
+        self._centres = self._grid.tolist()
         # Welford state per arm: count, mean, sum of squared deviations.
         self._n = [0, 0]
         self._mean = [0.0, 0.0]
@@ -363,8 +458,13 @@ class SequentialTest:
             p = k / (nc + nt)
             smooth = (k + 1) / (nc + nt + 2)
             var, unit = max(p * (1 - p), 0.0) * (1 / nc + 1 / nt), 2 * smooth * (1 - smooth)
+        return self._log_ev(mt - mc, var, unit)
+
+    def _log_ev(self, d: float, var: float, unit: float) -> float:
+        if self.min_effect is None:
+            return _grid_log_evidence(d, var, unit, self._centres)
         delta, tau2, wide2 = self._mixture(unit)
-        return _log_evidence(mt - mc, var, delta, tau2, wide2)
+        return _log_evidence(d, var, delta, tau2, wide2)
 
     def _mixture(self, unit: float) -> tuple[float, float, float]:
         delta = (self.min_effect if self.min_effect is not None
@@ -421,9 +521,12 @@ class SequentialTest:
                 var, unit = null_variance(
                     self.kind, n_c=other_n, mean_c=om, m2_c=oq, n_t=nn, mean_t=mm, m2_t=qq)
                 diff = mm - om
-            delta, tau2, wide2 = mixture_scale(unit, self.min_effect, self.spread,
-                                               self.expected_n)
-            log_lr = log_evidence(diff, var, delta, tau2, wide2)
+            if self.min_effect is None:
+                log_lr = grid_log_evidence(diff, var, unit, self._grid)
+            else:
+                delta, tau2, wide2 = mixture_scale(unit, self.min_effect, self.spread,
+                                                   self.expected_n)
+                log_lr = log_evidence(diff, var, delta, tau2, wide2)
             if self._decision == "continue":
                 hit = np.flatnonzero(log_lr >= self._level)
                 if hit.size:
@@ -527,8 +630,8 @@ class SequentialTest:
         """Half-width of the difference's confidence sequence (unpooled variance)."""
         if min(self._n) < self.min_samples:
             return math.nan
-        delta, tau2, wide2 = self._mixture(self._unit())
-        return _ci_radius(self._arm_var(0) + self._arm_var(1), delta, tau2, wide2, self.alpha)
+        var, unit = self._arm_var(0) + self._arm_var(1), self._unit()
+        return _ci_radius(var, lambda x: self._log_ev(x, var, unit), self.alpha)
 
     @property
     def confidence_interval(self) -> tuple[float, float] | None:
