@@ -422,6 +422,12 @@ class SequentialTest:
         self._n = [0, 0]
         self._mean = [0.0, 0.0]
         self._m2 = [0.0, 0.0]
+        # With a pre-treatment covariate (CUPED): its mean, M2 and co-moment with x, per
+        # arm; None until the first observation says whether there is one.
+        self._cx = [0.0, 0.0]
+        self._sxx = [0.0, 0.0]
+        self._sxy = [0.0, 0.0]
+        self._adjusted: bool | None = None
         self._max_log = 0.0  # running max of log Λ since the burn-in ended
         self._decision: Decision = "continue"
         self._decided_at: int | None = None
@@ -435,13 +441,17 @@ class SequentialTest:
             return 1
         raise ValueError(f"arm must be 'control' or 'treatment', not {arm!r}")
 
-    def update(self, arm: Arm, x: float) -> SequentialTest:
+    def update(self, arm: Arm, x: float, covariate: float | None = None) -> SequentialTest:
         """Add one observation ``x`` to ``arm`` and look at the evidence; returns ``self``.
 
         For proportions ``x`` is 0/1 (or a bool); for means any finite number.
+        ``covariate`` is a pre-treatment value of the same unit (e.g. the prompt's
+        length), for means only: given with the first observation, it is required with
+        every one, and the test compares the regression-adjusted (CUPED) means.
         """
         i = self._arm(arm)
         x = float(x)
+        self._covariate(i, x, covariate)
         if self.kind == "proportion":
             if x not in (0.0, 1.0):
                 raise ValueError(f"a proportion observation is 0 or 1, not {x!r}")
@@ -454,10 +464,41 @@ class SequentialTest:
         self._n[i] = n
         nc, nt = self._n
         if nc >= self.min_samples and nt >= self.min_samples:
-            self._look(self._scalar_log_evidence(), self._mean[1] - self._mean[0])
+            self._look(self._scalar_log_evidence(), self.difference)
         return self
 
+    def _covariate(self, i: int, x: float, covariate: float | None) -> None:
+        has = covariate is not None
+        if self._adjusted is None:
+            if has and self.kind != "mean":
+                raise ValueError("a covariate adjusts means only, not proportions")
+            self._adjusted = has
+        elif has != self._adjusted:
+            raise ValueError("give a covariate with every observation or with none")
+        if covariate is None:
+            return
+        z = float(covariate)
+        if not math.isfinite(z):
+            raise ValueError(f"covariate must be finite, not {covariate!r}")
+        n = self._n[i] + 1  # Welford co-moments, before the mean of x moves (see update)
+        dz = z - self._cx[i]
+        self._cx[i] += dz / n
+        self._sxx[i] += dz * (z - self._cx[i])
+        self._sxy[i] += dz * (x - self._mean[i]) * (n - 1) / n
+
+    def _cuped(self) -> tuple[float, float, float]:
+        """Adjusted difference, its variance and the unit variance (pooled slope)."""
+        (nc, nt), (mc, mt) = self._n, self._mean
+        sxx, sxy, syy = sum(self._sxx), sum(self._sxy), self._m2
+        beta = sxy / sxx if sxx > 0 else 0.0
+        res = [max(syy[i] - 2 * beta * self._sxy[i] + beta * beta * self._sxx[i], 0.0)
+               / (self._n[i] - 1) if self._n[i] >= 2 else math.nan for i in (0, 1)]
+        d = (mt - mc) - beta * (self._cx[1] - self._cx[0])
+        return d, res[0] / nc + res[1] / nt, res[0] + res[1]
+
     def _scalar_log_evidence(self) -> float:
+        if self._adjusted:
+            return self._log_ev(*self._cuped())
         (nc, nt), (mc, mt), (qc, qt) = self._n, self._mean, self._m2
         if self.kind == "mean":
             sc, st = qc / (nc - 1), qt / (nt - 1)
@@ -491,7 +532,8 @@ class SequentialTest:
             else "treatment_worse"
         self._decided_at = at
 
-    def update_many(self, arm: Arm, xs: npt.ArrayLike) -> SequentialTest:
+    def update_many(self, arm: Arm, xs: npt.ArrayLike,
+                    covariates: npt.ArrayLike | None = None) -> SequentialTest:
         """Add a batch to one arm, looking after every observation; returns ``self``.
 
         Equivalent to ``update(arm, x)`` for each ``x`` in order (up to rounding), at a
@@ -501,6 +543,8 @@ class SequentialTest:
         x = np.asarray(xs, np.float64).ravel()
         if x.size == 0:
             return self
+        if covariates is not None or self._adjusted:
+            return self._update_adjusted(arm, x, covariates)
         if self.kind == "proportion":
             if not np.all((x == 0) | (x == 1)):
                 raise ValueError("proportion observations are 0 or 1")
@@ -545,6 +589,16 @@ class SequentialTest:
         self._n[i], self._mean[i], self._m2[i] = n0 + x.size, float(mean[-1]), float(m2[-1])
         return self
 
+    def _update_adjusted(self, arm: Arm, x: F64, covariates: npt.ArrayLike | None
+                         ) -> SequentialTest:
+        # One at a time (a few microseconds each): the processor sends hundreds per batch.
+        z = np.asarray([] if covariates is None else covariates, np.float64).ravel()
+        if z.size != x.size:
+            raise ValueError("give one covariate per observation")
+        for a, b in zip(x.tolist(), z.tolist(), strict=True):
+            self.update(arm, a, b)
+        return self
+
     # -- persistence ---------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
@@ -558,6 +612,8 @@ class SequentialTest:
                 "spread": self.spread, "min_samples": self.min_samples,
                 "expected_n": self.expected_n, "n": list(self._n), "mean": list(self._mean),
                 "m2": list(self._m2), "max_log_evidence": self._max_log,
+                "covariate": None if not self._adjusted else {
+                    "mean": list(self._cx), "m2": list(self._sxx), "co": list(self._sxy)},
                 "decision": self._decision, "decided_at": self._decided_at}
 
     @classmethod
@@ -574,6 +630,12 @@ class SequentialTest:
         if decision not in ("continue", "treatment_better", "treatment_worse"):
             raise ValueError(f"unknown decision {decision!r}")
         t._n, t._mean, t._m2 = n, mean, m2
+        cov = state.get("covariate")
+        if cov is not None:
+            t._adjusted = True
+            t._cx, t._sxx, t._sxy = ([float(v) for v in cov[k]] for k in ("mean", "m2", "co"))
+        elif sum(n):
+            t._adjusted = False
         t._max_log = max(float(state["max_log_evidence"]), 0.0)
         t._decision = decision
         t._decided_at = None if state["decided_at"] is None else int(state["decided_at"])
@@ -611,6 +673,8 @@ class SequentialTest:
     def difference(self) -> float:
         """Treatment - control (NaN while an arm is empty)."""
         c, t = self.means
+        if self._adjusted and min(self._n) >= 2:
+            return self._cuped()[0]
         return t - c
 
     def _arm_var(self, i: int) -> float:
@@ -640,6 +704,8 @@ class SequentialTest:
         if min(self._n) < self.min_samples:
             return math.nan
         var, unit = self._arm_var(0) + self._arm_var(1), self._unit()
+        if self._adjusted:
+            _, var, unit = self._cuped()
         return _ci_radius(var, lambda x: self._log_ev(x, var, unit), self.alpha)
 
     @property
