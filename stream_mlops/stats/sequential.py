@@ -612,9 +612,10 @@ class SequentialTest:
                 "spread": self.spread, "min_samples": self.min_samples,
                 "expected_n": self.expected_n, "n": list(self._n), "mean": list(self._mean),
                 "m2": list(self._m2), "max_log_evidence": self._max_log,
-                "covariate": None if not self._adjusted else {
-                    "mean": list(self._cx), "m2": list(self._sxx), "co": list(self._sxy)},
-                "decision": self._decision, "decided_at": self._decided_at}
+                "decision": self._decision, "decided_at": self._decided_at,
+                # Only with a covariate: states written before it existed stay valid.
+                **({"covariate": {"mean": list(self._cx), "m2": list(self._sxx),
+                                  "co": list(self._sxy)}} if self._adjusted else {})}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> SequentialTest:
