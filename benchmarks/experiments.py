@@ -41,6 +41,8 @@ from stream_mlops.stats.sequential import (
     Z_POWER,
     Kind,
     SRMTest,
+    grid_centres,
+    grid_log_evidence,
     log_evidence,
     make_test,
     mixture_scale,
@@ -106,6 +108,8 @@ def evidence(kind: Kind, m: tuple[F64, ...], min_effect: float | None,
     var, unit = null_variance(kind, n_c=nc, mean_c=mc, m2_c=qc, n_t=nt, mean_t=mt, m2_t=qt)
     if centred_tau is not None:  # Johari et al.'s N(0, τ²) mixture, for comparison
         return log_evidence(mt - mc, var, 0.0, centred_tau**2)
+    if min_effect is None:  # the factory's default: the grid mixture
+        return grid_log_evidence(mt - mc, var, unit, grid_centres(MIN_SAMPLES, 10_000))
     delta, tau2, wide2 = mixture_scale(unit, min_effect, 0.25, 10_000)
     return log_evidence(mt - mc, var, delta, tau2, wide2)
 

@@ -107,6 +107,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class StoredCovariate(_Strict):
+    """The covariate's moments in :meth:`SequentialTest.state` (CUPED)."""
+
+    mean: Annotated[list[Finite], Field(min_length=2, max_length=2)]
+    m2: Annotated[list[Annotated[float, Field(ge=0, allow_inf_nan=False)]],
+                  Field(min_length=2, max_length=2)]
+    co: Annotated[list[Finite], Field(min_length=2, max_length=2)]
+
+
 class StoredTest(_Strict):
     """What :meth:`SequentialTest.state` writes."""
 
@@ -124,6 +133,7 @@ class StoredTest(_Strict):
     max_log_evidence: Finite
     decision: Literal["continue", "treatment_better", "treatment_worse"]
     decided_at: Count | None
+    covariate: StoredCovariate | None = None
 
 
 class StoredSRM(_Strict):

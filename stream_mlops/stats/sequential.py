@@ -27,6 +27,15 @@ Difference of two means (``kind="mean"``)
     (the shifted halves' Gaussian tails alone would not), and with a density everywhere
     the test has power one against any effect.
 
+    Without ``min_effect`` (the default) nobody has guessed the effect, and centring on
+    one guess paid 1.4-1.8 times the fixed-horizon sample size for effects far from it.
+    The mixture is then a grid (:func:`grid_log_evidence`): ten effects per sign,
+    log-spaced over the range a fixed-horizon test detects between ``min_samples`` and
+    ``GRID_TOP * expected_n`` per arm, nearly a log-uniform prior on the effect's size.
+    Measured (``benchmarks/experiments_defaults.py``): 1.00-1.29 times the fixed-horizon
+    sample size across effects spanning a factor of 10, within 1.2 except where that size
+    is under ~400 events and the burn-in is half of it.
+
 Difference of two proportions (``kind="proportion"``)
     The same with Bernoulli variances. The p-value uses the pooled rate (the variance
     *under the null*), which is defined as soon as either arm has seen an event; with no
@@ -54,7 +63,7 @@ Sample-ratio mismatch
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, cast
 
@@ -81,6 +90,15 @@ WIDE_WEIGHT = 0.1
 WIDE_SCALE = 10.0
 LOG_NARROW = math.log1p(-WIDE_WEIGHT)
 LOG_WIDE = math.log(WIDE_WEIGHT)
+# Without a minimum effect the mixture is a grid: GRID_SIZE effects per sign, log-spaced
+# between those a fixed-horizon test finds with 80 % power at ``min_samples`` and at
+# GRID_TOP x ``expected_n`` per arm, equal weights, each a normal of sd GRID_SPREAD x its
+# centre so that neighbours overlap (tuned in benchmarks/experiments.py: more points or a
+# tilt towards either end moved the mean stopping time by under 2 %).
+GRID_SIZE = 10
+GRID_SPREAD = 0.3
+GRID_TOP = 3
+LOG_GRID_WEIGHT = -math.log(2 * GRID_SIZE)
 
 
 def log_evidence(diff: npt.ArrayLike, var: npt.ArrayLike, delta: npt.ArrayLike,
@@ -149,6 +167,90 @@ def _log_evidence(d: float, v: float, m: float, t2: float, w2: float = 0.0) -> f
     return hi + math.log1p(math.exp(min(a, b) - hi))
 
 
+def grid_centres(min_samples: int, expected_n: int) -> F64:
+    """Centres of the default grid mixture in units of ``sqrt(unit)``, largest first.
+
+    Centre ``k`` is the effect a two-sided 5 % fixed-horizon test detects with 80 % power
+    at ``n_k`` per arm, ``Z_POWER / sqrt(n_k)``, with ``n_k`` log-spaced from
+    ``min_samples`` to ``GRID_TOP * expected_n``.
+
+    Examples
+    --------
+    >>> np.round(grid_centres(100, 10_000)[[0, -1]], 4)
+    array([0.2802, 0.0162])
+    """
+    n = np.geomspace(min_samples, max(GRID_TOP * expected_n, min_samples + 1), GRID_SIZE)
+    out: F64 = Z_POWER / np.sqrt(n)
+    return out
+
+
+def grid_log_evidence(diff: npt.ArrayLike, var: npt.ArrayLike, unit: npt.ArrayLike,
+                      centres: F64) -> F64:
+    """Log mixture likelihood ratio over a grid of effects ``±c sqrt(unit)``, elementwise.
+
+    The mixing distribution gives each sign and each centre ``c`` of ``centres`` equal
+    weight, as ``N(±c s, (GRID_SPREAD c s)²)`` with ``s = sqrt(unit)``: close to a
+    log-uniform prior on the size of the effect over the grid's range, so that every
+    effect in that range is found after about the same multiple of its own
+    fixed-horizon sample size, without guessing it. Any mixture of the likelihood ratios
+    is a martingale under the null, so the guarantee is that of :func:`log_evidence`.
+
+    Parameters
+    ----------
+    diff, var : array_like
+        As in :func:`log_evidence`.
+    unit : array_like
+        Variance of one treatment minus one control unit (:func:`null_variance`); where
+        it is not positive there is no scale and the result is 0.
+    centres : ndarray
+        :func:`grid_centres`.
+
+    Returns
+    -------
+    ndarray
+        ``log Λ``.
+
+    Examples
+    --------
+    >>> c = grid_centres(100, 10_000)
+    >>> np.round(grid_log_evidence([0.0, 0.03, 0.3], 1e-4, 0.1, c), 3)
+    array([ -1.164,   2.601, 418.249])
+    """
+    d, v = np.asarray(diff, np.float64), np.asarray(var, np.float64)
+    u = np.asarray(unit, np.float64)
+    ok = np.isfinite(v) & (v > 0) & np.isfinite(u) & (u > 0)
+    v = np.where(ok, v, 1.0)
+    scale = np.sqrt(np.where(ok, u, 1.0))
+    base = d * d / (2 * v)
+    out: F64 | None = None
+    for c in centres:
+        m = c * scale
+        t2 = (GRID_SPREAD * m) ** 2
+        s = v + t2
+        common = LOG_GRID_WEIGHT + base - 0.5 * np.log1p(t2 / v)
+        for term in (common - (d - m) ** 2 / (2 * s), common - (d + m) ** 2 / (2 * s)):
+            out = term if out is None else np.logaddexp(out, term)
+    assert out is not None
+    return cast(F64, np.where(ok, out, 0.0))
+
+
+def _grid_log_evidence(d: float, v: float, unit: float, centres: Sequence[float]) -> float:
+    """Scalar :func:`grid_log_evidence` with ``math``."""
+    if not (0 < v < math.inf and 0 < unit < math.inf):
+        return 0.0
+    scale = math.sqrt(unit)
+    base = d * d / (2 * v)
+    terms = []
+    for c in centres:
+        m = c * scale
+        t2 = (GRID_SPREAD * m) ** 2
+        s = v + t2
+        common = LOG_GRID_WEIGHT + base - 0.5 * math.log1p(t2 / v)
+        terms += [common - (d - m) ** 2 / (2 * s), common - (d + m) ** 2 / (2 * s)]
+    hi = max(terms)
+    return hi + math.log(math.fsum(math.exp(t - hi) for t in terms))
+
+
 def null_variance(kind: Kind, *, n_c: npt.ArrayLike, mean_c: npt.ArrayLike,
                   m2_c: npt.ArrayLike, n_t: npt.ArrayLike, mean_t: npt.ArrayLike,
                   m2_t: npt.ArrayLike) -> tuple[F64, F64]:
@@ -200,21 +302,21 @@ def mixture_scale(unit: npt.ArrayLike, min_effect: float | None, spread: float,
     return delta, (spread * delta) ** 2, (WIDE_SCALE * delta) ** 2
 
 
-def _ci_radius(var: float, delta: float, tau2: float, wide2: float, alpha: float) -> float:
-    """Half-width of ``{θ₀ : Λ(d - θ₀) < 1/alpha}`` (the set is an interval around ``d``:
-    every component of ``Λ`` is even and increasing in ``|d - θ₀|``)."""
-    if not (0 < var < math.inf and tau2 > 0):
+def _ci_radius(var: float, log_ev: Callable[[float], float], alpha: float) -> float:
+    """Half-width of ``{θ₀ : Λ(d - θ₀) < 1/alpha}`` with ``log_ev(x) = log Λ(x)`` at the
+    current variance ``var`` (the set is an interval around ``d``: every component of
+    ``Λ`` is even in ``x``, and their sum increases in ``|x|``)."""
+    if not 0 < var < math.inf:
         return math.nan
     level = math.log(1 / alpha)
-    # log Λ >= log(narrow weight) + max(a, b) - log 2 (one shifted half alone) is a
-    # quadratic in the radius whose root brackets ours from above.
-    c = level + 0.5 * math.log1p(tau2 / var) + LOG2 - (LOG_NARROW if wide2 > 0 else 0.0)
-    s = var + tau2
-    hi = (-var * delta + math.sqrt((var * delta) ** 2 + tau2 * (var * delta**2 + 2 * var * s * c))
-          ) / tau2
-    hi = max(hi, 0.0) * 1.0001 + 1e-300
-    return float(brentq(lambda x: _log_evidence(x, var, delta, tau2, wide2) - level, 0.0, hi,
-                        xtol=1e-15, rtol=1e-12))
+    if log_ev(0.0) >= level:  # no scale (a component of zero width): no interval
+        return math.nan
+    hi = math.sqrt(var)
+    while log_ev(hi) < level:
+        hi *= 2.0
+        if hi > 1e300:
+            return math.nan
+    return float(brentq(lambda x: log_ev(x) - level, 0.0, hi, xtol=1e-15, rtol=1e-12))
 
 
 def _normal_mixture_radius(var: float, tau2: float, alpha: float) -> float:
@@ -314,10 +416,18 @@ class SequentialTest:
         self.min_samples = min_samples
         self.expected_n = expected_n
         self._level = math.log(1 / self.alpha)
+        self._grid = grid_centres(min_samples, expected_n)
+        self._centres = self._grid.tolist()
         # Welford state per arm: count, mean, sum of squared deviations.
         self._n = [0, 0]
         self._mean = [0.0, 0.0]
         self._m2 = [0.0, 0.0]
+        # With a pre-treatment covariate (CUPED): its mean, M2 and co-moment with x, per
+        # arm; None until the first observation says whether there is one.
+        self._cx = [0.0, 0.0]
+        self._sxx = [0.0, 0.0]
+        self._sxy = [0.0, 0.0]
+        self._adjusted: bool | None = None
         self._max_log = 0.0  # running max of log Λ since the burn-in ended
         self._decision: Decision = "continue"
         self._decided_at: int | None = None
@@ -331,13 +441,17 @@ class SequentialTest:
             return 1
         raise ValueError(f"arm must be 'control' or 'treatment', not {arm!r}")
 
-    def update(self, arm: Arm, x: float) -> SequentialTest:
+    def update(self, arm: Arm, x: float, covariate: float | None = None) -> SequentialTest:
         """Add one observation ``x`` to ``arm`` and look at the evidence; returns ``self``.
 
         For proportions ``x`` is 0/1 (or a bool); for means any finite number.
+        ``covariate`` is a pre-treatment value of the same unit (e.g. the prompt's
+        length), for means only: given with the first observation, it is required with
+        every one, and the test compares the regression-adjusted (CUPED) means.
         """
         i = self._arm(arm)
         x = float(x)
+        self._covariate(i, x, covariate)
         if self.kind == "proportion":
             if x not in (0.0, 1.0):
                 raise ValueError(f"a proportion observation is 0 or 1, not {x!r}")
@@ -350,10 +464,41 @@ class SequentialTest:
         self._n[i] = n
         nc, nt = self._n
         if nc >= self.min_samples and nt >= self.min_samples:
-            self._look(self._scalar_log_evidence(), self._mean[1] - self._mean[0])
+            self._look(self._scalar_log_evidence(), self.difference)
         return self
 
+    def _covariate(self, i: int, x: float, covariate: float | None) -> None:
+        has = covariate is not None
+        if self._adjusted is None:
+            if has and self.kind != "mean":
+                raise ValueError("a covariate adjusts means only, not proportions")
+            self._adjusted = has
+        elif has != self._adjusted:
+            raise ValueError("give a covariate with every observation or with none")
+        if covariate is None:
+            return
+        z = float(covariate)
+        if not math.isfinite(z):
+            raise ValueError(f"covariate must be finite, not {covariate!r}")
+        n = self._n[i] + 1  # Welford co-moments, before the mean of x moves (see update)
+        dz = z - self._cx[i]
+        self._cx[i] += dz / n
+        self._sxx[i] += dz * (z - self._cx[i])
+        self._sxy[i] += dz * (x - self._mean[i]) * (n - 1) / n
+
+    def _cuped(self) -> tuple[float, float, float]:
+        """Adjusted difference, its variance and the unit variance (pooled slope)."""
+        (nc, nt), (mc, mt) = self._n, self._mean
+        sxx, sxy, syy = sum(self._sxx), sum(self._sxy), self._m2
+        beta = sxy / sxx if sxx > 0 else 0.0
+        res = [max(syy[i] - 2 * beta * self._sxy[i] + beta * beta * self._sxx[i], 0.0)
+               / (self._n[i] - 1) if self._n[i] >= 2 else math.nan for i in (0, 1)]
+        d = (mt - mc) - beta * (self._cx[1] - self._cx[0])
+        return d, res[0] / nc + res[1] / nt, res[0] + res[1]
+
     def _scalar_log_evidence(self) -> float:
+        if self._adjusted:
+            return self._log_ev(*self._cuped())
         (nc, nt), (mc, mt), (qc, qt) = self._n, self._mean, self._m2
         if self.kind == "mean":
             sc, st = qc / (nc - 1), qt / (nt - 1)
@@ -363,8 +508,13 @@ class SequentialTest:
             p = k / (nc + nt)
             smooth = (k + 1) / (nc + nt + 2)
             var, unit = max(p * (1 - p), 0.0) * (1 / nc + 1 / nt), 2 * smooth * (1 - smooth)
+        return self._log_ev(mt - mc, var, unit)
+
+    def _log_ev(self, d: float, var: float, unit: float) -> float:
+        if self.min_effect is None:
+            return _grid_log_evidence(d, var, unit, self._centres)
         delta, tau2, wide2 = self._mixture(unit)
-        return _log_evidence(mt - mc, var, delta, tau2, wide2)
+        return _log_evidence(d, var, delta, tau2, wide2)
 
     def _mixture(self, unit: float) -> tuple[float, float, float]:
         delta = (self.min_effect if self.min_effect is not None
@@ -382,7 +532,8 @@ class SequentialTest:
             else "treatment_worse"
         self._decided_at = at
 
-    def update_many(self, arm: Arm, xs: npt.ArrayLike) -> SequentialTest:
+    def update_many(self, arm: Arm, xs: npt.ArrayLike,
+                    covariates: npt.ArrayLike | None = None) -> SequentialTest:
         """Add a batch to one arm, looking after every observation; returns ``self``.
 
         Equivalent to ``update(arm, x)`` for each ``x`` in order (up to rounding), at a
@@ -392,6 +543,8 @@ class SequentialTest:
         x = np.asarray(xs, np.float64).ravel()
         if x.size == 0:
             return self
+        if covariates is not None or self._adjusted:
+            return self._update_adjusted(arm, x, covariates)
         if self.kind == "proportion":
             if not np.all((x == 0) | (x == 1)):
                 raise ValueError("proportion observations are 0 or 1")
@@ -421,9 +574,12 @@ class SequentialTest:
                 var, unit = null_variance(
                     self.kind, n_c=other_n, mean_c=om, m2_c=oq, n_t=nn, mean_t=mm, m2_t=qq)
                 diff = mm - om
-            delta, tau2, wide2 = mixture_scale(unit, self.min_effect, self.spread,
-                                               self.expected_n)
-            log_lr = log_evidence(diff, var, delta, tau2, wide2)
+            if self.min_effect is None:
+                log_lr = grid_log_evidence(diff, var, unit, self._grid)
+            else:
+                delta, tau2, wide2 = mixture_scale(unit, self.min_effect, self.spread,
+                                                   self.expected_n)
+                log_lr = log_evidence(diff, var, delta, tau2, wide2)
             if self._decision == "continue":
                 hit = np.flatnonzero(log_lr >= self._level)
                 if hit.size:
@@ -431,6 +587,16 @@ class SequentialTest:
                     self._decide(float(diff[k]), n0 + first + k + 1 + other_n)
             self._max_log = max(self._max_log, float(log_lr.max()))
         self._n[i], self._mean[i], self._m2[i] = n0 + x.size, float(mean[-1]), float(m2[-1])
+        return self
+
+    def _update_adjusted(self, arm: Arm, x: F64, covariates: npt.ArrayLike | None
+                         ) -> SequentialTest:
+        # One at a time (a few microseconds each): the processor sends hundreds per batch.
+        z = np.asarray([] if covariates is None else covariates, np.float64).ravel()
+        if z.size != x.size:
+            raise ValueError("give one covariate per observation")
+        for a, b in zip(x.tolist(), z.tolist(), strict=True):
+            self.update(arm, a, b)
         return self
 
     # -- persistence ---------------------------------------------------------------------
@@ -446,7 +612,10 @@ class SequentialTest:
                 "spread": self.spread, "min_samples": self.min_samples,
                 "expected_n": self.expected_n, "n": list(self._n), "mean": list(self._mean),
                 "m2": list(self._m2), "max_log_evidence": self._max_log,
-                "decision": self._decision, "decided_at": self._decided_at}
+                "decision": self._decision, "decided_at": self._decided_at,
+                # Only with a covariate: states written before it existed stay valid.
+                **({"covariate": {"mean": list(self._cx), "m2": list(self._sxx),
+                                  "co": list(self._sxy)}} if self._adjusted else {})}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> SequentialTest:
@@ -462,6 +631,12 @@ class SequentialTest:
         if decision not in ("continue", "treatment_better", "treatment_worse"):
             raise ValueError(f"unknown decision {decision!r}")
         t._n, t._mean, t._m2 = n, mean, m2
+        cov = state.get("covariate")
+        if cov is not None:
+            t._adjusted = True
+            t._cx, t._sxx, t._sxy = ([float(v) for v in cov[k]] for k in ("mean", "m2", "co"))
+        elif sum(n):
+            t._adjusted = False
         t._max_log = max(float(state["max_log_evidence"]), 0.0)
         t._decision = decision
         t._decided_at = None if state["decided_at"] is None else int(state["decided_at"])
@@ -499,6 +674,8 @@ class SequentialTest:
     def difference(self) -> float:
         """Treatment - control (NaN while an arm is empty)."""
         c, t = self.means
+        if self._adjusted and min(self._n) >= 2:
+            return self._cuped()[0]
         return t - c
 
     def _arm_var(self, i: int) -> float:
@@ -527,8 +704,10 @@ class SequentialTest:
         """Half-width of the difference's confidence sequence (unpooled variance)."""
         if min(self._n) < self.min_samples:
             return math.nan
-        delta, tau2, wide2 = self._mixture(self._unit())
-        return _ci_radius(self._arm_var(0) + self._arm_var(1), delta, tau2, wide2, self.alpha)
+        var, unit = self._arm_var(0) + self._arm_var(1), self._unit()
+        if self._adjusted:
+            _, var, unit = self._cuped()
+        return _ci_radius(var, lambda x: self._log_ev(x, var, unit), self.alpha)
 
     @property
     def confidence_interval(self) -> tuple[float, float] | None:
@@ -613,16 +792,20 @@ def make_test(kind: Kind, alpha: float = 0.05, higher_is_better: bool = False, *
     min_effect : float, optional
         Smallest absolute difference of interest, in the metric's units (e.g. 0.02 for two
         points of error rate). The mixture is centred on ``±min_effect``, where it is
-        most efficient; smaller effects are still found, later. Default: the effect a
-        fixed-horizon two-sided 5 % test would detect with 80 % power at ``expected_n``
-        per arm, from the current variance estimate.
+        most efficient; smaller effects are still found, later. Default: none; the
+        mixture is spread over a grid of effects (:func:`grid_log_evidence`), from the
+        one a fixed-horizon two-sided 5 % test detects with 80 % power at
+        ``min_samples`` per arm to the one at ``GRID_TOP * expected_n``, scaled by the
+        current variance estimate. The summary's ``min_effect`` then reports the effect
+        of ``expected_n`` (the scale of the per-arm intervals).
     spread : float, default 0.25
         Standard deviation of each mixture half relative to ``min_effect``.
     min_samples : int, default 100
         Burn-in: no evidence is looked at before both arms have this many observations,
         because the variance estimates (and the normal approximation) are poor before.
     expected_n : int, default 10000
-        Per-arm sample size that sets the default ``min_effect``.
+        Per-arm sample size the experiment may plausibly reach: the default grid reaches
+        effects that need up to ``GRID_TOP`` times as many.
 
     Returns
     -------
