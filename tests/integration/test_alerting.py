@@ -7,7 +7,7 @@ import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
-from email import message_from_bytes
+from email import message_from_bytes, policy
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -27,12 +27,14 @@ class Inbox:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.lock:
-            self.messages.append(message_from_bytes(envelope.content))
+            # As a mail client reads it: a long subject is folded on the wire (Python's
+            # email package folds before its first word; subjects() strips the space).
+            self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
         return "250 OK"
 
     def subjects(self) -> list[str]:
         with self.lock:
-            return [str(m["Subject"]) for m in self.messages]
+            return [str(m["Subject"]).strip() for m in self.messages]
 
 
 class SmtpServer:

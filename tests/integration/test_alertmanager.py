@@ -87,7 +87,7 @@ def test_error_burst_pages_through_alertmanager_and_the_processor_then_resolves(
     def processor_notices(kind: str) -> list[str]:
         # Budget alerts fire too (the burst costs dollars): messages may be grouped.
         return [line for m in list(mail.inbox.messages)
-                if str(m["Subject"]).startswith("[stream-mlops]")
+                if str(m["Subject"]).strip().startswith("[stream-mlops]")
                 for line in str(m.get_payload()).splitlines()
                 if line.startswith(f"{kind} (") and "High error rate" in line]
 
@@ -133,7 +133,7 @@ def test_a_rolled_back_deployment_pages_once_through_the_processor_and_alertmana
 
     def processor_notices() -> list[str]:
         return [line for m in list(mail.inbox.messages)
-                if str(m["Subject"]).startswith("[stream-mlops]")
+                if str(m["Subject"]).strip().startswith("[stream-mlops]")
                 for line in str(m.get_payload()).splitlines()
                 if line.startswith("FIRING (") and "Deployment of summarize v2" in line]
 

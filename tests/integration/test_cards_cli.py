@@ -186,7 +186,9 @@ def test_the_html_card_renders_in_chromium_with_its_charts(db_url: str, tmp_path
     # The charts' blue (#2f5f9a lines, #4f81bd fills) is on the page: painted, not blank.
     blue = sum(1 for row in rows for i in range(0, width * channels, channels)
                if row[i + 2] > row[i] + 40 and row[i + 2] > 120)
+    # Red as blended with the white page: the 1.5 px dashed marks fall between pixels at
+    # positions that depend on the time of day, so a pure-red test would be flaky.
     red = sum(1 for row in rows for i in range(0, width * channels, channels)
-              if row[i] > 180 and row[i + 1] < 80 and row[i + 2] < 80)
+              if row[i] > 150 and row[i] - row[i + 1] > 70 and row[i] - row[i + 2] > 70)
     assert blue > 5000, blue
     assert red > 50, red  # the drift marks

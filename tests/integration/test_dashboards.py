@@ -103,7 +103,10 @@ def fed(tmp_path_factory: pytest.TempPathFactory, pg: EmbeddedPostgres
     url = new_database(pg)
     tmp = tmp_path_factory.mktemp("dashboards")
     with psycopg.connect(url, autocommit=True) as conn:
-        experiments.create(conn, ExperimentSpec("dash-exp", "summarize"))
+        # A latency guardrail: its lift is defined whatever the few control rows' errors
+        # (an error-rate lift is undefined while the control has none).
+        experiments.create(conn, ExperimentSpec("dash-exp", "summarize",
+                                                guardrails=("latency",)))
         experiments.set_status(conn, "dash-exp", "running")
         e = experiments.get(conn, "dash-exp")
         # As a deployment lives: created pending, rolled back with its reason.
