@@ -262,9 +262,11 @@ def overview() -> dash.Dashboard:
             "spender, consider the model recommendations.", "percentunit",
             prom(f'max(mlops_budget_utilization_ratio{{{T}, function="", period="day"}})'),
             steps=_steps((None, "green"), (0.8, "orange"), (1, "red"))),
-        big("Firing alerts", "Open alert episodes of the processor's own rules.",
+        big("Firing alerts", "Open alert episodes of the processor's own rules, "
+            "performance and deployments.",
             "open Alerts: each row says what fired and since when.", "short",
-            prom(f"sum(mlops_alert_active{{{TF}}}) or vector(0)"),
+            prom(f"(sum(mlops_alert_active{{{TF}}}) or vector(0)) + "
+                 f"(sum(mlops_deployment_alert_active{{{TF}}}) or vector(0))"),
             steps=_steps((None, "green"), (1, "red"))),
     ):
         d = d.with_panel(panel)
