@@ -106,16 +106,9 @@ def maybe_empty(expr: str, why: str) -> str:
     return expr
 
 
-NO_THRESHOLDS = "the threshold gauge mlops_alert_threshold is exported by the alert rules"
-
-
-def threshold_expr(rule: str) -> str:
-    return f'max by (function) (mlops_alert_threshold{{{TF}, rule="{rule}"}})'
-
-
 def threshold(rule: str) -> str:
     """The exported alert threshold of ``rule``, one dashed series per function."""
-    return maybe_empty(threshold_expr(rule), NO_THRESHOLDS)
+    return f'max by (function) (mlops_alert_threshold{{{TF}, rule="{rule}"}})'
 
 
 # --- panels ----------------------------------------------------------------------------
@@ -233,7 +226,7 @@ def overview() -> dash.Dashboard:
              "processor's health; drill down through the links above.")
     # A count of nothing is 0, so "or vector(0)" is the true answer, not a cover-up.
     over = (f"count(({ERROR_RATIO_BY_FUNCTION.replace('$__rate_interval', '5m')}) > on "
-            f"(function) ({threshold_expr('error_rate')})) or vector(0)")
+            f"(function) ({threshold('error_rate')})) or vector(0)")
     d = d.with_row(dash.Row("Now"))
     panel: cogbuilder.Builder[model.Panel]
     for panel in (
@@ -567,7 +560,8 @@ def experiments() -> dash.Dashboard:
     return d
 
 
-NO_DEPLOYMENTS = "mlops_deployment_* metrics come with deployments (issue 13)"
+NO_DEPLOYMENTS = ("mlops_deployment_* series exist while a deployment does; the proof's "
+                  "simulator runs none")
 
 
 def deployment_metric(expr: str) -> str:
