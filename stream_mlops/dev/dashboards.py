@@ -106,16 +106,9 @@ def maybe_empty(expr: str, why: str) -> str:
     return expr
 
 
-NO_THRESHOLDS = "the threshold gauge mlops_alert_threshold is exported by the alert rules"
-
-
-def threshold_expr(rule: str) -> str:
-    return f'max by (function) (mlops_alert_threshold{{{TF}, rule="{rule}"}})'
-
-
 def threshold(rule: str) -> str:
     """The exported alert threshold of ``rule``, one dashed series per function."""
-    return maybe_empty(threshold_expr(rule), NO_THRESHOLDS)
+    return f'max by (function) (mlops_alert_threshold{{{TF}, rule="{rule}"}})'
 
 
 # --- panels ----------------------------------------------------------------------------
@@ -233,7 +226,7 @@ def overview() -> dash.Dashboard:
              "processor's health; drill down through the links above.")
     # A count of nothing is 0, so "or vector(0)" is the true answer, not a cover-up.
     over = (f"count(({ERROR_RATIO_BY_FUNCTION.replace('$__rate_interval', '5m')}) > on "
-            f"(function) ({threshold_expr('error_rate')})) or vector(0)")
+            f"(function) ({threshold('error_rate')})) or vector(0)")
     d = d.with_row(dash.Row("Now"))
     panel: cogbuilder.Builder[model.Panel]
     for panel in (
@@ -262,9 +255,11 @@ def overview() -> dash.Dashboard:
             "spender, consider the model recommendations.", "percentunit",
             prom(f'max(mlops_budget_utilization_ratio{{{T}, function="", period="day"}})'),
             steps=_steps((None, "green"), (0.8, "orange"), (1, "red"))),
-        big("Firing alerts", "Open alert episodes of the processor's own rules.",
+        big("Firing alerts", "Open alert episodes of the processor's own rules, "
+            "performance and deployments.",
             "open Alerts: each row says what fired and since when.", "short",
-            prom(f"sum(mlops_alert_active{{{TF}}}) or vector(0)"),
+            prom(f"(sum(mlops_alert_active{{{TF}}}) or vector(0)) + "
+                 f"(sum(mlops_deployment_alert_active{{{TF}}}) or vector(0))"),
             steps=_steps((None, "green"), (1, "red"))),
     ):
         d = d.with_panel(panel)
@@ -565,7 +560,8 @@ def experiments() -> dash.Dashboard:
     return d
 
 
-NO_DEPLOYMENTS = "mlops_deployment_* metrics come with deployments (issue 13)"
+NO_DEPLOYMENTS = ("mlops_deployment_* series exist while a deployment does; the proof's "
+                  "simulator runs none")
 
 
 def deployment_metric(expr: str) -> str:
