@@ -121,7 +121,11 @@ CHANGES = {
     "mix_5pt": "ok 50 % -> 45 %, server_error 5 % -> 10 %",
 }
 HORIZON = {"ramp_+0.5sd_2000": 4000}
-TARGETS = {"mean_+0.5sd": 50, "spread_x1.5": 100, "ramp_+0.5sd_2000": 400,
+# Issue 19: thresholds now carry the reference's long-run variance (dependence) and the
+# budget is shared with trend CUSUMs, for at most 20 % more delay than the 50 events of
+# before on a 0.5 sd step; the ramp is judged against the oracle that knows its shape
+# (median 579 in benchmarks/drift_dependence.py): at most 1.5 x, i.e. 868.
+TARGETS = {"mean_+0.5sd": 60, "spread_x1.5": 100, "ramp_+0.5sd_2000": 868,
            "rate_2pct_to_6pct": 200, "mix_10pt": 500, "mix_5pt": 500}
 
 
@@ -432,9 +436,11 @@ def main() -> int:
                      "replications (a run whose detector was re-warming after an earlier "
                      "false alarm is included); median_delay_no_prior_alarm is the textbook "
                      "conditional delay. Targets are judged on median_delay.",
-            "ramp": "no detector can meet 400 at this false-alarm rate: see ramp_limit (by "
-                    "event 400 the shift is 0.1 sd and even the most powerful test that "
-                    "knows the ramp detects it with probability below 0.5)",
+            "ramp": "no detector can find it by event 400 at this false-alarm rate: see "
+                    "ramp_limit (by event 400 the shift is 0.1 sd and even the most "
+                    "powerful test that knows the ramp detects it with probability below "
+                    "0.5); the target is 1.5 x the oracle's median delay (579, "
+                    "benchmarks/drift_dependence.py)",
             "poisson_mean": "a Poisson rate 20 -> 22.2 moves the normal scores by 0.49 sd, "
                             "not 0.5 (ties, and a variance that grows with the mean): a few "
                             "percent more delay than the Gaussian case",

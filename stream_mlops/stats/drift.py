@@ -54,8 +54,9 @@ partial sums of dependent values wander further than independent ones: calibrate
 independence, the CUSUMs raised 2.8-4.8 alarms per 10,000 events on stationary AR, ARMA,
 bursty and cyclic streams. Each threshold is therefore multiplied by its increments'
 long-run variance factor over the reference (:func:`long_run_factors`, Newey-West),
-which brings those streams to 0.1-0.8 (``benchmarks/drift_dependence.py``) for 2-11 % more
-delay on independent ones. A cycle longer than the reference is out of its reach: give
+which brings those streams to 0.1-0.8 (``benchmarks/drift_dependence.py``) for 2-9 % more
+delay on independent ones (12-20 % on 0.5 sd steps, which also share their budget with the
+trend CUSUMs). A cycle longer than the reference is out of its reach: give
 such a metric a reference that spans the cycle.
 
 Reference and memory. The reference is the first ``reference_size`` values; after a
