@@ -67,7 +67,13 @@ def live(db_url: str, tmp_path: Path) -> Iterator[str]:
             return {r["function"] for r in rows if r["requests_per_second"]
                     and float(r["requests_per_second"]) > 0} == FUNCTIONS
 
+        def every_rate_chart_has_two_points() -> bool:
+            page = fetch(base + "/")[1]
+            charts = re.findall(r'requests/s: [^<]*</title><polyline points="([^"]*)"', page)
+            return len(charts) >= len(FUNCTIONS) and all(len(c.split()) >= 2 for c in charts)
+
         wait_for(every_function_has_a_rate, 60, "live rates of every function")
+        wait_for(every_rate_chart_has_two_points, 30, "two samples of every function's rate")
         wait_for(lambda: "live-exp" in fetch(base + "/")[1], 30, "the experiment's metrics")
         yield base
     finally:
