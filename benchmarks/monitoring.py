@@ -50,7 +50,8 @@ def main() -> int:
     tracker.sync([LiveExperimentRow(
         f"exp-{i}", "t0", f"exp-{i}", f"fn-{i}", "running",
         [{"name": "control", "weight": 0.5}, {"name": "treatment", "weight": 0.5}],
-        "error_rate", ["latency", "cost_per_request"], 0.05, None, 100, False, {})
+        "error_rate", ["latency", "cost_per_request"], 0.05, None, 100, False,
+        "query_length", {})
         for i in range(2)])
     t_drift = t_exp = t_agg = 0.0
     events = args.events // args.batch * args.batch
@@ -85,7 +86,7 @@ def main() -> int:
         ids = [f"exp-{f}" for f in fn[in_exp].tolist()]
         arms = ["control" if s % 2 == 0 else "treatment" for s in series[in_exp].tolist()]
         tracker.observe_rows(ids, arms, ArmRows(latency[in_exp], err[in_exp], conf[in_exp],
-                                                cost[in_exp]))
+                                                cost[in_exp], query[in_exp]))
         t3 = time.perf_counter()
         t_agg += t1 - t0
         t_drift += t2 - t1

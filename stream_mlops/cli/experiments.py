@@ -9,7 +9,7 @@ from typing import Any
 from stream_mlops.cli.common import AddCommand, Conn, database, number, settings
 from stream_mlops.errors import MlopsError
 from stream_mlops.experiments import store as experiments
-from stream_mlops.experiments.config import ExperimentSpec, parse_variants
+from stream_mlops.experiments.config import COVARIATES, ExperimentSpec, parse_variants
 from stream_mlops.experiments.report import render_experiment
 
 
@@ -37,7 +37,8 @@ def _create(conn: Conn, args: argparse.Namespace) -> None:
         **({"variants": parse_variants(args.variants)} if args.variants else {}),
         primary_metric=args.primary, guardrails=tuple(args.guardrail or ()),
         alpha=args.alpha, min_effect=args.min_effect, min_samples=args.min_samples,
-        auto_stop=args.auto_stop, tenant_id=args.tenant, description=args.description)
+        auto_stop=args.auto_stop, tenant_id=args.tenant, description=args.description,
+        covariate=None if args.covariate == "none" else args.covariate)
     eid = experiments.create(conn, spec)
     print(f"experiment {spec.name} created as draft ({eid}); "
           f"`stream-mlops experiment start {spec.name}` starts it")
@@ -112,3 +113,7 @@ def _add_create_options(exp: argparse.ArgumentParser) -> None:
     exp.add_argument("--auto-stop", action="store_true",
                      help="create: conclude by itself once the primary metric is decided")
     exp.add_argument("--description", help="create: free text")
+    exp.add_argument("--covariate", choices=[*COVARIATES, "none"], default=COVARIATES[0],
+                     help="create: compare latency, cost and confidence adjusted for this "
+                          "pre-treatment value of each request (CUPED; query_length, the "
+                          "default), or none: when a variant changes the query itself")

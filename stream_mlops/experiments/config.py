@@ -21,6 +21,8 @@ HIGHER_IS_BETTER: dict[str, bool] = {m: m == "confidence" for m in METRICS}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 # A smaller positive share never collects enough traffic to test (and underflows).
 MIN_SHARE = 1e-4
+# Pre-treatment covariates the mean metrics' tests can be adjusted for (CUPED).
+COVARIATES = ("query_length",)
 
 
 class ExperimentError(MlopsError, ValueError):
@@ -70,6 +72,10 @@ class ExperimentSpec:
     auto_stop: bool = False
     tenant_id: str = "default"
     description: str | None = None
+    # The tests of mean metrics (latency, cost, confidence) compare regression-adjusted
+    # means (CUPED): the request's query length explains part of its latency and cost
+    # whichever arm serves it. None: plain means (for a variant that changes the query).
+    covariate: str | None = "query_length"
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -88,6 +94,9 @@ class ExperimentSpec:
         if self.min_effect is not None and not (math.isfinite(self.min_effect)
                                                 and self.min_effect > 0):
             raise ExperimentError(f"min_effect must be > 0, got {self.min_effect}")
+        if self.covariate is not None and self.covariate not in COVARIATES:
+            raise ExperimentError(f"covariate must be one of {', '.join(COVARIATES)} or none; "
+                                  f"got {self.covariate!r}")
         if self.min_samples < 10:
             raise ExperimentError(f"min_samples must be at least 10, got {self.min_samples}")
 

@@ -65,6 +65,7 @@ class LiveExperimentRow:
     min_effect: float | None
     min_samples: int
     auto_stop: bool
+    covariate: str | None
     results: Any  # JSON as stored
 
 
@@ -85,6 +86,7 @@ class ArmColumns:
     is_error: list[bool]
     confidence: list[float]
     cost_pico: list[int]
+    query_length: list[float]
 
 
 @dataclass
@@ -95,6 +97,11 @@ class ArmRows:
     is_error: B
     confidence: F64  # -1: none
     cost_pico: I64  # -1: unpriced
+    query_length: F64  # -1: none
+
+    def take(self, idx: I64 | B) -> ArmRows:
+        return ArmRows(self.latency_ms[idx], self.is_error[idx], self.confidence[idx],
+                       self.cost_pico[idx], self.query_length[idx])
 
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -176,6 +183,7 @@ class LiveExperiment:
     min_effect: float | None
     min_samples: int
     auto_stop: bool
+    covariate: str | None = None  # CUPED: the mean metrics' tests are adjusted for it
     tests: dict[str, dict[str, SequentialTest]] = field(default_factory=dict)
     srm: SRMTest | None = None
     # Running totals of priced cost and successes, for the cost-per-success linearisation.
@@ -203,7 +211,7 @@ class LiveExperiment:
         e = cls(row.id, row.tenant_id, row.name, row.function_name, [a.name for a in arms],
                 [a.weight for a in arms], row.primary_metric, list(row.guardrails or []),
                 float(row.alpha), None if row.min_effect is None else float(row.min_effect),
-                int(row.min_samples), bool(row.auto_stop))
+                int(row.min_samples), bool(row.auto_stop), row.covariate)
         results = row.results if isinstance(row.results, Mapping) else {}
         stored = results.get("state")
         if stored is None:
@@ -226,11 +234,20 @@ class LiveExperiment:
         have = {(m, a) for m, by_arm in state["tests"].items() for a in by_arm}
         if have != want:
             raise ValueError(f"tests for {sorted(have)} where the experiment has {sorted(want)}")
+        for m, by_arm in state["tests"].items():
+            for t in by_arm.values():
+                if (t["covariate"] is not None) != self._adjusts(m) and any(t["n"]):
+                    raise ValueError(f"the {m} test is {'' if t['covariate'] else 'not '}"
+                                     f"adjusted for a covariate where the experiment "
+                                     f"{'is' if self._adjusts(m) else 'is not'}")
         live = [a for a, w in zip(self.arms, self.weights, strict=True) if w > 0]
         srm = state["srm"]
         if (srm is None) != (len(live) < 2) or (srm is not None and srm["arms"] != live):
             raise ValueError("the sample-ratio test does not match the arms")
         return state
+
+    def _adjusts(self, metric: str) -> bool:
+        return self.covariate is not None and KIND[metric] == "mean"
 
     def reset(self) -> None:
         """Forget the stored state: everything is replayed from the first row."""
@@ -276,27 +293,32 @@ class LiveExperiment:
         ratio = self.cost_usd / self.successes if self.successes else 0.0
         priced = rows.cost_pico >= 0
         cost = np.where(priced, rows.cost_pico, 0) / 1e12
+        # A request without a query length is adjusted as length 0: any value fixed before
+        # the arm is chosen keeps the test valid (it only explains less).
+        z = np.maximum(rows.query_length, 0.0)
+        rated = rows.confidence >= 0
         for arm in self.arms:  # control first: arm order does not change the evidence
             sel = arms == arm
             if not sel.any():
                 continue
-            values = {
-                "error_rate": rows.is_error[sel].astype(np.float64),
-                "latency": rows.latency_ms[sel],
-                "confidence": rows.confidence[sel][rows.confidence[sel] >= 0],
-                "cost_per_request": cost[sel & priced],
+            values = {  # (observations, the rows they come from)
+                "error_rate": (rows.is_error[sel].astype(np.float64), sel),
+                "latency": (rows.latency_ms[sel], sel),
+                "confidence": (rows.confidence[sel & rated], sel & rated),
+                "cost_per_request": (cost[sel & priced], sel & priced),
                 "cost_per_successful_request":
-                    cost[sel & priced] - ratio * (~rows.is_error[sel & priced]),
+                    (cost[sel & priced] - ratio * (~rows.is_error[sel & priced]), sel & priced),
             }
             for metric, by_arm in self.tests.items():
-                xs = values[metric]
+                xs, where = values[metric]
                 if not len(xs):
                     continue
+                cov = z[where] if self._adjusts(metric) else None
                 if arm == self.control:
                     for t in by_arm.values():
-                        t.update_many("control", xs)
+                        t.update_many("control", xs, cov)
                 else:
-                    by_arm[arm].update_many("treatment", xs)
+                    by_arm[arm].update_many("treatment", xs, cov)
         self.cost_usd += float(cost[priced & known].sum())
         self.successes += int((~rows.is_error[priced & known]).sum())
 
@@ -322,7 +344,7 @@ class LiveExperiment:
         out: dict[str, Any] = {
             # "treatment": the arm the decision is about (what cost recommendations read).
             "control": self.control, "primary_metric": self.primary, "decision": decision,
-            "treatment": arm,
+            "treatment": arm, "covariate": self.covariate,
             "metrics": {m: {a: t.summary().to_dict() for a, t in by_arm.items()}
                         for m, by_arm in self.tests.items()},
             "srm": None if self.srm is None else _jsonable(self.srm.summary().__dict__),
@@ -395,7 +417,8 @@ class ExperimentTracker(Monitor):
             labels = [k.split(KEY_SEPARATOR) for k in part.key]
             self.observe_rows(
                 part.experiment_id, [k[-1] for k in labels],
-                ArmRows(part.latency_ms, part.is_error, part.confidence, part.cost_pico),
+                ArmRows(part.latency_ms, part.is_error, part.confidence, part.cost_pico,
+                        part.query_length),
                 tenants=[k[0] for k in labels])
         return NOTHING
 
@@ -430,7 +453,8 @@ class ExperimentTracker(Monitor):
             if cols.variant:
                 self.observe_rows([e.id] * len(cols.variant), cols.variant, ArmRows(
                     np.array(cols.latency_ms, np.float64), np.array(cols.is_error, np.bool_),
-                    np.array(cols.confidence, np.float64), np.array(cols.cost_pico, np.int64)),
+                    np.array(cols.confidence, np.float64), np.array(cols.cost_pico, np.int64),
+                    np.array(cols.query_length, np.float64)),
                     tenants=cols.tenant_id)
 
     def metrics(self, now: float) -> MetricsBuilder:
@@ -476,10 +500,7 @@ class ExperimentTracker(Monitor):
             by_exp.setdefault(e.id, []).append(i)
         for eid, idx_list in by_exp.items():
             idx = np.array(idx_list, np.int64)
-            self.live[eid].observe(
-                [variants[i] for i in idx_list],
-                ArmRows(rows.latency_ms[idx], rows.is_error[idx], rows.confidence[idx],
-                        rows.cost_pico[idx]))
+            self.live[eid].observe([variants[i] for i in idx_list], rows.take(idx))
 
     def evaluate_results(self, cursor: Cursor
                          ) -> tuple[list[ResultWrite], list[AlertChange]]:

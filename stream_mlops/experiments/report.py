@@ -23,7 +23,9 @@ def render_experiment(e: Experiment) -> str:
                  for v in e.variants) + f"; control {e.variants[0].name}",
              f"  alpha {e.alpha:g}, at least {e.min_samples} per arm"
              + (f", min effect {e.min_effect:g}" if e.min_effect else "")
-             + (", stops by itself when decided" if e.auto_stop else "")]
+             + (", stops by itself when decided" if e.auto_stop else "")
+             + (f"; latency, cost and confidence adjusted for {e.covariate} (CUPED)"
+                if e.covariate else "")]
     if not r.get("metrics"):
         lines.append("  no results yet (the processor writes them every few seconds while it "
                      "runs)")
@@ -42,7 +44,9 @@ def render_experiment(e: Experiment) -> str:
                 + (f", difference CI [{format_value(ci[0], metric)}, {format_value(ci[1], metric)}]"
                    if ci and metric != "error_rate" else
                    f", difference CI [{ci[0]:+.2%}, {ci[1]:+.2%}]" if ci else "")
-                + f"; p = {s['p_value']:.4f} (always valid) -> {s['decision']}")
+                + f"; p = {s['p_value']:.4f} (always valid) -> {s['decision']}"
+                + (f"; {s['variance_reduction']:.0%} of the variance explained by "
+                   f"{e.covariate}" if s.get("variance_reduction") is not None else ""))
     srm = r.get("srm")
     if srm:
         shares = "/".join("-" if o is None else f"{o:.1%}" for o in srm["observed_shares"])

@@ -57,6 +57,7 @@ class ExperimentRow:
     decision: str
     results: Any  # JSON as stored
     description: str | None
+    covariate: str | None
     created_at: datetime
     started_at: datetime | None
     stopped_at: datetime | None
@@ -81,6 +82,7 @@ class Experiment:
     decision: str
     results: dict[str, Any]
     description: str | None
+    covariate: str | None
     created_at: datetime
     started_at: datetime | None
     stopped_at: datetime | None
@@ -94,7 +96,8 @@ class Experiment:
             primary_metric=r.primary_metric, guardrails=tuple(r.guardrails or ()),
             alpha=float(r.alpha), min_effect=r.min_effect, min_samples=int(r.min_samples),
             seed=r.seed, auto_stop=bool(r.auto_stop), decision=r.decision,
-            results=r.results or {}, description=r.description, created_at=r.created_at,
+            results=r.results or {}, description=r.description, covariate=r.covariate,
+            created_at=r.created_at,
             started_at=r.started_at, stopped_at=r.stopped_at, concluded_at=r.concluded_at)
 
 
@@ -108,7 +111,7 @@ def create(conn: Conn, spec: ExperimentSpec) -> str:
                 "primary_metric": spec.primary_metric, "guardrails": list(spec.guardrails),
                 "alpha": spec.alpha, "min_effect": spec.min_effect,
                 "min_samples": spec.min_samples, "auto_stop": spec.auto_stop,
-                "description": spec.description}).fetchone()
+                "description": spec.description, "covariate": spec.covariate}).fetchone()
     except psycopg.errors.UniqueViolation:
         raise ExperimentError(f"an experiment named {spec.name!r} already exists for tenant "
                               f"{spec.tenant_id!r}") from None

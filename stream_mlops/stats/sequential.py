@@ -345,6 +345,8 @@ class ExperimentSummary:
     ``min_samples`` per arm for the difference, a control mean of 0 for the lift).
     ``decided_at`` is the total number of observations at which ``decision`` was made.
     ``min_effect`` is the ``δ`` in use (the default one when none was given).
+    ``variance_reduction`` is the share of the per-unit variance a covariate removed
+    (CUPED; about the share of samples it saves), ``None`` without one.
     """
 
     kind: Kind
@@ -360,6 +362,7 @@ class ExperimentSummary:
     decision: Decision
     decided_at: int | None
     min_effect: float | None
+    variance_reduction: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data; non-finite numbers become ``None`` (JSONB rejects NaN)."""
@@ -374,6 +377,10 @@ def _finite(v: Any) -> Any:
     if isinstance(v, list | tuple):
         return [_finite(x) for x in v]
     return v
+
+
+# Batches up to this size are fed one observation at a time (measured faster).
+SCALAR_BATCH = 8
 
 
 class SequentialTest:
@@ -543,13 +550,13 @@ class SequentialTest:
         x = np.asarray(xs, np.float64).ravel()
         if x.size == 0:
             return self
-        if covariates is not None or self._adjusted:
-            return self._update_adjusted(arm, x, covariates)
-        if self.kind == "proportion":
-            if not np.all((x == 0) | (x == 1)):
-                raise ValueError("proportion observations are 0 or 1")
-        elif not np.all(np.isfinite(x)):
-            raise ValueError("observations must be finite")
+        z = self._checked_batch(x, covariates)  # all or nothing: checked before counting
+        if x.size <= SCALAR_BATCH:  # numpy's set-up costs more than a few scalar looks
+            for k, v in enumerate(x.tolist()):
+                self.update(arm, v, None if z is None else float(z[k]))
+            return self
+        if z is not None:
+            return self._update_adjusted(i, x, z)
         n0, m0, q0 = self._n[i], self._mean[i], self._m2[i]
         # Sums of deviations from a shift close to the mean keep the running M2 accurate.
         c = m0 if n0 else float(x[0])
@@ -574,29 +581,84 @@ class SequentialTest:
                 var, unit = null_variance(
                     self.kind, n_c=other_n, mean_c=om, m2_c=oq, n_t=nn, mean_t=mm, m2_t=qq)
                 diff = mm - om
-            if self.min_effect is None:
-                log_lr = grid_log_evidence(diff, var, unit, self._grid)
-            else:
-                delta, tau2, wide2 = mixture_scale(unit, self.min_effect, self.spread,
-                                                   self.expected_n)
-                log_lr = log_evidence(diff, var, delta, tau2, wide2)
-            if self._decision == "continue":
-                hit = np.flatnonzero(log_lr >= self._level)
-                if hit.size:
-                    k = int(hit[0])
-                    self._decide(float(diff[k]), n0 + first + k + 1 + other_n)
-            self._max_log = max(self._max_log, float(log_lr.max()))
+            self._look_many(diff, var, unit, n0 + first + other_n)
         self._n[i], self._mean[i], self._m2[i] = n0 + x.size, float(mean[-1]), float(m2[-1])
         return self
 
-    def _update_adjusted(self, arm: Arm, x: F64, covariates: npt.ArrayLike | None
-                         ) -> SequentialTest:
-        # One at a time (a few microseconds each): the processor sends hundreds per batch.
-        z = np.asarray([] if covariates is None else covariates, np.float64).ravel()
+    def _look_many(self, diff: F64, var: F64, unit: F64, before: int) -> None:
+        """:meth:`_look` at each of a run of observations; ``before`` observations were
+        counted before the first."""
+        if self.min_effect is None:
+            log_lr = grid_log_evidence(diff, var, unit, self._grid)
+        else:
+            delta, tau2, wide2 = mixture_scale(unit, self.min_effect, self.spread,
+                                               self.expected_n)
+            log_lr = log_evidence(diff, var, delta, tau2, wide2)
+        if self._decision == "continue":
+            hit = np.flatnonzero(log_lr >= self._level)
+            if hit.size:
+                k = int(hit[0])
+                self._decide(float(diff[k]), before + k + 1)
+        self._max_log = max(self._max_log, float(log_lr.max()))
+
+    def _checked_batch(self, x: F64, covariates: npt.ArrayLike | None) -> F64 | None:
+        """The batch's covariates, after checking the batch as :meth:`update` would."""
+        if self.kind == "proportion":
+            if not np.all((x == 0) | (x == 1)):
+                raise ValueError("proportion observations are 0 or 1")
+        elif not np.all(np.isfinite(x)):
+            raise ValueError("observations must be finite")
+        if covariates is None:
+            if self._adjusted:
+                raise ValueError("give a covariate with every observation or with none")
+            return None
+        if self.kind != "mean":
+            raise ValueError("a covariate adjusts means only, not proportions")
+        if self._adjusted is False:
+            raise ValueError("give a covariate with every observation or with none")
+        z = np.asarray(covariates, np.float64).ravel()
         if z.size != x.size:
             raise ValueError("give one covariate per observation")
-        for a, b in zip(x.tolist(), z.tolist(), strict=True):
-            self.update(arm, a, b)
+        if not np.all(np.isfinite(z)):
+            raise ValueError("covariates must be finite")
+        return z
+
+    def _update_adjusted(self, i: int, x: F64, z: F64) -> SequentialTest:
+        """:meth:`update_many` with a covariate: the running co-moments of the batch by
+        cumulative sums, as for the unadjusted means, and the CUPED evidence at every
+        observation."""
+        self._adjusted = True
+        j = 1 - i
+        n0 = self._n[i]
+        n = n0 + np.arange(1, x.size + 1, dtype=np.float64)
+        # Sums of deviations from shifts close to the means keep the moments accurate.
+        cx = self._mean[i] if n0 else float(x[0])
+        cz = self._cx[i] if n0 else float(z[0])
+        lx, lz = n0 * (self._mean[i] - cx), n0 * (self._cx[i] - cz)
+        dx, dz = x - cx, z - cz
+        sx, sz = lx + np.cumsum(dx), lz + np.cumsum(dz)
+        mean, zmean = cx + sx / n, cz + sz / n
+        m2 = np.maximum(self._m2[i] + n0 * (self._mean[i] - cx) ** 2
+                        + np.cumsum(dx * dx) - sx * sx / n, 0.0)
+        zm2 = np.maximum(self._sxx[i] + n0 * (self._cx[i] - cz) ** 2
+                         + np.cumsum(dz * dz) - sz * sz / n, 0.0)
+        co = (self._sxy[i] + n0 * (self._mean[i] - cx) * (self._cx[i] - cz)
+              + np.cumsum(dx * dz) - sx * sz / n)
+        first = max(self.min_samples - n0 - 1, 0)  # first index where this arm is burnt in
+        if self._n[j] >= self.min_samples and first < x.size:
+            sl = slice(first, None)
+            nn, mm, qq, zz, ss, cc = n[sl], mean[sl], m2[sl], zmean[sl], zm2[sl], co[sl]
+            nj, qj, sj, cj = self._n[j], self._m2[j], self._sxx[j], self._sxy[j]
+            total = ss + sj
+            beta = np.divide(cc + cj, total, out=np.zeros_like(total), where=total > 0)
+            res_i = np.maximum(qq - 2 * beta * cc + beta * beta * ss, 0.0) / (nn - 1)
+            res_j = np.maximum(qj - 2 * beta * cj + beta * beta * sj, 0.0) / (nj - 1)
+            sign = 1.0 if i == 1 else -1.0  # treatment - control
+            diff = sign * ((mm - self._mean[j]) - beta * (zz - self._cx[j]))
+            var, unit = res_i / nn + res_j / nj, res_i + res_j
+            self._look_many(diff, var, unit, n0 + first + nj)
+        self._n[i], self._mean[i], self._m2[i] = n0 + x.size, float(mean[-1]), float(m2[-1])
+        self._cx[i], self._sxx[i], self._sxy[i] = float(zmean[-1]), float(zm2[-1]), float(co[-1])
         return self
 
     # -- persistence ---------------------------------------------------------------------
@@ -723,6 +785,8 @@ class SequentialTest:
         c, t = self.means
         if not (math.isfinite(c) and c != 0):
             return None, None
+        if self._adjusted and min(self._n) >= 2:
+            t = c + self.difference  # the treatment's mean at the control's covariate
         lift = t / c - 1
         r = self._diff_radius()
         vc, vt = self._arm_var(0), self._arm_var(1)
@@ -770,7 +834,17 @@ class SequentialTest:
             difference=diff if math.isfinite(diff) else None,
             difference_ci=self.confidence_interval, lift=lift, lift_ci=lift_ci,
             p_value=self.p_value, decision=self._decision, decided_at=self._decided_at,
-            min_effect=delta if math.isfinite(delta) else None)
+            min_effect=delta if math.isfinite(delta) else None,
+            variance_reduction=self.variance_reduction)
+
+    @property
+    def variance_reduction(self) -> float | None:
+        """Share of the per-unit variance removed by the covariate (None without one or
+        before each arm has two observations)."""
+        if not self._adjusted or min(self._n) < 2:
+            return None
+        raw = self._unit()
+        return 1 - self._cuped()[2] / raw if raw > 0 else None
 
 
 def make_test(kind: Kind, alpha: float = 0.05, higher_is_better: bool = False, *,

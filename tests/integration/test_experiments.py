@@ -4,7 +4,9 @@ simulator's better/worse treatments, SRM, exactly-once across restarts, CLI and 
 from __future__ import annotations
 
 import json
+import math
 
+import numpy as np
 import psycopg
 import pytest
 
@@ -14,6 +16,7 @@ from stream_mlops.experiments import store as experiments
 from stream_mlops.experiments.config import ExperimentError, ExperimentSpec, Variant
 from stream_mlops.experiments.monitor import ExperimentTracker
 from stream_mlops.pipeline.consumer import Consumer
+from stream_mlops.stats.sequential import make_test
 from tests.helpers import ProcessorProcess, metric_sum, scrape, wait_for
 from tests.integration.test_cli import assert_one_line_error, cli
 from tests.integration.test_consumer import drain, make_consumer
@@ -126,6 +129,61 @@ def test_results_survive_a_restart_without_double_counting(db_url: str) -> None:
     assert e.results["srm"]["counts"] == [counts["control"], counts["treatment"]]
     assert e.decision == "continue"  # an A/A split: nothing to find
     c.close()
+
+
+def test_latency_adjusted_for_query_length_is_called_sooner_and_as_the_library_calls_it(
+        db_url: str) -> None:
+    """CUPED in the processor: the same rows in an experiment adjusted for query_length
+    (the default) and in one that is not. Latency here is mostly prefill, proportional to
+    the query; the treatment is 4 % slower."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for name, covariate in (("adjusted", "query_length"), ("plain", None)):
+            experiments.create(conn, ExperimentSpec(name, "summarize", primary_metric="latency",
+                                                    covariate=covariate))
+            experiments.set_status(conn, name, "running")
+        ids = {name: experiments.get(conn, name).id for name in ("adjusted", "plain")}
+    rng = np.random.default_rng(40)
+    n = 4000
+    treated = rng.random(n) < 0.5
+    query = rng.lognormal(math.log(400), 0.5, n).round()
+    latency = ((2.0 * query + rng.lognormal(5.0, 0.5, n)) * np.where(treated, 1.04, 1.0)).round(2)
+    logger = RequestLogger(db_url, flush_interval=0.05, max_buffer=2 * n + 1)
+    for name in ("adjusted", "plain"):
+        for k in range(n):
+            logger.log(function_name="summarize", model="gpt-4o-mini",
+                       variant="treatment" if treated[k] else "control",
+                       experiment_id=ids[name], latency_ms=float(latency[k]),
+                       query_length=int(query[k]))
+    logger.close(timeout=60)
+    c = make_consumer(db_url, batch_size=500)
+    drain(c)
+    _refresh(c)
+    c.close()
+    with psycopg.connect(db_url) as conn:
+        got = {name: experiments.get(conn, name) for name in ("adjusted", "plain")}
+    summary = {name: e.results["metrics"]["latency"]["treatment"] for name, e in got.items()}
+    # The rows arrive in batches of 500, each fed control first: the library's test fed
+    # the same way makes the same call at the same request.
+    library = {}
+    for name, z in (("adjusted", query), ("plain", None)):
+        t = make_test("mean")
+        for at in range(0, n, 500):
+            part = slice(at, at + 500)
+            for arm, rows in (("control", ~treated[part]), ("treatment", treated[part])):
+                t.update_many(arm, latency[part][rows], None if z is None else z[part][rows])
+        library[name] = t
+    for name in ("adjusted", "plain"):
+        assert got[name].decision == library[name].decision == "treatment_worse"
+        assert summary[name]["decided_at"] == library[name].decided_at
+        assert summary[name]["p_value"] == pytest.approx(library[name].p_value, rel=1e-9)
+    assert (summary["adjusted"]["decided_at"], summary["plain"]["decided_at"]) == (340, 1779)
+    assert summary["adjusted"]["variance_reduction"] == pytest.approx(
+        library["adjusted"].variance_reduction)
+    assert summary["adjusted"]["variance_reduction"] > 0.7
+    assert summary["plain"]["variance_reduction"] is None
+    out = cli("experiment", "status", "adjusted", env={"DATABASE_URL": db_url}).stdout
+    assert "adjusted for query_length (CUPED)" in out
+    assert "of the variance explained by query_length" in out
 
 
 def test_a_broken_split_raises_a_sample_ratio_alert(db_url: str) -> None:

@@ -140,12 +140,12 @@ def test_no_stored_json_makes_an_experiment_fail_to_load(garbage: Any) -> None:
         e = LiveExperiment.from_row(LiveExperimentRow(
             "e", "t", "exp", "f", "running",
             [{"name": "control", "weight": 0.5}, {"name": "treatment", "weight": 0.5}],
-            "error_rate", [], 0.05, None, 100, False, results))
+            "error_rate", [], 0.05, None, 100, False, None, results))
         assert e.cursor == Cursor() or e.discarded is None  # rebuilt, or a sound state
         json.dumps(e.results(e.cursor), allow_nan=False)  # what it writes is valid JSON
     tracker = ExperimentTracker()  # garbage as the configuration: refused, never raised
     tracker.sync([LiveExperimentRow("g", "t", "bad", "f", "running", garbage, "error_rate",
-                                    [], 0.05, None, 100, False, {})])
+                                    [], 0.05, None, 100, False, None, {})])
     assert tracker.live == {} or list(tracker.live) == ["g"]
 
 
@@ -213,25 +213,31 @@ def test_hostile_open_alert_rows_do_not_break_metrics(roles: Roles) -> None:
     c.close()
 
 
-def test_values_survive_the_json_state_round_trip() -> None:
+@pytest.mark.parametrize("covariate", [None, "query_length"])
+def test_values_survive_the_json_state_round_trip(covariate: str | None) -> None:
     """What the tracker writes is what the schema accepts (no rebuild after a restart)."""
-    e = LiveExperiment.from_row(LiveExperimentRow(
-        "e", "t", "exp", "f", "running",
-        [{"name": "control", "weight": 0.5}, {"name": "treatment", "weight": 0.5}],
-        "latency", ["error_rate"], 0.05, None, 10, False, {}))
+    def experiment(results: Any, covariate: str | None = covariate) -> LiveExperiment:
+        return LiveExperiment.from_row(LiveExperimentRow(
+            "e", "t", "exp", "f", "running",
+            [{"name": "control", "weight": 0.5}, {"name": "treatment", "weight": 0.5}],
+            "latency", ["error_rate"], 0.05, None, 10, False, covariate, results))
+
+    e = experiment({})
     rng = np.random.default_rng(1)
     from stream_mlops.experiments.monitor import ArmRows
     e.observe(["control", "treatment"] * 50, ArmRows(
         rng.lognormal(5, 1, 100), rng.random(100) < 0.1, np.full(100, -1.0),
-        np.full(100, 10**6, np.int64)))
+        np.full(100, 10**6, np.int64), rng.lognormal(6, 0.5, 100).round()))
     at = Cursor("100:103:101", "110:110:", "104", 45)
     stored = json.loads(json.dumps(e.results(at)))
-    again = LiveExperiment.from_row(LiveExperimentRow(
-        "e", "t", "exp", "f", "running",
-        [{"name": "control", "weight": 0.5}, {"name": "treatment", "weight": 0.5}],
-        "latency", ["error_rate"], 0.05, None, 10, False, stored))
+    again = experiment(stored)
     assert again.discarded is None and again.cursor == at
     assert again.samples() == e.samples()
+    assert again.tests["latency"]["treatment"].state() == e.tests["latency"]["treatment"].state()
+    # A state adjusted differently from the experiment is rebuilt from the rows, not mixed.
+    other = experiment(stored, None if covariate else "query_length")
+    assert other.discarded is not None and "latency test is" in other.discarded
+    assert other.cursor == Cursor()
 
 
 # -- 8. secrets never leave ---------------------------------------------------------------

@@ -67,10 +67,15 @@ def live(db_url: str, tmp_path: Path) -> Iterator[str]:
             return {r["function"] for r in rows if r["requests_per_second"]
                     and float(r["requests_per_second"]) > 0} == FUNCTIONS
 
+        # A row per tenant and function: the experiment's function is all the experiment's
+        # tenant's, every other one is spread over the simulator's tenants.
+        expected_rows = 1 + (len(FUNCTIONS) - 1) * simulate.Traffic().tenants
+
         def every_rate_chart_has_two_points() -> bool:
             page = fetch(base + "/")[1]
             charts = re.findall(r'requests/s: [^<]*</title><polyline points="([^"]*)"', page)
-            return len(charts) >= len(FUNCTIONS) and all(len(c.split()) >= 2 for c in charts)
+            return (len(charts) == expected_rows
+                    and all(len(c.split()) >= 2 for c in charts))
 
         wait_for(every_function_has_a_rate, 60, "live rates of every function")
         wait_for(every_rate_chart_has_two_points, 30, "two samples of every function's rate")

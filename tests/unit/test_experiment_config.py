@@ -46,7 +46,7 @@ def row(eid: str, weights: tuple[float, float]) -> LiveExperimentRow:
     return LiveExperimentRow(eid, "t0", f"name-{eid}", "f", "running",
                              [{"name": "control", "weight": weights[0]},
                               {"name": "treatment", "weight": weights[1]}],
-                             "error_rate", [], 0.05, None, 100, False, {})
+                             "error_rate", [], 0.05, None, 100, False, None, {})
 
 
 def test_an_unusable_running_experiment_is_skipped_and_reported_once() -> None:

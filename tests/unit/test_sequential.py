@@ -469,6 +469,41 @@ def test_cuped_batches_equal_single_updates_and_inputs_are_checked() -> None:
         make_test("mean").update("control", 1.0, math.nan)
 
 
+@pytest.mark.parametrize("min_effect", [None, 25.0])
+def test_cuped_batches_of_every_size_decide_as_single_updates(min_effect: float | None
+                                                             ) -> None:
+    # Runs of 1 to 60 rows per arm, as the processor's batches give them: the short ones
+    # go through update(), the long ones through the cumulative sums.
+    rng = np.random.default_rng(33)
+    runs = rng.integers(1, 60, 400)
+    treated = np.repeat(np.arange(runs.size) % 2 == 1, runs)
+    tokens = rng.lognormal(6.0, 0.6, treated.size)
+    latency = (0.8 * tokens + rng.lognormal(5.0, 0.5, treated.size)) * np.where(
+        treated, 1.04, 1.0)
+    one = make_test("mean", min_effect=min_effect, min_samples=50)
+    many = make_test("mean", min_effect=min_effect, min_samples=50)
+    for k, arm in enumerate(treated.tolist()):
+        one.update("treatment" if arm else "control", float(latency[k]), float(tokens[k]))
+    start = 0
+    for r in runs.tolist():
+        arm = "treatment" if treated[start] else "control"
+        many.update_many(arm, latency[start:start + r], tokens[start:start + r])
+        start += r
+    assert one.decision == many.decision == "treatment_worse"
+    assert one.decided_at == many.decided_at
+    assert many.p_value == pytest.approx(one.p_value, rel=1e-9)
+    a, b = one.state(), many.state()
+    for key in ("n", "mean", "m2"):
+        assert b[key] == pytest.approx(a[key], rel=1e-9)
+    for key in ("mean", "m2", "co"):
+        assert b["covariate"][key] == pytest.approx(a["covariate"][key], rel=1e-9)
+    summary = many.summary()
+    assert summary.variance_reduction == pytest.approx(one.summary().variance_reduction)
+    assert 0.5 < (summary.variance_reduction or 0) < 1  # tokens explain most of latency
+    with pytest.raises(ValueError, match="every observation or with none"):
+        many.update_many("control", latency[:20])
+
+
 def test_cuped_type_one_error_under_continuous_looks() -> None:
     # A/A with the adjustment on (the slope is estimated from the data as it comes): 300
     # experiments to 3,000 events, looked at after every event, vectorised with cumulative
