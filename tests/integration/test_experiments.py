@@ -169,8 +169,10 @@ def test_latency_adjusted_for_query_length_is_called_sooner_and_as_the_library_c
         t = make_test("mean")
         for at in range(0, n, 500):
             part = slice(at, at + 500)
-            for arm, rows in (("control", ~treated[part]), ("treatment", treated[part])):
-                t.update_many(arm, latency[part][rows], None if z is None else z[part][rows])
+            for treatment in (False, True):
+                rows = treated[part] == treatment
+                t.update_many("treatment" if treatment else "control", latency[part][rows],
+                              None if z is None else z[part][rows])
         library[name] = t
     for name in ("adjusted", "plain"):
         assert got[name].decision == library[name].decision == "treatment_worse"

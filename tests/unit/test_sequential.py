@@ -486,8 +486,8 @@ def test_cuped_batches_of_every_size_decide_as_single_updates(min_effect: float 
         one.update("treatment" if arm else "control", float(latency[k]), float(tokens[k]))
     start = 0
     for r in runs.tolist():
-        arm = "treatment" if treated[start] else "control"
-        many.update_many(arm, latency[start:start + r], tokens[start:start + r])
+        many.update_many("treatment" if treated[start] else "control",
+                         latency[start:start + r], tokens[start:start + r])
         start += r
     assert one.decision == many.decision == "treatment_worse"
     assert one.decided_at == many.decided_at
