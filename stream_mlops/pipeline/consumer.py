@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -209,14 +209,16 @@ class Consumer:
                 Job("rules", RULES_EVERY_SECONDS, lambda _: self._rules()),
                 *(j for j in self.processor.jobs() if isinstance(j, Job))]
 
-    def run_jobs(self, *only: str, force: bool = False) -> None:
+    def run_jobs(self, *only: str, force: bool = False,
+                 yield_to: Callable[[], bool] | None = None) -> None:
         """Run the jobs that are due (``force``: all of them now; ``only``: these now),
         background ones inline when no worker runs them, then apply what the workers
-        computed."""
+        computed. ``yield_to``: see :meth:`Scheduler.run_due`."""
         repo = self.repo
         assert repo is not None, "open() first"
         jobs = [j for j in self.jobs() if not only or j.name in only]
-        self.scheduler.run_due(jobs, repo, self._apply, force=force or bool(only))
+        self.scheduler.run_due(jobs, repo, self._apply, force=force or bool(only),
+                               yield_to=yield_to)
         self._report(repo)
         if not self.background:
             for job in self._background_jobs():

@@ -136,12 +136,19 @@ class Scheduler:
 
     # -- jobs on the consumer's thread ------------------------------------------------
     def run_due(self, jobs: Sequence[Job], store: Store,
-                apply: Callable[[list[AlertChange]], None], *, force: bool = False) -> None:
-        """Run every job that is due (``force``: every job now)."""
+                apply: Callable[[list[AlertChange]], None], *, force: bool = False,
+                yield_to: Callable[[], bool] | None = None) -> None:
+        """Run every job that is due (``force``: every job now). With ``yield_to``, stop
+        after any job once it says rows are waiting: the rest stay due for the next call,
+        which starts with them (every call runs at least one)."""
         now = time.monotonic()
-        for job in jobs:
+        ran = False
+        for job in sorted(jobs, key=lambda j: self._next_at.get(j.name, 0.0)):
             if not force and now < self._next_at.get(job.name, 0.0):
                 continue
+            if ran and yield_to is not None and yield_to():
+                return
+            ran = True
             health = self._health(job.name)
             backoff = self._backoff.setdefault(job.name, Backoff(base=1.0, cap=300.0))
             try:

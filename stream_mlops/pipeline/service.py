@@ -30,8 +30,6 @@ from stream_mlops.pipeline.status import PipelineStatus
 from stream_mlops.settings import Settings, email_enabled
 
 log = logging.getLogger(__name__)
-# A wake-up this soon after a batch that found rows is taken as load, not as a lone commit.
-QUIET_SECONDS = 0.002
 # How often the loop looks for due jobs and the workers' results: not after every batch.
 JOBS_TICK_SECONDS = 0.05
 
@@ -123,8 +121,9 @@ class Service:
         backoff = Backoff()
         standby_logged = False
         st, batch = self.status, self.settings.batch_size
-        # The last batch that found rows: when it started and ended.
-        busy_start = busy_end = -math.inf
+        # When the last batch that found rows started, and whether rows were committed
+        # while it ran.
+        busy_start, busy = -math.inf, False
         jobs_at = 0.0
         while not self.stop.is_set():
             st.heartbeat_at = time.time()
@@ -142,20 +141,28 @@ class Service:
                 consumed = self.consumer.step()
                 if consumed >= batch:
                     continue
+                # Busy writers: the batch found more than one row (they commit faster than
+                # a batch a row) and more came while it ran. One row per batch is a quiet
+                # stream, whose next commit must not wait: at 100 commits/s a commit lands
+                # inside a ~3 ms batch often enough that "came while it ran" alone held a
+                # tenth of them for the interval.
+                busy = consumed > 1 and self.wake.is_set()
                 if consumed:
-                    busy_start, busy_end = started, time.monotonic()
+                    busy_start = started
                 if started >= jobs_at:  # the jobs are due every second or more
-                    self.consumer.run_jobs()
+                    # A commit that arrives meanwhile waits for one job, not for all the
+                    # jobs due in this tick (together ~6 ms once a second: the p99 at
+                    # 100 commits/s).
+                    self.consumer.run_jobs(yield_to=self.wake.is_set)
                     jobs_at = time.monotonic() + JOBS_TICK_SECONDS
                 self.wake.wait(self.settings.poll_interval_seconds)
-                # Adaptive batching: a wake-up after a quiet spell is served at once (no
-                # linger at low rates). One that came while a batch ran, or right after
-                # one, means busy writers: it waits until the interval since that batch's
-                # start is over, so their commits coalesce into growing batches instead
-                # of costing a transaction each.
-                now = time.monotonic()
-                if now - busy_end < QUIET_SECONDS:
-                    self.stop.wait(busy_start + self.settings.min_batch_interval_seconds - now)
+                # Adaptive batching: a wake-up that finds the consumer idle is served at
+                # once (no linger at low rates). Busy writers wait until the interval
+                # since the last batch's start is over, so their commits coalesce into
+                # growing batches instead of costing a transaction each.
+                if busy:
+                    self.stop.wait(busy_start + self.settings.min_batch_interval_seconds
+                                   - time.monotonic())
             except CursorConflict as exc:
                 log.warning(str(exc))
                 self.consumer.close()

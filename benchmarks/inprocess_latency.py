@@ -1,0 +1,124 @@
+"""COMMIT -> counted, timed inside the processor: no HTTP probe in the way (issue 18).
+
+    .venv/bin/python benchmarks/inprocess_latency.py [--rates 100,1000] [--seconds 6]
+
+``benchmarks/pipeline.py`` measures COMMIT -> visible on ``/metrics`` by scraping back to
+back from another process; on two cores that probe competes with the consumer for the
+CPU and, at every scrape, for the GIL. Here the real ``Service`` (listener, adaptive
+batching, jobs, workers, metrics server) runs in a thread of this process with nothing
+scraping it, one client commits single rows at a steady rate, and ``Consumer.step`` and
+``Consumer.run_jobs`` are timed. For each commit (after a second of warm-up): the wait
+until the next batch that read rows started, and until that batch ended (its rows are
+counted then: the next scrape would show them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import report, series_rows, start_server
+from stream_mlops.dev.embedded import EmbeddedPostgres, free_port
+from stream_mlops.pipeline.service import Service
+from stream_mlops.settings import load_settings
+
+COLUMNS = ("tenant_id, function_name, model, variant, latency_ms, prompt_tokens, "
+           "completion_tokens, cached_tokens, confidence, status")
+
+
+def _ms(xs: list[float], q: float) -> float | None:
+    xs = sorted(xs)
+    return round(xs[min(len(xs) - 1, int(len(xs) * q))] * 1000, 2) if xs else None
+
+
+def _timed(calls: list[tuple[float, float, Any]], f: Callable[..., Any]) -> Callable[..., Any]:
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        out = f(*args, **kwargs)
+        calls.append((t0, time.perf_counter() - t0, out))
+        return out
+    return timed
+
+
+def run(pg: EmbeddedPostgres, rate: float, seconds: float) -> dict[str, Any]:
+    name = f"inprocess_{int(rate)}"
+    with psycopg.connect(pg.url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE postgres")
+    url = pg.url_for(name)
+    service = Service(load_settings(database_url=url, metrics_host="127.0.0.1",
+                                    metrics_port=free_port()))
+    steps: list[tuple[float, float, Any]] = []
+    jobs: list[tuple[float, float, Any]] = []
+    consumer = service.consumer
+    consumer.step = _timed(steps, consumer.step)  # type: ignore[method-assign]
+    consumer.run_jobs = _timed(jobs, consumer.run_jobs)  # type: ignore[method-assign]
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    time.sleep(2)  # opened, restored, listening
+    rows = series_rows(int(rate * seconds) + 1, 12)
+    sql = f"INSERT INTO mlops.model_performance ({COLUMNS}) VALUES ({', '.join(['%s'] * 10)})"
+    commits: list[float] = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET synchronous_commit = off")
+        start = time.perf_counter()
+        while (now := time.perf_counter()) - start < seconds:
+            due = start + len(commits) / rate
+            if now < due:
+                time.sleep(due - now)
+            conn.execute(sql, rows[len(commits)])
+            commits.append(time.perf_counter())
+    time.sleep(1)
+    service.request_stop()
+    thread.join(15)
+    busy = sorted((t, t + d) for t, d, n in steps if n)
+    starts = [b for b, _ in busy]
+    to_start, to_end = [], []
+    for t in commits[int(rate):]:
+        i = bisect.bisect_left(starts, t)
+        if i < len(busy):
+            to_start.append(busy[i][0] - t)
+            to_end.append(busy[i][1] - t)
+    walls = [d for _, d, n in steps if n]
+    return {
+        "rate_commits_per_s": rate, "commits": len(commits),
+        "achieved_commits_per_s": round(len(commits) / (commits[-1] - commits[0]), 1),
+        "batches_with_rows": len(busy),
+        "rows_per_batch": round(sum(n for *_, n in steps if n) / max(1, len(busy)), 2),
+        "commit_to_counted_ms": {"p50": _ms(to_end, 0.5), "p90": _ms(to_end, 0.9),
+                                 "p99": _ms(to_end, 0.99), "max": _ms(to_end, 1.0)},
+        "commit_to_batch_start_ms": {"p50": _ms(to_start, 0.5), "p99": _ms(to_start, 0.99)},
+        "batch_wall_ms": {"p50": _ms(walls, 0.5), "p99": _ms(walls, 0.99)},
+        "jobs_ms": {"p50": _ms([d for _, d, _ in jobs], 0.5),
+                    "p99": _ms([d for _, d, _ in jobs], 0.99),
+                    "max": _ms([d for _, d, _ in jobs], 1.0)},
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rates", default="100,1000")
+    ap.add_argument("--seconds", type=float, default=6.0)
+    ap.add_argument("--out", default="inprocess_latency")
+    args = ap.parse_args()
+    pg = start_server()
+    try:
+        result = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  "runs": [run(pg, float(r), args.seconds) for r in args.rates.split(",")]}
+    finally:
+        pg.stop()
+    report(args.out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
