@@ -6,9 +6,11 @@ in ``mlops.model_card_triggers`` with the card they made, in one transaction, so
 neither misses nor repeats one, and a second processor taking over carries on. A trigger
 whose card says nothing new adds no version (the content hash) but is handled all the same.
 
-The job runs on the consumer's thread between batches, so it keeps each run short: it
-handles triggers until ``budget_seconds`` is spent and leaves the rest for its next run
-(a card costs a few index scans over the function's window: ``benchmarks/cards.py``).
+The job is a :class:`~stream_mlops.core.monitor.DatabaseJob`: the service runs it on a
+worker thread with a connection of its own, because a card reads the function's window
+(``benchmarks/cards.py``: 0.15 s at 10,000 rows a week, tens of seconds at a million) and
+the consumer must not wait for that. Each run handles triggers until ``budget_seconds``
+is spent and leaves the rest for its next run.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ from prometheus_client.core import CounterMetricFamily
 from stream_mlops.cards.generate import WINDOW_DAYS, Trigger, generate
 from stream_mlops.core.alerts import AlertChange
 from stream_mlops.core.batch import Batch
-from stream_mlops.core.monitor import NOTHING, Job, MetricsBuilder, Monitor, Observed, Store
+from stream_mlops.core.monitor import (
+    NOTHING,
+    DatabaseJob,
+    MetricsBuilder,
+    Monitor,
+    Observed,
+    Store,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -72,28 +81,32 @@ class CardMonitor(Monitor):
     def observe(self, batch: Batch) -> Observed:
         return NOTHING
 
-    def jobs(self) -> Sequence[Job]:
-        return (Job("cards", self.EVERY_SECONDS, self.run),)
+    def jobs(self) -> Sequence[DatabaseJob]:
+        return (DatabaseJob("cards", self.EVERY_SECONDS, self.run),)
 
     def run(self, store: Store) -> list[AlertChange]:
         """Handle due triggers, oldest first, until the time budget is spent."""
         started = self.clock()
+        versions: Counter[str] = Counter()
+        unchanged: Counter[str] = Counter()
         for due in store.rows("card_due", DueRow, every=self.every_seconds,
                               limit=self.max_per_run):
             store.isolated(f"model card of {due.tenant_id}/{due.function_name} "
-                           f"({due.trigger} {due.ref})", partial(self._handle, store, due))
+                           f"({due.trigger} {due.ref})",
+                           partial(self._handle, store, due, versions, unchanged))
             if self.clock() - started >= self.budget_seconds:
                 break
+        # New objects, not updates in place: /metrics reads them from another thread.
+        self.versions = self.versions + versions
+        self.unchanged = self.unchanged + unchanged
         return []
 
-    def _handle(self, store: Store, due: DueRow) -> None:
+    def _handle(self, store: Store, due: DueRow, versions: Counter[str],
+                unchanged: Counter[str]) -> None:
         made = generate(store, due.tenant_id, due.function_name, now=store.now,
                         trigger=due.trigger, trigger_ref=due.ref, window_days=self.window_days)
         for g in made:
-            if g.version is None:
-                self.unchanged[due.trigger] += 1
-            else:
-                self.versions[due.trigger] += 1
+            (unchanged if g.version is None else versions)[due.trigger] += 1
         store.execute("card_trigger_handled", tenant=due.tenant_id,
                       function=due.function_name, ref=due.ref)
 

@@ -14,8 +14,9 @@ over the request stream:
   alerts too);
 * :meth:`Monitor.metrics` describes its Prometheus metrics at scrape time;
 * optionally :meth:`Monitor.configure` re-reads configuration tables and
-  :meth:`Monitor.jobs` names periodic work that needs the database (:class:`Job`) or a
-  thread of its own (:class:`BackgroundJob`); the pipeline's scheduler runs them.
+  :meth:`Monitor.jobs` names periodic work that needs the database (:class:`Job`), a
+  thread of its own (:class:`BackgroundJob`), or both (:class:`DatabaseJob`: slow reads,
+  on a thread and a connection of their own); the pipeline's scheduler runs them.
 
 Monitors never open connections, sockets or files: everything goes through the
 :class:`Store` the pipeline passes in, so they are tested with plain data.
@@ -157,6 +158,18 @@ class BackgroundJob:
     apply: Callable[[Store, Any], list[AlertChange]]
 
 
+@dataclass(frozen=True)
+class DatabaseJob:
+    """Periodic database work too slow for the consumer's thread (a model card reads a
+    function's week of rows): the service runs it on a thread of its own with a store on
+    a connection of its own, only while this processor is the active one; without
+    workers (tests, tools) it runs inline like a :class:`Job`."""
+
+    name: str
+    every_seconds: float
+    run: Callable[[Store], list[AlertChange]]
+
+
 MetricsBuilder = Callable[[], Iterable[Metric]]
 
 
@@ -187,7 +200,7 @@ class Monitor(ABC):
     def configure(self, store: Store) -> None:  # noqa: B027 (optional: most have none)
         """Re-read configuration tables (at restore and every 30 s)."""
 
-    def jobs(self) -> Sequence[Job | BackgroundJob]:
+    def jobs(self) -> Sequence[Job | BackgroundJob | DatabaseJob]:
         """Named periodic work."""
         return ()
 

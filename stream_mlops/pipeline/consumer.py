@@ -18,7 +18,7 @@ import psycopg
 from stream_mlops.alerts.store import write_changes
 from stream_mlops.core.alerts import AlertChange
 from stream_mlops.core.batch import RawBatch
-from stream_mlops.core.monitor import BackgroundJob, Cursor, Job, Store
+from stream_mlops.core.monitor import BackgroundJob, Cursor, DatabaseJob, Job, Store
 from stream_mlops.db.connect import connect
 from stream_mlops.db.migrations import ensure_current
 from stream_mlops.pipeline.processor import Effects, Processor
@@ -203,11 +203,14 @@ class Consumer:
 
     # -- periodic jobs ----------------------------------------------------------------
     def jobs(self) -> list[Job]:
-        """The pipeline's own jobs, then the monitors' (background ones excluded)."""
+        """The pipeline's own jobs, then the monitors' (background ones excluded; database
+        jobs too while workers run them)."""
         return [Job("lag", LAG_EVERY_SECONDS, self._probe_lag),
                 Job("config", CONFIG_EVERY_SECONDS, self._configure),
                 Job("rules", RULES_EVERY_SECONDS, lambda _: self._rules()),
-                *(j for j in self.processor.jobs() if isinstance(j, Job))]
+                *(j for j in self.processor.jobs() if isinstance(j, Job)),
+                *(Job(j.name, j.every_seconds, j.run) for j in self.processor.jobs()
+                  if isinstance(j, DatabaseJob) and not self.background)]
 
     def run_jobs(self, *only: str, force: bool = False,
                  yield_to: Callable[[], bool] | None = None) -> None:
@@ -250,7 +253,20 @@ class Consumer:
         return self.processor.generation, job
 
     def _background_jobs(self) -> list[BackgroundJob]:
-        return [j for j in self.processor.jobs() if isinstance(j, BackgroundJob)]
+        jobs = self.processor.jobs()
+        return [j for j in jobs if isinstance(j, BackgroundJob)] + [
+            BackgroundJob(j.name, j.every_seconds, functools.partial(self._on_own_connection,
+                                                                     j.run), _own_result)
+            for j in jobs if isinstance(j, DatabaseJob) and self.background]
+
+    def _on_own_connection(self, run: Callable[[Store], list[AlertChange]], now: float
+                           ) -> tuple[list[AlertChange], list[str]]:
+        """A database job on a connection of its own (each piece of work it isolates is
+        a transaction there); its alert changes and problems go to the consumer."""
+        with connect(self.url, autocommit=True, timeout=self.connect_timeout,
+                     application_name=f"stream-mlops jobs {self.consumer}") as conn:
+            repo = Repository(conn, self.consumer, valid=self._valid)
+            return run(repo), repo.problems
 
     def _apply(self, changes: list[AlertChange]) -> None:
         self.write_alerts(changes)
@@ -277,3 +293,10 @@ class Consumer:
         with self.status.lock:
             return self.processor.tick()
 
+
+def _own_result(store: Store, result: tuple[list[AlertChange], list[str]]
+                ) -> list[AlertChange]:
+    changes, problems = result
+    for problem in problems:
+        store.report(problem)
+    return changes

@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from stream_mlops.core.alerts import AlertChange
 from stream_mlops.core.batch import NO_CONFIDENCE, UNKNOWN_COST, Batch, RawBatch
-from stream_mlops.core.monitor import BackgroundJob, Job, Monitor, Store, Write
+from stream_mlops.core.monitor import BackgroundJob, DatabaseJob, Job, Monitor, Store, Write
 from stream_mlops.core.rows import ThresholdRow
 from stream_mlops.core.series import SeriesBudget, SeriesIndex, SeriesKey
 from stream_mlops.pipeline.monitors import build_monitors
@@ -143,7 +143,7 @@ class Processor:
             r.tenant_id: max(0, int(r.value)) for r in store.rows("alert_thresholds", ThresholdRow)
             if r.metric == "max_series" and r.function_name is None}
 
-    def jobs(self) -> list[Job | BackgroundJob]:
+    def jobs(self) -> list[Job | BackgroundJob | DatabaseJob]:
         return [j for m in self.monitors for j in m.jobs()]
 
     def metrics(self, now: float) -> Iterator[Callable[[], Any]]:

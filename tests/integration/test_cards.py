@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from stream_mlops.cards.monitor import CardMonitor
 from stream_mlops.cards.spec import parse_spec
 from stream_mlops.cards.store import ConnectionRows
 from stream_mlops.pipeline.repository import Repository
+from tests.helpers import ProcessorProcess, metric_sum, scrape, wait_for
 
 DAY = 86400.0
 INSERT = (
@@ -207,6 +209,36 @@ def test_each_trigger_makes_exactly_one_version_and_reruns_none(db_url: str) -> 
                for family in monitor.metrics(time.time())() for s in family.samples}
     assert samples[("mlops_model_card_versions_total", "rolled_back")] == 2
     assert not [k for k in samples if k[0] == "mlops_model_card_unchanged_total"]
+
+
+def test_the_service_makes_cards_on_a_connection_of_their_own(
+        db_url: str, tmp_path: Path) -> None:
+    """In the running processor the cards job is a worker's, on a connection of its own: a
+    card stuck on a lock (as a card reading a busy function's week is stuck on its reads)
+    does not stop the consumer, and the card is made once the lock goes."""
+    simulate(db_url, 200)
+    p = ProcessorProcess(db_url, log_path=tmp_path / "processor.log")
+    with psycopg.connect(db_url) as blocker, psycopg.connect(db_url, autocommit=True) as look:
+        blocker.execute("LOCK TABLE mlops.model_card_triggers IN ACCESS EXCLUSIVE MODE")
+        p.start()
+        try:
+            p.wait_ready()
+            wait_for(lambda: look.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND application_name = 'stream-mlops jobs default'").fetchone() == (1,),
+                30, "the cards job waiting for the lock on its own connection")
+            simulate(db_url, 50, seed=8)
+            wait_for(lambda: p.events() >= 250, 30, "rows consumed while the card waits")
+            blocker.rollback()  # the lock goes
+            wait_for(lambda: metric_sum(scrape(p.port), "mlops_model_card_versions_total",
+                                        trigger="scheduled") == 1, 30, "the scheduled card")
+        finally:
+            p.stop()
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT tenant_id, function_name, trigger FROM"
+                            " mlops.model_cards").fetchall() == [
+            ("acme", "summarize", "scheduled")]
+    assert "Traceback" not in (tmp_path / "processor.log").read_text()
 
 
 def test_the_job_stops_at_its_time_budget_and_carries_on_next_run(db_url: str) -> None:
