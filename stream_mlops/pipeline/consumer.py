@@ -205,11 +205,12 @@ class Consumer:
     def jobs(self) -> list[Job]:
         """The pipeline's own jobs, then the monitors' (background ones excluded; database
         jobs too while workers run them)."""
+        monitors = self.processor.jobs()
         return [Job("lag", LAG_EVERY_SECONDS, self._probe_lag),
                 Job("config", CONFIG_EVERY_SECONDS, self._configure),
                 Job("rules", RULES_EVERY_SECONDS, lambda _: self._rules()),
-                *(j for j in self.processor.jobs() if isinstance(j, Job)),
-                *(Job(j.name, j.every_seconds, j.run) for j in self.processor.jobs()
+                *(j for j in monitors if isinstance(j, Job)),
+                *(Job(j.name, j.every_seconds, j.run) for j in monitors
                   if isinstance(j, DatabaseJob) and not self.background)]
 
     def run_jobs(self, *only: str, force: bool = False,
