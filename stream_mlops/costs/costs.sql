@@ -37,7 +37,7 @@ ORDER BY 3 DESC, 1, 2;
 -- name: add_hourly_costs
 SELECT mlops.add_hourly_costs(%(tenant)s::text[], %(function)s::text[], %(model)s::text[],
     %(hour)s::bigint[], %(requests)s::bigint[], %(prompt)s::bigint[], %(completion)s::bigint[],
-    %(cached)s::bigint[], %(cost)s::numeric[]);
+    %(cached)s::bigint[], %(cost)s::numeric[], %(latency)s::float8[]);
 
 -- Where every budget stands ({"rows": costs.monitor.CostTracker.budget_rows}); budgets no
 -- longer set are dropped.

@@ -211,6 +211,7 @@ class CostTracker(Monitor):
             "requests": total(np.ones(len(group), np.int64)),
             "prompt": total(rows.prompt_tokens), "completion": total(rows.completion_tokens),
             "cached": total(rows.cached_tokens), "cost": cost,
+            "latency": np.bincount(slot, weights=rows.latency_ms, minlength=n).tolist(),
         }
 
     def _check_caller_costs(self, group: I64, batch: Batch,

@@ -200,7 +200,7 @@ def spend_levels(cost: RingSums, requests: RingSums, now: float,
     rate = recent_cost / 1e12 * (60 / m)
 
     # Hour-ring views aligned by absolute hour: column of hour u is u % HOURS.
-    width = RingSums.HOURS
+    width = cost.HOURS
     valid_cols = cost.hour_id >= 0
     req_hours = requests.hour_sums[:g] if requests.groups >= g else np.zeros((g, width), np.int64)
     active = (req_hours > 0) & valid_cols[None, :]

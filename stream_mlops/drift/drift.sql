@@ -59,7 +59,6 @@ ORDER BY 1 LIMIT 20;
 SELECT DISTINCT function_name FROM mlops.series_totals WHERE tenant_id = %(tenant)s
 ORDER BY 1 LIMIT 20;
 
--- The user's reference decisions, for the processor.
 -- The user's reference decisions (columns of drift.monitor.ReferenceRow).
 -- name: drift_references
 SELECT tenant_id, function_name, metric, pinned,
@@ -83,3 +82,17 @@ FROM (SELECT * FROM mlops.model_performance
 -- name: drift_functions
 SELECT DISTINCT tenant_id, function_name FROM mlops.model_performance
 WHERE created_at >= %(since)s;
+
+-- Requests and summed latency per function and hour of the last 8 days, from the cost
+-- roll-ups (written with the cursor, so exactly what was consumed): the volume baselines
+-- and hour-of-day latency profiles after a restart (columns of drift.monitor.HourRow).
+-- An hour whose latency is not known for every model (rolled up before migration 0017)
+-- has none.
+-- name: recent_hourly_latency
+SELECT tenant_id, function_name, (date_part('epoch', period_start) / 3600)::bigint AS hour,
+       sum(request_count)::bigint AS requests,
+       CASE WHEN bool_and(latency_ms_sum IS NOT NULL) THEN sum(latency_ms_sum) END
+           AS latency_ms_sum
+FROM mlops.cost_tracking
+WHERE period = 'hour' AND period_start >= date_trunc('hour', now()) - interval '8 days'
+GROUP BY 1, 2, 3;

@@ -3,7 +3,10 @@
 Per (tenant, function): latency, query length, confidence, cost per request (numeric),
 the error flag (binary), the mix of error types and of models (categorical), and the
 request volume per minute relative to the same hour on the previous days (numeric, once a
-day of history exists, so a quiet night is not drift). Rows are buffered per batch and
+day of history exists, so a quiet night is not drift). Latency is fed relative to its hour
+of day once whole previous days are known (:mod:`stream_mlops.stats.seasonal`), so a
+daily cycle is not drift either; the hourly sums behind both come back from the cost
+roll-ups after a restart. Rows are buffered per batch and
 fed to the detectors every few seconds by a background job on a thread of its own,
 vectorised (costs measured in ``benchmarks/monitoring.py``); the evidence and alert
 changes it finds are written on the consumer's thread.
@@ -44,6 +47,7 @@ from stream_mlops.core.rows import OpenAlertRow
 from stream_mlops.core.series import SeriesIndex
 from stream_mlops.stats.drift import Detector, TestResult, compare_windows, make_detector
 from stream_mlops.stats.rings import RingSums
+from stream_mlops.stats.seasonal import day_windows, hour_offset
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -63,6 +67,17 @@ class ReferenceRow:
     metric: str
     pinned: bool
     relearn_from: float | None  # unix time
+
+
+@dataclass(frozen=True)
+class HourRow:
+    """An hour of one function from the cost roll-ups (``recent_hourly_latency``)."""
+
+    tenant_id: str
+    function_name: str
+    hour: int  # unix hours
+    requests: int
+    latency_ms_sum: float | None  # None: not rolled up for every model of the hour
 
 
 @dataclass(frozen=True)
@@ -115,6 +130,7 @@ class _Series:
     p_values: dict[tuple[str, str], float] = field(default_factory=dict)
     drifts: dict[str, int] = field(default_factory=dict)
     relearned: dict[str, float] = field(default_factory=dict)  # metric -> request applied
+    seasonal: bool = False  # latency is fed relative to its hour of day
 
 
 Snapshot = list[tuple[str, str, str, bool, float, int, dict[str, float]]]
@@ -158,8 +174,11 @@ class DriftMonitor(Monitor):
         self.episodes = Episodes()
         self.updates = 0  # metric-updates fed, for the cost per update
         self._restored: dict[AlertKey, float] = {}
-        # Requests per function and minute, for the volume metric.
-        self.requests = RingSums()
+        # Requests per function and minute / hour, for the volume metric; latency values
+        # and their sum (in microseconds) per hour, for the hour-of-day profiles.
+        self.requests = RingSums(days=8)
+        self.latency_n = RingSums(days=8)
+        self.latency_us = RingSums(days=8)
         # buffer() runs on the consumer's thread, flush() and test() on the job's thread:
         # the buffer is handed over under this lock, and /metrics reads the snapshot taken
         # at the end of each test, never the detectors.
@@ -188,6 +207,7 @@ class DriftMonitor(Monitor):
                 store.report(f"open alert {r.tenant_id}/{r.fingerprint!r} is not one the "
                              "drift monitor fires; left as it is")
         self.restore_open(keys, store.now)
+        self.load_hours(store.rows("recent_hourly_latency", HourRow))
         rows = store.consumed(last=self.WARM_ROWS)
         if len(rows):
             series = index.series_of(rows.key)
@@ -202,11 +222,35 @@ class DriftMonitor(Monitor):
             bool(r.pinned), None if r.relearn_from is None else float(r.relearn_from))
             for r in rows}
 
+    def load_hours(self, rows: Sequence[HourRow]) -> None:
+        """Hourly requests and latency sums (of the cost roll-ups) after a restart."""
+        if not rows:
+            return
+        f = np.array([self.index.function_id(r.tenant_id, r.function_name) for r in rows],
+                     np.int64)
+        hour = np.array([r.hour for r in rows], np.int64)
+        self.requests.load(f, hour, np.array([r.requests for r in rows], np.int64),
+                           minutes=False)
+        known = np.array([r.latency_ms_sum is not None for r in rows])
+        self.latency_n.load(f[known], hour[known], np.array(
+            [r.requests for r in rows], np.int64)[known], minutes=False)
+        self.latency_us.load(f[known], hour[known], np.rint(np.array(
+            [r.latency_ms_sum or 0.0 for r in rows]) * 1000).astype(np.int64)[known],
+            minutes=False)
+
     def observe(self, batch: Batch) -> Observed:
-        self.buffer(self._rows(batch))
-        self.requests.add(batch.function, batch.rows.created_at,
-                          np.ones(len(batch), np.int64))
+        rows = self._rows(batch)
+        self.count(rows)
+        self.buffer(rows)
         return NOTHING
+
+    def count(self, rows: DriftRows) -> None:
+        """Add rows to the hourly sums (the volume baselines and latency profiles)."""
+        ones = np.ones(len(rows.function), np.int64)
+        self.requests.add(rows.function, rows.created_at, ones)
+        self.latency_n.add(rows.function, rows.created_at, ones)
+        self.latency_us.add(rows.function, rows.created_at,
+                            np.rint(rows.latency_ms * 1000).astype(np.int64))
 
     def _rows(self, batch: Batch) -> DriftRows:
         r = batch.rows
@@ -324,16 +368,54 @@ class DriftMonitor(Monitor):
         s = self._series(f)
         since = self._relearn(f, s)
         if not since:
-            self._feed_values(s, _values(r, idx))
+            self._feed_values(s, self._values(f, s, r, idx))
             return
         # Rows from before a relearn request feed no reference of that metric (the warm-up
         # replay after a restart brings them back, and they are the old level).
         t = r.created_at[idx]
         for cut in sorted(set(since.values())):
             metrics = {m for m in METRICS if since.get(m) == cut}
-            self._feed_values(s, {m: xs for m, xs in _values(r, idx[t >= cut]).items()
+            self._feed_values(s, {m: xs for m, xs in self._values(f, s, r, idx[t >= cut]).items()
                                   if m in metrics})
-        self._feed_values(s, {m: xs for m, xs in _values(r, idx).items() if m not in since})
+        self._feed_values(s, {m: xs for m, xs in self._values(f, s, r, idx).items()
+                              if m not in since})
+
+    def _values(self, f: int, s: _Series, r: DriftRows, idx: I64) -> dict[str, Any]:
+        values = _values(r, idx)
+        values["latency"] = self._relative_to_hour(f, s, r.created_at[idx], values["latency"])
+        return values
+
+    def _relative_to_hour(self, f: int, s: _Series, t: F64, latency: F64) -> F64:
+        """Latency over its hour-of-day profile once one is known (else as it is); the
+        reference is relearnt, on the new scale, when the profile first becomes known."""
+        if not len(t):
+            return latency
+        hours, at = np.unique((t // 3600).astype(np.int64), return_inverse=True)
+        offsets = np.array([self.hour_offset(f, int(h)) for h in hours.tolist()])
+        known = np.isfinite(offsets)
+        if not s.seasonal:
+            if not known.any():
+                return latency
+            s.seasonal = True
+            d = s.detectors.get("latency")
+            if d is not None:
+                d.refresh()
+                s.pinned.discard("latency")
+                s.candidates.pop("latency", None)
+        out: F64 = latency * np.exp(-np.where(known, offsets, 0.0))[at.reshape(-1)]
+        return out
+
+    def hour_offset(self, f: int, hour: int) -> float:
+        """Function ``f``'s latency profile at unix hour ``hour`` (NaN: not known)."""
+        if f >= self.latency_n.groups:
+            return math.nan
+        windows = day_windows(hour)
+        counts = self.latency_n.at(f, windows)
+        held = self.latency_n.hour_id[self.latency_n.hour_sums[f] > 0]
+        if not len(held):
+            return math.nan
+        whole = windows[:, 0] >= held.min()
+        return hour_offset(counts, self.latency_us.at(f, windows) / 1000.0, whole)
 
     def _feed_values(self, s: _Series, values: dict[str, Any]) -> None:
         for metric, xs in values.items():
@@ -433,7 +515,8 @@ class DriftMonitor(Monitor):
         if key in self.episodes.open:
             return []
         return [self._alert(key, function, metric, cusums=cusums, confirmed=confirmed,
-                            ref=ref, cur=cur, pinned=pinned)]
+                            ref=ref, cur=cur, pinned=pinned,
+                            seasonal=s.seasonal and metric == "latency")]
 
     def _resolved(self, key: AlertKey) -> AlertChange:
         function, metric = key.fingerprint[len("drift:"):].rsplit(":", 1)
@@ -466,10 +549,13 @@ class DriftMonitor(Monitor):
         return due
 
     def _alert(self, key: AlertKey, function: str, metric: str, *, cusums: tuple[str, ...],
-               confirmed: list[TestResult], ref: Any, cur: Any, pinned: bool) -> AlertChange:
+               confirmed: list[TestResult], ref: Any, cur: Any, pinned: bool,
+               seasonal: bool = False) -> AlertChange:
         best = min(confirmed, key=lambda r: r.p_value)
         what = ", ".join(c.replace("_", " ") for c in cusums) or "a change"
-        message = (f"{metric} of {function} drifted ({what}): {_describe(metric, ref, cur)}; "
+        scale = " (relative to its hour of day on the last days)" if seasonal else ""
+        message = (f"{metric} of {function} drifted ({what}): "
+                   f"{_describe(metric, ref, cur)}{scale}; "
                    f"{best.test_name} p = {best.p_value:.2g} (threshold {best.threshold:g}), "
                    f"effect size {best.effect_size:.3g}, {best.n_reference} reference vs "
                    f"{best.n_current} recent values. " + (
@@ -506,7 +592,7 @@ def _same_hour_rate(volume: RingSums, f: int, t: float) -> float | None:
     rates = []
     for d in range(1, 8):
         h = math.floor((t - d * 86400) / 3600)
-        col = h % RingSums.HOURS
+        col = h % volume.HOURS
         if volume.hour_id[col] == h:
             rates.append(volume.hour_sums[f, col] / 60)
     return float(np.median(rates)) if rates else None

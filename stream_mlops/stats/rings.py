@@ -1,9 +1,10 @@
 """Exact per-group sums by minute and by hour in fixed rings (pure: no I/O).
 
 Each group keeps one ring of minute sums for the last hour and one of hour sums for the
-last 35 days; the rings share their clock (which minute or hour each column holds), so
-memory is ``groups x (61 + 840)`` integers and an add costs the same however old the
-group. Costs use it for pico-dollars, drift for request counts.
+last 35 days (or as many as asked); the rings share their clock (which minute or hour each
+column holds), so memory is ``groups x (61 + 24 x days)`` integers and an add costs the
+same however old the group. Costs use it for pico-dollars, drift for request counts and
+latencies.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ class RingSums:
     MINUTES = 61
     HOURS = 35 * 24
 
-    def __init__(self) -> None:
+    def __init__(self, days: int = 35) -> None:
+        self.HOURS = days * 24
         self.groups = 0
         self._cap = 0
         self.minute_sums = np.zeros((0, self.MINUTES), np.int64)
@@ -115,6 +117,14 @@ class RingSums:
     def minutes(self, first: int, last: int) -> I64:
         """Per group, the sum over the minutes ``first..last`` (unix minutes) in the ring."""
         return live_sum(self.minute_id, self.minute_sums[: self.groups], first, last)
+
+    def at(self, group: int, hours: I64) -> I64:
+        """The group's sum in each unix hour of ``hours`` (0 where the ring holds none)."""
+        col = hours % self.HOURS
+        held = self.hour_id[col] == hours
+        out: I64 = np.where(held, self.hour_sums[group, col], 0) if group < self.groups \
+            else np.zeros(hours.shape, np.int64)
+        return out
 
     def hours(self, first: int, last: int) -> I64:
         """Per group, the sum over the hours ``first..last`` (unix hours) in the ring."""

@@ -5,9 +5,12 @@ steady stream is not; the on-demand report agrees."""
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import psycopg
+import pytest
 
 from stream_mlops.client import RequestLogger
 from stream_mlops.dev.simulator import Scenario, Traffic
@@ -146,6 +149,54 @@ def test_steady_traffic_raises_no_drift_alert_and_restart_keeps_references(
         alerts = conn.execute("SELECT count(*) FROM mlops.alerts WHERE alert_type = 'drift'"
                               ).fetchone()
     assert alerts == (0,)
+    c.close()
+
+
+def test_hour_of_day_latency_is_rolled_up_and_back_after_a_restart(db_url: str) -> None:
+    """The cost roll-ups carry each hour's summed latency with the cursor; a restarted
+    processor rebuilds the drift monitor's hour-of-day profile (and volume baselines)
+    from them, so a daily cycle is not drift after a restart either."""
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    rng = np.random.default_rng(11)
+    logger = RequestLogger(db_url, flush_interval=0.05, max_buffer=10_000)
+    sent: dict[int, float] = {}
+    for back in range(26, 0, -1):  # the last 26 whole hours, slow at 3 pm UTC
+        start = now - timedelta(hours=back)
+        slow = 2.0 if start.hour == 15 else 1.0
+        for x in np.round(slow * rng.lognormal(5.0, 0.5, 120), 3).tolist():
+            logger.log(function_name="seasonal", model="m", latency_ms=x,
+                       created_at=start + timedelta(seconds=float(rng.uniform(0, 3599))))
+            hour = int(start.timestamp() // 3600)
+            sent[hour] = sent.get(hour, 0.0) + x
+    logger.close(timeout=60)
+    c = make_consumer(db_url)
+    drain(c)
+    with psycopg.connect(db_url) as conn:
+        rolled: dict[int, float] = dict(conn.execute(
+            "SELECT (date_part('epoch', period_start) / 3600)::bigint, latency_ms_sum"
+            " FROM mlops.cost_tracking WHERE function_name = 'seasonal'").fetchall())
+    assert rolled.keys() == sent.keys()
+    assert all(abs(rolled[h] - sent[h]) < 1e-6 * sent[h] for h in sent)
+    before = c.processor.monitor(DriftMonitor)
+    f = before.index.function_id("default", "seasonal")
+    hours = np.array(sorted(sent), np.int64)
+    hour = int(now.timestamp() // 3600)
+    profile = [before.hour_offset(f, h) for h in range(hour, hour + 3)]
+    assert all(math.isfinite(p) for p in profile)
+    c.close()
+
+    c = make_consumer(db_url)  # a restart: the rings come back from the roll-ups
+    after = c.processor.monitor(DriftMonitor)
+    g = after.index.function_id("default", "seasonal")
+    for ring in ("requests", "latency_n", "latency_us"):
+        assert getattr(after, ring).at(g, hours).tolist() == \
+            getattr(before, ring).at(f, hours).tolist(), ring
+    assert [after.hour_offset(g, h) for h in range(hour, hour + 3)] == \
+        pytest.approx(profile, abs=1e-9)
+    at_15 = (15 - now.hour) % 24  # the slow hour's offset: log 2 over the day's mean
+    slow_hour = int(now.timestamp() // 3600) + at_15
+    assert after.hour_offset(g, slow_hour) == pytest.approx(
+        math.log(2 / (25 / 24)), abs=0.12)
     c.close()
 
 

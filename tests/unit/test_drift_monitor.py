@@ -113,3 +113,51 @@ def test_control_combines_the_metric_and_the_function_wide_decision(
     c = m.control("t", "fn", "latency")
     assert (c.pinned, c.relearn_from) == want
     assert m.control("t", "other", "latency").pinned is False
+
+
+def cyclic_run(seed: int, *, profile: bool, step_at: int | None = None,
+               days: int = 3) -> list[tuple[int, str]]:
+    """400 requests an hour whose latency follows the clock (x0.74 to x1.35 over a day,
+    a cycle of 9,600 events, ten times the reference): the hours in which a latency drift
+    fired, and its message. ``step_at``: latency x1.5 from that hour on."""
+    rng = np.random.default_rng(seed)
+    m = monitor()
+    fired = []
+    day0 = T0 - T0 % 86400
+    for h in range(days * 24):
+        for k in range(6):  # the drift job runs every 10 simulated minutes
+            start = day0 + h * HOUR + k * 600
+            t = start + np.sort(rng.uniform(0, 600, 67))
+            latency = rng.lognormal(5.0, 0.5, len(t)) * np.exp(
+                0.3 * np.sin(2 * np.pi * (t - day0) / 86400))
+            if step_at is not None and h >= step_at:
+                latency *= 1.5
+            r = rows(latency, 0.0)
+            r.created_at = t
+            if profile:
+                m.count(r)
+            m.buffer(r)
+            m.flush()
+            fired += [(h, c.message) for c in m.test(start + 600)[1]
+                      if c.action == "fire" and c.fingerprint == "drift:fn:latency"]
+    return fired
+
+
+def test_a_daily_cycle_is_not_drift_once_a_day_of_profile_is_known() -> None:
+    without = cyclic_run(3, profile=False)
+    with_profile = cyclic_run(3, profile=True)
+    # The first day is the same either way (no profile yet): the cycle fires.
+    assert [h for h, _ in with_profile if h < 24] == [h for h, _ in without if h < 24] != []
+    assert len([h for h, _ in without if h >= 24]) >= 10
+    assert [h for h, _ in with_profile if h >= 24] == []
+
+
+def test_a_real_step_still_fires_relative_to_the_hour_of_day() -> None:
+    """Latency x1.5 on the fourth day: found in its hour, and the day that straddles it
+    does not blur the profile into new alarms (three days of history: a median)."""
+    fired = [(h, message) for h, message in cyclic_run(3, profile=True, step_at=80, days=4)
+             if h >= 24]
+    (hour, message), = fired
+    assert hour == 80
+    assert message.startswith("latency of fn drifted (") and \
+        "(relative to its hour of day on the last days)" in message
