@@ -152,6 +152,11 @@ def test_steady_traffic_raises_no_drift_alert_and_restart_keeps_references(
     c.close()
 
 
+def offset(m: DriftMonitor, f: int, hour: int) -> float:
+    profile = m.hour_profile(f, hour)
+    return math.nan if profile is None else float(profile[0])
+
+
 def test_hour_of_day_latency_is_rolled_up_and_back_after_a_restart(db_url: str) -> None:
     """The cost roll-ups carry each hour's summed latency with the cursor; a restarted
     processor rebuilds the drift monitor's hour-of-day profile (and volume baselines)
@@ -160,10 +165,11 @@ def test_hour_of_day_latency_is_rolled_up_and_back_after_a_restart(db_url: str) 
     rng = np.random.default_rng(11)
     logger = RequestLogger(db_url, flush_interval=0.05, max_buffer=10_000)
     sent: dict[int, float] = {}
-    for back in range(26, 0, -1):  # the last 26 whole hours, slow at 3 pm UTC
+    # The last 26 whole hours, slowest at this hour of the day: x exp(0.3 cos(...)).
+    cycle = [math.exp(0.3 * math.cos(2 * math.pi * k / 24)) for k in range(24)]
+    for back in range(26, 0, -1):
         start = now - timedelta(hours=back)
-        slow = 2.0 if start.hour == 15 else 1.0
-        for x in np.round(slow * rng.lognormal(5.0, 0.5, 120), 3).tolist():
+        for x in np.round(cycle[back % 24] * rng.lognormal(5.0, 0.5, 120), 3).tolist():
             logger.log(function_name="seasonal", model="m", latency_ms=x,
                        created_at=start + timedelta(seconds=float(rng.uniform(0, 3599))))
             hour = int(start.timestamp() // 3600)
@@ -181,7 +187,7 @@ def test_hour_of_day_latency_is_rolled_up_and_back_after_a_restart(db_url: str) 
     f = before.index.function_id("default", "seasonal")
     hours = np.array(sorted(sent), np.int64)
     hour = int(now.timestamp() // 3600)
-    profile = [before.hour_offset(f, h) for h in range(hour, hour + 3)]
+    profile = [offset(before, f, h) for h in range(hour, hour + 3)]
     assert all(math.isfinite(p) for p in profile)
     c.close()
 
@@ -191,12 +197,11 @@ def test_hour_of_day_latency_is_rolled_up_and_back_after_a_restart(db_url: str) 
     for ring in ("requests", "latency_n", "latency_us"):
         assert getattr(after, ring).at(g, hours).tolist() == \
             getattr(before, ring).at(f, hours).tolist(), ring
-    assert [after.hour_offset(g, h) for h in range(hour, hour + 3)] == \
+    assert [offset(after, g, h) for h in range(hour, hour + 3)] == \
         pytest.approx(profile, abs=1e-9)
-    at_15 = (15 - now.hour) % 24  # the slow hour's offset: log 2 over the day's mean
-    slow_hour = int(now.timestamp() // 3600) + at_15
-    assert after.hour_offset(g, slow_hour) == pytest.approx(
-        math.log(2 / (25 / 24)), abs=0.12)
+    # This hour and its neighbours over the whole day's mean, within sampling error.
+    assert profile[0] == pytest.approx(
+        math.log((cycle[23] + cycle[0] + cycle[1]) / 3 / np.mean(cycle)), abs=0.08)
     c.close()
 
 
