@@ -175,10 +175,10 @@ class DriftMonitor(Monitor):
         self.episodes = Episodes()
         self.updates = 0  # metric-updates fed, for the cost per update
         self._restored: dict[AlertKey, float] = {}
-        # Requests per function and minute / hour, for the volume metric; latency values
-        # and their sum (in microseconds) per hour, for the hour-of-day profiles.
+        # Requests per function and minute / hour, for the volume metric and the
+        # hour-of-day profiles, with the latency summed per hour (in microseconds; 0: not
+        # known, in hours rolled up before the roll-ups carried it).
         self.requests = RingSums(days=8)
-        self.latency_n = RingSums(days=8)
         self.latency_us = RingSums(days=8)
         # buffer() runs on the consumer's thread, flush() and test() on the job's thread:
         # the buffer is handed over under this lock, and /metrics reads the snapshot taken
@@ -233,8 +233,6 @@ class DriftMonitor(Monitor):
         self.requests.load(f, hour, np.array([r.requests for r in rows], np.int64),
                            minutes=False)
         known = np.array([r.latency_ms_sum is not None for r in rows])
-        self.latency_n.load(f[known], hour[known], np.array(
-            [r.requests for r in rows], np.int64)[known], minutes=False)
         self.latency_us.load(f[known], hour[known], np.rint(np.array(
             [r.latency_ms_sum or 0.0 for r in rows]) * 1000).astype(np.int64)[known],
             minutes=False)
@@ -249,7 +247,6 @@ class DriftMonitor(Monitor):
         """Add rows to the hourly sums (the volume baselines and latency profiles)."""
         ones = np.ones(len(rows.function), np.int64)
         self.requests.add(rows.function, rows.created_at, ones)
-        self.latency_n.add(rows.function, rows.created_at, ones)
         self.latency_us.add(rows.function, rows.created_at,
                             np.rint(rows.latency_ms * 1000).astype(np.int64))
 
@@ -425,14 +422,14 @@ class DriftMonitor(Monitor):
     def hour_profile(self, f: int, hour: int) -> F64 | None:
         """Function ``f``'s latency profile for the 24 hours from unix hour ``hour`` on
         (:func:`~stream_mlops.stats.seasonal.day_profile`; None: not known)."""
-        if f >= self.latency_n.groups:
+        if f >= self.requests.groups:
             return None
-        held = self.latency_n.hour_id[self.latency_n.hour_sums[f] > 0]
+        held = self.requests.hour_id[self.requests.hour_sums[f] > 0]
         if not len(held):
             return None
         windows = day_windows(hour)
-        return day_profile(self.latency_n.at(f, windows),
-                           self.latency_us.at(f, windows) / 1000.0,
+        sums = self.latency_us.at(f, windows)
+        return day_profile(np.where(sums > 0, self.requests.at(f, windows), 0), sums / 1000.0,
                            windows[:, 0] >= held.min())
 
     def _feed_values(self, s: _Series, values: dict[str, Any]) -> None:

@@ -194,7 +194,7 @@ def test_hour_of_day_latency_is_rolled_up_and_back_after_a_restart(db_url: str) 
     c = make_consumer(db_url)  # a restart: the rings come back from the roll-ups
     after = c.processor.monitor(DriftMonitor)
     g = after.index.function_id("default", "seasonal")
-    for ring in ("requests", "latency_n", "latency_us"):
+    for ring in ("requests", "latency_us"):
         assert getattr(after, ring).at(g, hours).tolist() == \
             getattr(before, ring).at(f, hours).tolist(), ring
     assert [offset(after, g, h) for h in range(hour, hour + 3)] == \
