@@ -26,10 +26,12 @@ import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from prometheus_client.registry import CollectorRegistry
+
+from stream_mlops.metrics.exposition import SeriesFamily
 
 Key = tuple[str, str, str, str]  # tenant, function, model, variant
 Group = tuple[str, ...]
@@ -182,6 +184,9 @@ def _read(registry: CollectorRegistry
     gauges: Gauges = {}
     buckets: dict[Key, dict[float, float]] = {}
     for family in registry.collect():
+        if isinstance(family, SeriesFamily):  # read from its array: no Sample objects
+            _read_series(family, rows, buckets)
+            continue
         for s in family.samples:
             name, labels = s.name, s.labels
             if name in GAUGES:
@@ -202,6 +207,32 @@ def _read(registry: CollectorRegistry
             else:
                 buckets.setdefault(key, {})[float(labels["le"])] = float(s.value)
     return rows, buckets, gauges
+
+
+def _read_series(family: SeriesFamily, rows: dict[Key, list[float]],
+                 buckets: dict[Key, dict[float, float]]) -> None:
+    """:func:`_read` for a family of :mod:`~stream_mlops.metrics.exposition`."""
+    if family.name not in ("mlops_requests", "mlops_cost_usd",
+                           "mlops_request_duration_seconds") or not family.keys:
+        return
+    keys = [cast(Key, tuple(k)) for k in family.keys]  # tenant, function, model, variant
+    for key in keys:
+        rows.setdefault(key, [0.0, 0.0, 0.0])
+    for (name, extra), column in zip(family.columns, family.values.T.tolist(), strict=True):
+        labels = dict(extra)
+        if name == "mlops_requests_total":
+            cols = [REQUESTS, ERRORS] if labels.get("status") == "error" else [REQUESTS]
+            for key, v in zip(keys, column, strict=True):
+                row = rows[key]
+                for c in cols:
+                    row[c] += v
+        elif name == "mlops_cost_usd_total":
+            for key, v in zip(keys, column, strict=True):
+                rows[key][COST] += v
+        elif name == "mlops_request_duration_seconds_bucket":
+            le = float(labels["le"])
+            for key, v in zip(keys, column, strict=True):
+                buckets.setdefault(key, {})[le] = v
 
 
 # --- numbers per group ---------------------------------------------------------------

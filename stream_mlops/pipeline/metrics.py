@@ -18,11 +18,11 @@ from prometheus_client import PlatformCollector, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
-    HistogramMetricFamily,
     Metric,
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from stream_mlops.metrics.exposition import Labels, SeriesFamily, cached_texts
 from stream_mlops.pipeline.processor import Processor
 from stream_mlops.pipeline.scheduler import JobHealth, Scheduler
 from stream_mlops.pipeline.status import PipelineStatus
@@ -35,10 +35,6 @@ def _le(bounds: np.ndarray[Any, Any]) -> list[str]:
     return [format(float(b), "g") for b in bounds] + ["+Inf"]
 
 
-def _buckets(le: list[str], counts: np.ndarray[Any, Any]) -> list[tuple[str, float]]:
-    return list(zip(le, np.cumsum(counts).astype(float).tolist(), strict=True))
-
-
 class ProcessorCollector(Collector):
     def __init__(self, processor: Processor, status: PipelineStatus,
                  scheduler: Scheduler | None = None) -> None:
@@ -47,6 +43,7 @@ class ProcessorCollector(Collector):
         self.scheduler = scheduler
         self._le_latency = _le(LATENCY_BOUNDS)
         self._le_conf = _le(CONFIDENCE_BOUNDS)
+        self._texts: dict[tuple[str, ...], str] = {}  # series -> its escaped label text
 
     def collect(self) -> Iterator[Metric]:
         with self.status.lock:
@@ -66,37 +63,40 @@ class ProcessorCollector(Collector):
     def _series_metrics(
         self, keys: Sequence[tuple[str, ...]], s: dict[str, Any], cost: list[int]
     ) -> Iterator[Metric]:
-        requests = CounterMetricFamily(
-            "mlops_requests", "AI requests processed, by outcome.",
-            labels=[*SERIES_LABELS, "status"])
-        duration = HistogramMetricFamily(
-            "mlops_request_duration_seconds", "Latency of AI requests.", labels=SERIES_LABELS)
-        tokens = CounterMetricFamily(
-            "mlops_tokens", "Tokens used; prompt includes cached (cache-read) tokens.",
-            labels=[*SERIES_LABELS, "type"])
-        cost_total = CounterMetricFamily(
-            "mlops_cost_usd", "Cost of AI requests in US dollars (priced rows only).",
-            labels=SERIES_LABELS)
-        unpriced = CounterMetricFamily(
-            "mlops_unpriced_requests", "Requests whose model has no price: cost unknown.",
-            labels=SERIES_LABELS)
-        confidence = HistogramMetricFamily(
-            "mlops_confidence", "Model confidence scores (0..1) reported by callers.",
-            labels=SERIES_LABELS)
-        for i, key in enumerate(keys):
-            labels = list(key)
-            requests.add_metric([*labels, "success"], float(s["success"][i]))
-            requests.add_metric([*labels, "error"], float(s["error"][i]))
-            duration.add_metric(labels, _buckets(self._le_latency, s["latency_buckets"][i]),
-                                float(s["latency_sum_seconds"][i]))
-            tokens.add_metric([*labels, "prompt"], float(s["prompt_tokens"][i]))
-            tokens.add_metric([*labels, "completion"], float(s["completion_tokens"][i]))
-            tokens.add_metric([*labels, "cached"], float(s["cached_tokens"][i]))
-            cost_total.add_metric(labels, cost[i] / 1e12)
-            unpriced.add_metric(labels, float(s["unpriced"][i]))
-            confidence.add_metric(labels, _buckets(self._le_conf, s["confidence_buckets"][i]),
-                                  float(s["confidence_sum"][i]))
-        yield from (requests, duration, tokens, cost_total, unpriced, confidence)
+        texts = cached_texts(self._texts, SERIES_LABELS, keys)
+
+        def family(name: str, doc: str, typ: str, columns: list[tuple[str, Labels]],
+                   *values: Any) -> SeriesFamily:
+            n = len(keys)  # the arrays may have grown for series not yet in the index copy
+            matrix = np.column_stack([np.asarray(v, dtype=np.float64)[:n] for v in values])
+            return SeriesFamily(name, doc, typ, label_names=SERIES_LABELS, keys=keys,
+                                texts=texts, columns=columns, values=matrix)
+
+        def histogram(name: str, doc: str, le: list[str], counts: Any, total: Any
+                      ) -> SeriesFamily:
+            cum = np.cumsum(counts, axis=1)
+            columns = [(f"{name}_bucket", (("le", b),)) for b in le]
+            return family(name, doc, "histogram",
+                          [*columns, (f"{name}_count", ()), (f"{name}_sum", ())],
+                          cum, cum[:, -1], total)
+
+        yield family("mlops_requests", "AI requests processed, by outcome.", "counter",
+                     [("mlops_requests_total", (("status", "success"),)),
+                      ("mlops_requests_total", (("status", "error"),))],
+                     s["success"], s["error"])
+        yield histogram("mlops_request_duration_seconds", "Latency of AI requests.",
+                        self._le_latency, s["latency_buckets"], s["latency_sum_seconds"])
+        yield family("mlops_tokens", "Tokens used; prompt includes cached (cache-read) tokens.",
+                     "counter", [("mlops_tokens_total", (("type", t),))
+                                 for t in ("prompt", "completion", "cached")],
+                     s["prompt_tokens"], s["completion_tokens"], s["cached_tokens"])
+        yield family("mlops_cost_usd", "Cost of AI requests in US dollars (priced rows only).",
+                     "counter", [("mlops_cost_usd_total", ())], [c / 1e12 for c in cost])
+        yield family("mlops_unpriced_requests",
+                     "Requests whose model has no price: cost unknown.", "counter",
+                     [("mlops_unpriced_requests_total", ())], s["unpriced"])
+        yield histogram("mlops_confidence", "Model confidence scores (0..1) reported by callers.",
+                        self._le_conf, s["confidence_buckets"], s["confidence_sum"])
 
     def _pipeline_metrics(self, n_series: int) -> Iterator[Metric]:
         st = self.status

@@ -1,0 +1,130 @@
+"""/metrics written by stream_mlops.metrics.exposition says what prometheus-client says."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.openmetrics.exposition import generate_latest as om_latest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from stream_mlops.core.batch import RawBatch
+from stream_mlops.metrics.exposition import encoder, render
+from stream_mlops.metrics.server import app
+from stream_mlops.pipeline.metrics import build_registry
+from stream_mlops.pipeline.processor import Processor
+from stream_mlops.pipeline.scheduler import Scheduler
+from stream_mlops.pipeline.status import PipelineStatus
+
+NOW = 1_800_000_000.0
+# Label values that need escaping, and ones that look like the text format's syntax.
+NAMES = ["plain", 'quo"te', "back\\slash", "brace{x}", "a,b=c", "naïve ✓"]
+
+
+def registry() -> CollectorRegistry:
+    p = Processor(clock=lambda: NOW)
+    rows = []
+    for i in range(60):
+        rows.append((100 + i, i, NAMES[i % 3], NAMES[i % len(NAMES)], "m-1", "control",
+                     NOW - 1, 10.0 * (i + 1), 10 + i, 5, 0, 1000 * i if i % 7 else -1,
+                     (i % 10) / 10, i % 4 == 0))
+    p.commit(p.prepare(RawBatch.from_rows(rows)))
+    reg = build_registry(p, PipelineStatus(), Scheduler())
+
+    class Extra(Collector):  # what the library's families carry that ours do not
+        def collect(self) -> Any:
+            c = CounterMetricFamily("odd", 'help with "quotes"\nand a \\', labels=["k"],
+                                    created=123.0)
+            c.add_metric(["x\ny"], 2.5e20, created=5.0)
+            yield c
+            g = GaugeMetricFamily("weird_values", "inf and nan", labels=["v"])
+            for v in (float("inf"), float("-inf"), float("nan"), 1e-9, 1234567.0):
+                g.add_metric([repr(v)], v)
+            yield g
+
+    reg.register(Extra())
+    return reg
+
+
+def samples(families: Any) -> dict[tuple[str, str, tuple[tuple[str, str], ...]], str]:
+    out = {}
+    for f in families:
+        for s in f.samples:
+            # This process's own CPU time moves between two scrapes.
+            value = "" if f.name.startswith("process_") else repr(float(s.value))
+            out[(f.name, s.name, tuple(sorted(s.labels.items())))] = value
+    return out
+
+
+def docs(families: Any) -> dict[str, tuple[str, str]]:
+    return {f.name: (f.type, f.documentation) for f in families}
+
+
+@pytest.mark.parametrize(("openmetrics", "library", "parse"), [
+    (False, generate_latest, text_string_to_metric_families),
+    (True, om_latest, om_parse),
+])
+def test_the_text_parses_to_exactly_the_librarys_families_and_samples(
+        openmetrics: bool, library: Callable[[Any], bytes], parse: Callable[[str], Any]) -> None:
+    reg = registry()
+    ours = render(reg.collect(), openmetrics)
+    assert ours is not None
+    theirs = library(reg).decode()
+    mine = list(parse(ours.decode()))
+    expected = list(parse(theirs))
+    assert samples(mine) == samples(expected)
+    assert docs(mine) == docs(expected)
+    assert [f.name for f in mine] == [f.name for f in expected]
+    names = {f.name for f in mine}
+    assert {"mlops_requests", "mlops_request_duration_seconds", "odd"} <= names
+    assert len(samples(mine)) > 300
+    functions = {dict(labels).get("function") for _, _, labels in samples(mine)}
+    assert set(NAMES) <= functions  # escaped and read back
+
+
+def test_samples_only_the_library_can_write_are_left_to_it() -> None:
+    class Stamped(Collector):
+        def collect(self) -> Any:
+            g = GaugeMetricFamily("stamped", "with a timestamp")
+            g.add_metric([], 1.0, timestamp=NOW)
+            yield g
+
+    reg = CollectorRegistry()
+    reg.register(Stamped())
+    assert render(reg.collect(), False) is None
+    wsgi = app(reg, live=lambda _: [], ready=lambda _: [])
+    body = b"".join(wsgi({"PATH_INFO": "/metrics", "REQUEST_METHOD": "GET",
+                          "QUERY_STRING": ""}, lambda *a: None))
+    assert body == generate_latest(reg)  # the library's own output, timestamp and all
+
+
+def test_the_endpoint_negotiates_format_and_compression_as_the_library_does() -> None:
+    reg = registry()
+    wsgi = app(reg, live=lambda _: [], ready=lambda _: [])
+    seen: dict[str, Any] = {}
+
+    def get(**headers: str) -> bytes:
+        environ = {"PATH_INFO": "/metrics", "REQUEST_METHOD": "GET", "QUERY_STRING": "",
+                   **headers}
+        body = b"".join(wsgi(environ, lambda status, h: seen.update(status=status,
+                                                                    headers=dict(h))))
+        return body
+
+    prom = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+            "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+    body = gzip.decompress(get(HTTP_ACCEPT=prom, HTTP_ACCEPT_ENCODING="gzip, deflate"))
+    assert seen["headers"]["Content-Encoding"] == "gzip"
+    assert seen["headers"]["Content-Type"] == encoder(prom)[1]  # type: ignore[index]
+    assert seen["headers"]["Content-Type"].startswith("application/openmetrics-text")
+    assert body.endswith(b"# EOF\n")
+    plain = get()
+    assert seen["headers"]["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert "Content-Encoding" not in seen["headers"]
+    assert samples(text_string_to_metric_families(plain.decode())) == samples(
+        text_string_to_metric_families(generate_latest(reg).decode()))
