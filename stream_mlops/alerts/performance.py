@@ -25,6 +25,7 @@ from stream_mlops.alerts.rules import (
 from stream_mlops.alerts.rules import evaluate as read_rules
 from stream_mlops.core.alerts import AlertChange, AlertKey, alert_change
 from stream_mlops.core.batch import Batch, RawBatch
+from stream_mlops.core.families import SeriesFamily, cached_texts
 from stream_mlops.core.monitor import MetricsBuilder, Monitor, Observed, Store
 from stream_mlops.core.rows import OpenAlertRow, ThresholdRow
 from stream_mlops.core.series import SeriesIndex
@@ -37,6 +38,7 @@ TITLES = {
     "latency_p95": "p95 latency above {latency:g} s in {function}",
     "confidence_mean": "Low confidence in {function}",
 }
+FUNCTION_LABELS = ("tenant", "function")
 METRICS = frozenset({"error_rate", "latency_p95_seconds", "confidence_mean", "min_requests"})
 
 
@@ -66,6 +68,7 @@ class PerformanceAlerts(Monitor):
         self.thresholds: list[AlertThresholds] = []
         self.overrides: dict[tuple[str, str | None], dict[str, float]] = {}
         self._latency_limit = np.zeros(0)
+        self._texts: dict[tuple[str, ...], str] = {}  # function -> its label text on /metrics
 
     # -- configuration ----------------------------------------------------------------
     def configure(self, store: Store) -> None:
@@ -179,23 +182,23 @@ class PerformanceAlerts(Monitor):
         limits = list(zip(self.index.function_keys, self.thresholds, strict=False))
         return lambda: self._families(firing, limits)
 
-    @staticmethod
-    def _families(firing: Sequence[tuple[AlertKey, str]],
+    def _families(self, firing: Sequence[tuple[AlertKey, str]],
                   limits: Sequence[tuple[tuple[str, str], AlertThresholds]]
                   ) -> Iterator[Metric]:
         # Prometheus's rules compare against these, so a per-function threshold in
         # mlops.thresholds moves both the processor's rules and alert_rules.yml.
-        threshold = GaugeMetricFamily(
-            "mlops_alert_threshold",
-            "The threshold each performance rule uses for a function (mlops.thresholds, "
-            "else the processor's defaults): error_rate as a ratio, latency_p95 in "
-            "seconds, confidence_mean as a mean confidence.",
-            labels=["tenant", "function", "rule"])
-        for (tenant, function), th in limits:
-            threshold.add_metric([tenant, function, "error_rate"], th.error_rate)
-            threshold.add_metric([tenant, function, "latency_p95"], th.latency_p95_seconds)
-            threshold.add_metric([tenant, function, "confidence_mean"], th.confidence_mean)
-        yield threshold
+        name = "mlops_alert_threshold"
+        keys = [k for k, _ in limits]
+        yield SeriesFamily(
+            name, "The threshold each performance rule uses for a function "
+            "(mlops.thresholds, else the processor's defaults): error_rate as a ratio, "
+            "latency_p95 in seconds, confidence_mean as a mean confidence.", "gauge",
+            label_names=FUNCTION_LABELS, keys=keys,
+            texts=cached_texts(self._texts, FUNCTION_LABELS, keys),
+            columns=[(name, (("rule", r),)) for r in ("error_rate", "latency_p95",
+                                                      "confidence_mean")],
+            values=[np.array([getattr(th, f) for _, th in limits], dtype=np.float64)
+                    for f in ("error_rate", "latency_p95_seconds", "confidence_mean")])
         active = GaugeMetricFamily(
             "mlops_alert_active",
             "1 for every open performance alert episode of the processor's own rules.",

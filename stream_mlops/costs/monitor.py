@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from stream_mlops.core.alerts import AlertChange, AlertKey, Episodes, Severity, alert_change
 from stream_mlops.core.batch import Batch
+from stream_mlops.core.families import SeriesFamily, cached_texts
 from stream_mlops.core.monitor import Job, MetricsBuilder, Monitor, Observed, Store, Write
 from stream_mlops.core.rows import OpenAlertRow, ThresholdRow
 from stream_mlops.core.series import GroupKey, SeriesIndex
@@ -35,6 +36,8 @@ from stream_mlops.costs.rules import (
     window_sums,
 )
 from stream_mlops.stats.rings import RingSums, exact_grouped_sum, live_sum
+
+WINDOW_LABELS = ("tenant", "function", "model")
 
 if TYPE_CHECKING:
     from stream_mlops.settings import Settings
@@ -104,6 +107,7 @@ class CostTracker(Monitor):
         self.fn_requests = RingSums()
         # (tenant, model) -> [mismatched, checked, caller pico, table pico, first, last]
         self.mismatch: dict[tuple[str, str], list[float]] = {}
+        self._texts: dict[tuple[str, ...], str] = {}  # group -> its label text on /metrics
         self.levels: SpendLevels | None = None
         self.overrides: dict[tuple[str, str | None], dict[str, float]] = {}
         self.episodes = Episodes()
@@ -263,11 +267,24 @@ class CostTracker(Monitor):
     def readings(self, now: float) -> list[tuple[str, str | None, BudgetReading]]:
         """Every tenant against its budgets, and functions that have budgets of their own."""
         sums = window_sums(self.windows, now, self.tz)
+        keys = self.index.group_keys
+        tenants: dict[str, int] = {}
+        tenant_of = np.fromiter((tenants.setdefault(k[0], len(tenants)) for k in keys),
+                                np.int64, len(keys))
         spent: dict[tuple[str, str | None, str], int] = {}
-        for g, (tenant, function, _model) in enumerate(self.index.group_keys):
-            for period in PERIODS:
-                pico = int(sums[period][g]) if g < len(sums[period]) else 0
-                for scope in ((tenant, None, period), (tenant, function, period)):
+        for period in PERIODS:
+            per_tenant = np.zeros(len(tenants), np.int64)
+            np.add.at(per_tenant, tenant_of[:len(sums[period])], sums[period])
+            spent.update(((t, None, period), int(v))
+                         for t, v in zip(tenants, per_tenant.tolist(), strict=True))
+        # A function is summed only when it has a budget of its own: at thousands of
+        # functions few do, and both the rules and every scrape read this.
+        own = {k for k in self.overrides if k[1] is not None}
+        for g, (tenant, function, _model) in enumerate(keys if own else ()):
+            if (tenant, function) in own:
+                for period in PERIODS:
+                    pico = int(sums[period][g]) if g < len(sums[period]) else 0
+                    scope = (tenant, function, period)
                     spent[scope] = spent.get(scope, 0) + pico
         out: list[tuple[str, str | None, BudgetReading]] = []
         for (who, scope_fn, period), pico in sorted(spent.items(), key=str):
@@ -502,7 +519,8 @@ class CostTracker(Monitor):
         budgets = self.readings(now)
         spend = self.spend_gauges()
         mismatch = [(k, v[0], v[1]) for k, v in self.mismatch.items()]
-        return lambda: (*_window_families(keys, windows, budgets),
+        return lambda: (*_window_families(keys, cached_texts(self._texts, WINDOW_LABELS, keys),
+                                          windows, budgets),
                         *_spend_families(spend, mismatch))
 
 
@@ -512,16 +530,15 @@ def _fire(key: AlertKey, rule: str, *, severity: Severity, title: str, message: 
                         message=message, value=value, threshold=threshold, function=function)
 
 
-def _window_families(keys: Sequence[GroupKey], windows: dict[str, F64],
+def _window_families(keys: Sequence[GroupKey], texts: Sequence[str], windows: dict[str, F64],
                      budgets: Sequence[tuple[str, str | None, BudgetReading]],
                      ) -> Iterator[Metric]:
-    win = GaugeMetricFamily(
-        "mlops_cost_window_usd", "Cost in US dollars over rolling (1h, 24h, 7d) and "
-        "calendar (day, week, month; COST_TIMEZONE) windows.",
-        labels=["tenant", "function", "model", "window"])
-    for w, values in windows.items():
-        for (tenant, function, model), v in zip(keys, values.tolist(), strict=True):
-            win.add_metric([tenant, function, model, w], v)
+    name = "mlops_cost_window_usd"
+    win = SeriesFamily(
+        name, "Cost in US dollars over rolling (1h, 24h, 7d) and calendar (day, week, "
+        "month; COST_TIMEZONE) windows.", "gauge", label_names=WINDOW_LABELS, keys=keys,
+        texts=texts, columns=[(name, (("window", w),)) for w in windows],
+        values=list(windows.values()))
     labels = ["tenant", "function", "period"]
     budget = GaugeMetricFamily("mlops_budget_usd", "Budget of the period.", labels=labels)
     used = GaugeMetricFamily("mlops_budget_utilization_ratio",

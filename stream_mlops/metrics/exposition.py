@@ -5,11 +5,11 @@ prometheus-client formats every sample on its own: it builds a ``Sample`` with a
 dict, sorts and validates each label name and escapes each value, about 5 µs a sample.
 At 5,000 series (some 240,000 samples) that was 1.7 s per scrape, and as long again to
 build the samples (``benchmarks/scrape.py``). Here the per-series families
-(:class:`SeriesFamily`) hold their values as one array and the escaped label text of
-each series, which is computed once per series and kept; a series' lines are then one
-``str.format`` call. Other families (monitors' gauges, process metrics) are written a
-sample at a time, escaped as the library does but without its validation of names (ours
-are fixed in code).
+(:class:`~stream_mlops.core.families.SeriesFamily`) hold their values as one array and the
+escaped label text of each series, which is computed once per series and kept; a series'
+lines are then one ``str.format`` call. Other families (small gauges, process metrics) are
+written a sample at a time, escaped as the library does but without its validation of
+names (ours are fixed in code).
 
 What the library does beyond that — ``?name[]=`` filtering, exemplars, native histograms,
 timestamps — is left to it: :func:`render` returns ``None`` and the caller falls back.
@@ -17,110 +17,20 @@ timestamps — is left to it: :func:`render` returns ``None`` and the caller fal
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from functools import partial
 
-import numpy as np
-import numpy.typing as npt
 from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.samples import Sample
 
-F64 = npt.NDArray[np.float64]
-Labels = tuple[tuple[str, str], ...]
+from stream_mlops.core.families import SeriesFamily, label_text, number
+
 # OpenMetrics-only samples, which the text format moves to gauges of their own.
 _OM_SUFFIXES = ("_created", "_gsum", "_gcount")
 _TEXT_TYPES = {"info": "gauge", "stateset": "gauge", "gaugehistogram": "histogram",
                "unknown": "untyped"}
-
-
-def escape(value: str) -> str:
-    """A label value as the exposition formats quote it."""
-    if "\\" in value or "\n" in value or '"' in value:
-        value = value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-    return value
-
-
-def label_text(labels: Labels) -> str:
-    """``k1="v1",k2="v2"`` with the values escaped."""
-    return ",".join(f'{k}="{escape(v)}"' for k, v in labels)
-
-
-def number(v: float) -> str:
-    """A sample value: Go's spellings of the infinities and NaN, else Python's shortest
-    round-trip form (which Prometheus parses)."""
-    v = float(v)
-    if math.isfinite(v):
-        return repr(v)
-    return "NaN" if math.isnan(v) else ("+Inf" if v > 0 else "-Inf")
-
-
-class SeriesFamily(Metric):
-    """A metric family with the same samples for every series, its values one array.
-
-    Parameters
-    ----------
-    name, documentation, typ
-        As for prometheus-client's families (``typ`` "counter", "gauge" or "histogram").
-    label_names
-        Names of the labels that identify a series.
-    keys
-        Label values of each series, in the order of ``values``' rows.
-    texts
-        Escaped label text of each series (:func:`label_text`), kept by the caller across
-        scrapes.
-    columns
-        Per sample of a series: its full name and its extra labels (``le``, ``status``).
-    values
-        Series x columns.
-
-    ``samples`` is built on first use only, for prometheus-client's own encoders and
-    filters; :meth:`lines` writes the text without it.
-    """
-
-    def __init__(self, name: str, documentation: str, typ: str, *, label_names: Sequence[str],
-                 keys: Sequence[tuple[str, ...]], texts: Sequence[str],
-                 columns: Sequence[tuple[str, Labels]], values: F64) -> None:
-        self.name, self.documentation, self.type, self.unit = name, documentation, typ, ""
-        self.label_names = tuple(label_names)
-        self.keys, self.texts = keys, texts
-        self.columns = list(columns)
-        self.values = values
-        self._samples: list[Sample] | None = None
-
-    @property
-    def samples(self) -> list[Sample]:
-        if self._samples is None:
-            rows = self.values.tolist()
-            self._samples = [
-                Sample(sample, {**dict(zip(self.label_names, key, strict=True)), **dict(extra)},
-                       v)
-                for key, row in zip(self.keys, rows, strict=True)
-                for (sample, extra), v in zip(self.columns, row, strict=True)]
-        return self._samples
-
-    @samples.setter
-    def samples(self, value: list[Sample]) -> None:
-        self._samples = value
-
-    def lines(self) -> Iterator[str]:
-        """The sample lines, a series at a time."""
-        if not self.keys:
-            return
-        parts = []
-        for j, (sample, extra) in enumerate(self.columns):
-            more = ("," + label_text(extra)).replace("{", "{{").replace("}", "}}") if extra else ""
-            parts.append(f"{sample}{{{{{{0}}{more}}}}} {{{j + 1}}}\n")
-        template = "".join(parts).format
-        rows = self.values.tolist()
-        if np.isfinite(self.values).all():
-            for text, row in zip(self.texts, rows, strict=True):
-                yield template(text, *row)
-        else:
-            for text, row in zip(self.texts, rows, strict=True):
-                yield template(text, *map(number, row))
 
 
 def _sample_line(s: Sample) -> str | None:
@@ -193,19 +103,3 @@ def render(families: Iterable[Metric], openmetrics_format: bool) -> bytes | None
     if openmetrics_format:
         out.append("# EOF\n")
     return "".join(out).encode()
-
-
-def cached_texts(cache: dict[tuple[str, ...], str], label_names: Sequence[str],
-                 keys: Sequence[tuple[str, ...]]) -> list[str]:
-    """Label text per series from ``cache``, adding new series to it; the cache is
-    emptied when it holds many more series than are current (series folded or gone)."""
-    if len(cache) > 2 * len(keys) + 1024:
-        cache.clear()
-    out = []
-    for key in keys:
-        text = cache.get(key)
-        if text is None:
-            text = cache[key] = label_text(tuple(zip(label_names, key, strict=True)))
-        out.append(text)
-    return out
-

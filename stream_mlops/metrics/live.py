@@ -31,7 +31,7 @@ from typing import Any, cast
 import numpy as np
 from prometheus_client.registry import CollectorRegistry
 
-from stream_mlops.metrics.exposition import SeriesFamily
+from stream_mlops.core.families import SeriesFamily
 
 Key = tuple[str, str, str, str]  # tenant, function, model, variant
 Group = tuple[str, ...]
@@ -218,8 +218,8 @@ def _read_series(family: SeriesFamily, rows: dict[Key, list[float]],
     keys = [cast(Key, tuple(k)) for k in family.keys]  # tenant, function, model, variant
     for key in keys:
         rows.setdefault(key, [0.0, 0.0, 0.0])
-    for (name, extra), column in zip(family.columns, family.values.T.tolist(), strict=True):
-        labels = dict(extra)
+    for (name, extra), values in zip(family.columns, family.values, strict=True):
+        labels, column = dict(extra), values.tolist()
         if name == "mlops_requests_total":
             cols = [REQUESTS, ERRORS] if labels.get("status") == "error" else [REQUESTS]
             for key, v in zip(keys, column, strict=True):

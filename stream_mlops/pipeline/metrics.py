@@ -22,7 +22,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from stream_mlops.metrics.exposition import Labels, SeriesFamily, cached_texts
+from stream_mlops.core.families import Labels, SeriesFamily, cached_texts
 from stream_mlops.pipeline.processor import Processor
 from stream_mlops.pipeline.scheduler import JobHealth, Scheduler
 from stream_mlops.pipeline.status import PipelineStatus
@@ -67,10 +67,9 @@ class ProcessorCollector(Collector):
 
         def family(name: str, doc: str, typ: str, columns: list[tuple[str, Labels]],
                    *values: Any) -> SeriesFamily:
-            n = len(keys)  # the arrays may have grown for series not yet in the index copy
-            matrix = np.column_stack([np.asarray(v, dtype=np.float64)[:n] for v in values])
             return SeriesFamily(name, doc, typ, label_names=SERIES_LABELS, keys=keys,
-                                texts=texts, columns=columns, values=matrix)
+                                texts=texts, columns=columns,
+                                values=[np.asarray(v) for v in values])
 
         def histogram(name: str, doc: str, le: list[str], counts: Any, total: Any
                       ) -> SeriesFamily:
@@ -78,7 +77,7 @@ class ProcessorCollector(Collector):
             columns = [(f"{name}_bucket", (("le", b),)) for b in le]
             return family(name, doc, "histogram",
                           [*columns, (f"{name}_count", ()), (f"{name}_sum", ())],
-                          cum, cum[:, -1], total)
+                          *cum.T, cum[:, -1], total)
 
         yield family("mlops_requests", "AI requests processed, by outcome.", "counter",
                      [("mlops_requests_total", (("status", "success"),)),
@@ -91,7 +90,8 @@ class ProcessorCollector(Collector):
                                  for t in ("prompt", "completion", "cached")],
                      s["prompt_tokens"], s["completion_tokens"], s["cached_tokens"])
         yield family("mlops_cost_usd", "Cost of AI requests in US dollars (priced rows only).",
-                     "counter", [("mlops_cost_usd_total", ())], [c / 1e12 for c in cost])
+                     "counter", [("mlops_cost_usd_total", ())],
+                     np.array([c / 1e12 for c in cost[:len(keys)]]))
         yield family("mlops_unpriced_requests",
                      "Requests whose model has no price: cost unknown.", "counter",
                      [("mlops_unpriced_requests_total", ())], s["unpriced"])

@@ -82,7 +82,8 @@ def test_the_text_parses_to_exactly_the_librarys_families_and_samples(
     assert docs(mine) == docs(expected)
     assert [f.name for f in mine] == [f.name for f in expected]
     names = {f.name for f in mine}
-    assert {"mlops_requests", "mlops_request_duration_seconds", "odd"} <= names
+    assert {"mlops_requests", "mlops_request_duration_seconds", "mlops_cost_window_usd",
+            "mlops_alert_threshold", "odd"} <= names
     assert len(samples(mine)) > 300
     functions = {dict(labels).get("function") for _, _, labels in samples(mine)}
     assert set(NAMES) <= functions  # escaped and read back
