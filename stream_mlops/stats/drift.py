@@ -517,7 +517,10 @@ class _Detector(ABC):
         self.reference_size = reference_size
         self.false_alarm_rate = false_alarm_rate
         self.window = window
-        self._warm = np.empty(reference_size, self._dtype)
+        # Buffers grow with the values they hold, and the warm-up buffer is freed once the
+        # reference is learnt: most series of a large deployment see few requests, and a
+        # full-size buffer per detector was most of the memory per series (issue 18).
+        self._warm = np.empty(0, self._dtype)
         self._n_warm = 0
         self._ref: npt.NDArray[Any] = np.empty(0, self._dtype)
         self._table: I64 = np.zeros((0, 0), np.int64)
@@ -530,8 +533,11 @@ class _Detector(ABC):
         self._last_drift: int | None = None
         self._fired: tuple[str, ...] = ()
         self._drift = False
-        self._ring = np.empty(window, self._dtype)
+        self._ring = np.empty(0, self._dtype)
         self._n_ring = 0
+        # Until the first reference, every value seen is in the warm-up buffer, which then
+        # stands for the ring too (one copy of each value, not two).
+        self._ring_in_warm = reference is None
         if reference is not None:
             self.pin(reference)
 
@@ -561,6 +567,7 @@ class _Detector(ABC):
         return len(self._thresholds) == 0
 
     def _set_reference(self, ref: npt.NDArray[Any]) -> None:
+        self._own_ring()
         ordered = ref.copy()  # _fit may sort; the dependence is read in stream order
         names, table, thresholds = self._fit(ref)
         self._ref = ref
@@ -571,6 +578,23 @@ class _Detector(ABC):
                                                           strict=True)]
         self._levels = [0] * len(names)
         self._n_warm = 0
+        self._warm = np.empty(0, self._dtype)
+
+    def _own_ring(self) -> None:
+        """Give the ring its own copy of the values seen so far (all in the warm-up buffer
+        until the first reference)."""
+        if self._ring_in_warm:
+            self._ring_in_warm = False
+            self._write_ring(self._warm[:self._n_warm])
+
+    def _warm_extend(self, values: npt.NDArray[Any]) -> None:
+        need = self._n_warm + len(values)
+        if need > len(self._warm):
+            grown = np.empty(min(self.reference_size, max(64, need + need // 4)), self._dtype)
+            grown[:self._n_warm] = self._warm[:self._n_warm]
+            self._warm = grown
+        self._warm[self._n_warm:need] = values
+        self._n_warm = need
 
     def pin(self, sample: Sequence[Any] | npt.NDArray[Any] | None = None) -> Self:
         """Fix the reference: ``sample`` if given, else the current reference.
@@ -596,6 +620,7 @@ class _Detector(ABC):
 
     def refresh(self) -> Self:
         """Drop the reference now and collect a new one from the next values."""
+        self._own_ring()
         self._pinned = False
         self._thresholds = []
         self._levels = []
@@ -608,6 +633,8 @@ class _Detector(ABC):
 
     def recent_sample(self) -> npt.NDArray[Any]:
         """A copy of the last ``window`` values seen, oldest first."""
+        if self._ring_in_warm:
+            return self._warm[max(0, self._n_warm - self.window):self._n_warm].copy()
         if self._n_ring <= self.window:
             return self._ring[:self._n_ring].copy()
         k = self._n_ring % self.window
@@ -653,13 +680,15 @@ class _Detector(ABC):
         self._drift = False
         index = self._n_seen
         self._n_seen += 1
-        self._ring[self._n_ring % self.window] = arr[0]
-        self._n_ring += 1
+        if not self._ring_in_warm:
+            if not len(self._ring):
+                self._ring = np.empty(self.window, self._dtype)
+            self._ring[self._n_ring % self.window] = arr[0]
+            self._n_ring += 1
         if self.warming_up:
-            self._warm[self._n_warm] = arr[0]
-            self._n_warm += 1
+            self._warm_extend(arr)
             if self._n_warm == self.reference_size:
-                self._set_reference(self._warm.copy())
+                self._set_reference(self._warm)
             return self
         row: list[int] = self._table[:, self._code(arr[0], index)].tolist()
         levels = self._levels
@@ -682,17 +711,21 @@ class _Detector(ABC):
         arr = self._coerce(xs)
         n = len(arr)
         start = self._n_seen
-        self._write_ring(arr)
+        in_warm = self._ring_in_warm
+        if not in_warm:
+            self._write_ring(arr)
         found: list[int] = []
         i = 0
         while i < n:
             if self.warming_up:
                 take = min(self.reference_size - self._n_warm, n - i)
-                self._warm[self._n_warm:self._n_warm + take] = arr[i:i + take]
-                self._n_warm += take
+                self._warm_extend(arr[i:i + take])
                 i += take
                 if self._n_warm == self.reference_size:
-                    self._set_reference(self._warm.copy())
+                    self._set_reference(self._warm)  # the ring takes what the buffer held
+                    if in_warm:
+                        self._write_ring(arr[i:])  # and the rest of this batch
+                        in_warm = False
                 continue
             stop = min(n, i + _CHUNK)
             j = self._run(self._codes(arr[i:stop], start + i))
@@ -724,6 +757,8 @@ class _Detector(ABC):
         return -1
 
     def _write_ring(self, arr: npt.NDArray[Any]) -> None:
+        if not len(self._ring):
+            self._ring = np.empty(self.window, self._dtype)
         tail = arr[-self.window:]
         pos = (self._n_ring + len(arr) - len(tail) + np.arange(len(tail))) % self.window
         self._ring[pos] = tail

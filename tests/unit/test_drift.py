@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.signal import lfilter
 
 from stream_mlops.stats import drift
@@ -128,6 +130,39 @@ def test_states_agree_after_scalar_and_batch_paths() -> None:
     b.update_many(xs)
     assert a.state() == b.state()
     assert a.recent_sample().tolist() == b.recent_sample().tolist() == xs[-500:].tolist()
+
+
+@given(st.integers(0, 2**31), st.integers(1, 130), st.lists(st.integers(1, 90), max_size=40),
+       st.sampled_from([None, "refresh", "pin"]))
+@settings(max_examples=60, deadline=None)
+def test_the_recent_window_is_the_last_values_seen_whatever_the_path(
+        seed: int, window: int, chunks: list[int], action: str | None) -> None:
+    # The warm-up buffer grows and stands for the ring until the first reference: the
+    # ring must still hold exactly the last `window` values, through warm-up, drifts,
+    # refreshes and pins, batch or scalar.
+    g = np.random.default_rng(seed)
+    xs = np.concatenate([g.normal(0, 1, 300), g.normal(4, 1, 300)])
+    a = NumericDriftDetector(reference_size=50, window=window, seed=1)
+    b = NumericDriftDetector(reference_size=50, window=window, seed=1)
+    seen, at = 0, len(chunks) // 2
+    for k, size in enumerate(chunks):
+        part = xs[seen:seen + size]
+        if not len(part):
+            break
+        if k == at and action == "refresh":
+            a.refresh()
+            b.refresh()
+        elif k == at and action == "pin":
+            a.pin(xs[:60])
+            b.pin(xs[:60])
+        for x in part:
+            a.update(x)
+        b.update_many(part)
+        seen += len(part)
+        assert a.recent_sample().tolist() == b.recent_sample().tolist() \
+            == xs[max(0, seen - window):seen].tolist()
+        assert a.state() == b.state()
+        assert a.reference_sample().tolist() == b.reference_sample().tolist()
 
 
 # --------------------------------------------------------------- scale invariance
