@@ -104,7 +104,7 @@ class CostTracker(Monitor):
         self.windows = RingSums()  # pico-dollars per model group
         # The same per function, for spikes and cost per request.
         self.fn_cost = RingSums()
-        self.fn_requests = RingSums()
+        self.fn_requests = RingSums(dtype=np.int32)
         # (tenant, model) -> [mismatched, checked, caller pico, table pico, first, last]
         self.mismatch: dict[tuple[str, str], list[float]] = {}
         self._texts: dict[tuple[str, ...], str] = {}  # group -> its label text on /metrics

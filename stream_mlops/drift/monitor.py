@@ -178,7 +178,7 @@ class DriftMonitor(Monitor):
         # Requests per function and minute / hour, for the volume metric and the
         # hour-of-day profiles, with the latency summed per hour (in microseconds; 0: not
         # known, in hours rolled up before the roll-ups carried it).
-        self.requests = RingSums(days=8)
+        self.requests = RingSums(days=8, dtype=np.int32)
         self.latency_us = RingSums(days=8)
         # buffer() runs on the consumer's thread, flush() and test() on the job's thread:
         # the buffer is handed over under this lock, and /metrics reads the snapshot taken

@@ -57,12 +57,15 @@ class RingSums:
     MINUTES = 61
     HOURS = 35 * 24
 
-    def __init__(self, days: int = 35) -> None:
+    def __init__(self, days: int = 35, dtype: npt.DTypeLike = np.int64) -> None:
+        """``dtype`` np.int32 halves the memory where no minute or hour can sum past
+        2**31 - 1 (request counts); sums are read as int64 either way."""
         self.HOURS = days * 24
+        self.dtype = np.dtype(dtype)
         self.groups = 0
         self._cap = 0
-        self.minute_sums = np.zeros((0, self.MINUTES), np.int64)
-        self.hour_sums = np.zeros((0, self.HOURS), np.int64)
+        self.minute_sums = np.zeros((0, self.MINUTES), self.dtype)
+        self.hour_sums = np.zeros((0, self.HOURS), self.dtype)
         # Which minute / hour each column holds now (shared by all groups).
         self.minute_id = np.full(self.MINUTES, -1, np.int64)
         self.hour_id = np.full(self.HOURS, -1, np.int64)
@@ -75,7 +78,7 @@ class RingSums:
             cap = max(groups, self._cap + self._cap // 4, 16)
             for name, width in (("minute_sums", self.MINUTES), ("hour_sums", self.HOURS)):
                 old = getattr(self, name)
-                new = np.zeros((cap, width), np.int64)
+                new = np.zeros((cap, width), self.dtype)
                 new[: old.shape[0]] = old
                 setattr(self, name, new)
             self._cap = cap
@@ -122,8 +125,8 @@ class RingSums:
         """The group's sum in each unix hour of ``hours`` (0 where the ring holds none)."""
         col = hours % self.HOURS
         held = self.hour_id[col] == hours
-        out: I64 = np.where(held, self.hour_sums[group, col], 0) if group < self.groups \
-            else np.zeros(hours.shape, np.int64)
+        out: I64 = np.where(held, self.hour_sums[group, col], 0).astype(np.int64) \
+            if group < self.groups else np.zeros(hours.shape, np.int64)
         return out
 
     def hours(self, first: int, last: int) -> I64:
