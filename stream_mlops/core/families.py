@@ -86,6 +86,13 @@ class SeriesFamily(Metric):
     def samples(self, value: list[Sample]) -> None:
         self._samples = value
 
+    def _restricted_metric(self, names: Any) -> Metric | None:
+        # ``?name[]=`` asks every family of a collector; skip this one without building
+        # its samples unless one of them was asked for.
+        if not any(sample in names for sample, _ in self.columns):
+            return None
+        return super()._restricted_metric(names)  # type: ignore[no-untyped-call,no-any-return]
+
     def lines(self) -> Iterator[str]:
         """The sample lines, a series at a time."""
         if not self.keys:

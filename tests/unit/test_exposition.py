@@ -129,3 +129,19 @@ def test_the_endpoint_negotiates_format_and_compression_as_the_library_does() ->
     assert "Content-Encoding" not in seen["headers"]
     assert samples(text_string_to_metric_families(plain.decode())) == samples(
         text_string_to_metric_families(generate_latest(reg).decode()))
+
+
+def test_a_few_families_by_name_come_back_alone() -> None:
+    reg = registry()
+    wsgi = app(reg, live=lambda _: [], ready=lambda _: [])
+
+    def get(query: str) -> dict[str, set[str]]:
+        body = b"".join(wsgi({"PATH_INFO": "/metrics", "REQUEST_METHOD": "GET",
+                              "QUERY_STRING": query}, lambda *a: None))
+        return {f.name: {s.name for s in f.samples}
+                for f in text_string_to_metric_families(body.decode())}
+
+    assert get("name[]=mlops_processor_events_total") == {
+        "mlops_processor_events": {"mlops_processor_events_total"}}
+    assert get("name[]=mlops_requests_total&name[]=mlops_confidence_sum") == {
+        "mlops_requests": {"mlops_requests_total"}, "mlops_confidence": {"mlops_confidence_sum"}}
