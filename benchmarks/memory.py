@@ -1,6 +1,7 @@
 """Memory per (tenant, function) series of the processor's state, by component (issue 18).
 
     .venv/bin/python benchmarks/memory.py [--series 100,1000,5000] [--rows 200]
+        [--rss 100,1000,5000,20000,50000]
 
 For each series count, a fresh processor with every monitor on takes ``--rows`` rows per
 series (in batches of 5,000, as the consumer would) and runs its background jobs (drift
@@ -11,13 +12,20 @@ included). The reference is the same processor before any row: per-series figure
 (with N series - empty) / N. tracemalloc slows every allocation several-fold, so it runs
 only up to ``--traced-upto`` series (the two ways agree within 2 % below). No database:
 the state is what the consumer keeps in memory.
+
+Then, for each count of ``--rss`` (100 to 50,000 series), a fresh process builds the same
+state from rows fed in chunks and reports its resident set size before and after: what
+the operating system sees, interpreter and allocator included.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
+import os
 import random
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -126,18 +134,76 @@ def measure(n_series: int, per_series: int, *, traced: bool) -> dict[str, Any]:
             "traced_mb_total": allocated and round(allocated / 2**20, 1)}
 
 
+def rss_bytes() -> int:
+    with open("/proc/self/statm", encoding="ascii") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_child(n_series: int, per_series: int, seed: int = 0) -> dict[str, Any]:
+    """In a fresh process: the RSS of a processor before any row and after ``per_series``
+    rows for each of ``n_series`` series, fed in chunks so that the input itself stays
+    small (rows drawn at random over the series, over the last hour)."""
+    gc.collect()
+    p = Processor()
+    p.commit(p.prepare(rows_for(1, 1)))  # imports and first-use allocations
+    gc.collect()
+    before = rss_bytes()
+    keys = [f"tenant-{s % 50}\x1ffn-{s}\x1f{MODELS[s % 5]}\x1fcontrol" for s in range(n_series)]
+    gen = np.random.default_rng(seed)
+    total, chunk, now = n_series * per_series, 100_000, time.time()
+    t0 = time.perf_counter()
+    for lo in range(0, total, chunk):
+        n = min(chunk, total - lo)
+        series = gen.integers(0, n_series, n)
+        prompt = gen.integers(50, 3000, n)
+        rows = RawBatch(
+            xid=np.arange(lo, lo + n, dtype=np.int64) + 10,
+            id=np.arange(lo, lo + n, dtype=np.int64) + 10,
+            key=[keys[i] for i in series.tolist()],
+            created_at=now - 3600 + (lo + np.arange(n)) / total * 3590,
+            latency_ms=gen.lognormal(6.5, 0.6, n), prompt_tokens=prompt,
+            completion_tokens=gen.integers(10, 800, n), cached_tokens=np.zeros(n, np.int64),
+            cost_pico=gen.integers(1, 10**9, n), confidence=gen.random(n),
+            is_error=gen.random(n) < 0.02, query_length=gen.integers(10, 2000, n).astype(float))
+        for b in range(0, n, BATCH):
+            p.commit(p.prepare(rows.take(np.arange(b, min(b + BATCH, n)))))
+        del rows
+    for _ in range(2):
+        for job in p.jobs():
+            if isinstance(job, BackgroundJob):
+                job.compute(time.time())
+    gc.collect()
+    after = rss_bytes()
+    return {"series": n_series, "rows_per_series": per_series,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "rss_mb_empty": round(before / 2**20, 1), "rss_mb": round(after / 2**20, 1),
+            "rss_bytes_per_series": round((after - before) / n_series)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--series", default="100,1000,5000")
     ap.add_argument("--rows", type=int, default=200)
     ap.add_argument("--traced-upto", type=int, default=1000,
                     help="tracemalloc (slow) only up to this many series")
+    ap.add_argument("--rss", default="100,1000,5000,20000,50000",
+                    help="series counts whose RSS is measured, each in a fresh process "
+                         "('' for none)")
+    ap.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--out", default="memory")
     args = ap.parse_args()
+    if args.rss_child:
+        print(json.dumps(rss_child(args.rss_child, args.rows)))
+        return 0
     result: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "runs": [measure(int(n), args.rows, traced=int(n) <= args.traced_upto)
                  for n in args.series.split(",")]}
+    result["rss"] = [
+        json.loads(subprocess.run(
+            [sys.executable, __file__, "--rss-child", n, "--rows", str(args.rows)],
+            check=True, capture_output=True, text=True).stdout)
+        for n in args.rss.split(",") if n]
     report(args.out, result)
     return 0
 

@@ -101,11 +101,27 @@ class RingSums:
         """Add ``values`` of ``group`` at event times ``t`` (unix seconds)."""
         if not len(group):
             return
+        if len(group) == 1:  # a single-row batch, the common case at low rates: no ufuncs
+            self._add_one(int(group[0]), float(t[0]), int(values[0]))
+            return
         self.grow(int(group.max()) + 1)
         for ids, sums, unit in ((self.minute_id, self.minute_sums, (t // 60).astype(np.int64)),
                                 (self.hour_id, self.hour_sums, (t // 3600).astype(np.int64))):
             ok = self._advance(ids, sums, unit)
             np.add.at(sums, (group[ok], unit[ok] % len(ids)), values[ok])
+
+    def _add_one(self, group: int, t: float, value: int) -> None:
+        """:meth:`add` of one value (the same column claims, without numpy's set-up)."""
+        self.grow(group + 1)
+        for ids, sums, unit in ((self.minute_id, self.minute_sums, int(t // 60)),
+                                (self.hour_id, self.hour_sums, int(t // 3600))):
+            col = unit % len(ids)
+            held = int(ids[col])
+            if unit > held:
+                sums[:, col] = 0
+                ids[col] = held = unit
+            if unit == held:
+                sums[group, col] += value
 
     def load(self, group: I64, unit: I64, values: I64, *, minutes: bool) -> None:
         """Restore sums (of one minute or one hour each) after a restart."""

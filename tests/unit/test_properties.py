@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_mlops.core.series import KEY_SEPARATOR, OTHER, SeriesBudget, SeriesIndex
-from stream_mlops.stats.rings import exact_grouped_sum
+from stream_mlops.stats.rings import RingSums, exact_grouped_sum
 
 label = st.text(alphabet="abcxyz-_", min_size=1, max_size=3)
 key = st.tuples(label, label, label, label)
@@ -40,3 +40,27 @@ def test_exact_grouped_sum_equals_python_integers(pairs: list[tuple[int, int]]) 
     values = np.array([v for _, v in pairs], np.int64)
     want = [sum(v for s, v in pairs if s == g) for g in range(4)]
     assert exact_grouped_sum(slots, values, 4) == want
+
+
+@given(st.lists(st.tuples(st.integers(0, 4), st.floats(0, 3600.0 * 24 * 40),
+                          st.integers(0, 2**40)), max_size=40),
+       st.sampled_from([np.int64, np.int32]))
+def test_ring_sums_one_row_at_a_time_equal_one_batch(
+        rows: list[tuple[int, float, int]], dtype: type) -> None:
+    # Single-row batches take a scalar path: it must claim and zero columns exactly as the
+    # vectorised one does, old rows that no longer fit included.
+    values = [(g, t, v % 2**20 if dtype is np.int32 else v) for g, t, v in rows]
+    one, batch = RingSums(days=2, dtype=dtype), RingSums(days=2, dtype=dtype)
+    for g, t, v in values:
+        one.add(np.array([g]), np.array([t]), np.array([v], np.int64))
+    for k in range(0, len(values), 7):  # the vectorised path in batches of up to 7
+        part = values[k:k + 7]
+        batch.add(np.array([g for g, _, _ in part], np.int64),
+                  np.array([t for _, t, _ in part]), np.array([v for _, _, v in part], np.int64))
+    assert np.array_equal(one.minute_id, batch.minute_id)
+    assert np.array_equal(one.hour_id, batch.hour_id)
+    n = max(one.groups, batch.groups)
+    one.grow(n)
+    batch.grow(n)
+    assert np.array_equal(one.minute_sums[:n], batch.minute_sums[:n])
+    assert np.array_equal(one.hour_sums[:n], batch.hour_sums[:n])
