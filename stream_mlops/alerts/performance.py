@@ -8,7 +8,7 @@ See :mod:`stream_mlops.alerts.rules` for the rules and their calibration.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -149,10 +149,12 @@ class PerformanceAlerts(Monitor):
         if not which:
             return []
         self._grow()
-        verdicts = read_rules(self.windows.totals(now), which, self.thresholds, self.z,
-                              self.window_seconds)
+        # The rules read the touched groups' totals only (positions in ``which``).
+        tot = self.windows.totals(now, np.asarray(which, np.int64))
+        verdicts = read_rules(tot, range(len(which)), [self.thresholds[g] for g in which],
+                              self.z, self.window_seconds)
         changes = []
-        for v in verdicts:
+        for v in (replace(r, group=which[r.group]) for r in verdicts):
             tenant, function = self.index.function_keys[v.group]
             t = self.lifecycle.step(AlertKey(tenant, f"performance:{v.rule}:{function}"), v,
                                     now)

@@ -133,11 +133,15 @@ class Windows:
                           ("conf_sq", conf * conf)):
             np.add.at(self.sums[f], (g, c), values)
 
-    def totals(self, now: float) -> dict[str, F64]:
-        """Sums over the slots inside the window ending at ``now``, per group."""
+    def totals(self, now: float, rows: I64 | None = None) -> dict[str, F64]:
+        """Sums over the slots inside the window ending at ``now``, per group (of
+        ``rows`` only, in their order, when given: a batch reads the groups it touched, not
+        every group)."""
         newest = math.floor(now / self.slot_seconds)
-        live = (self.slot_id > newest - self.slots) & (self.slot_id <= newest)
-        return {f: np.where(live, s, 0.0).sum(axis=1) for f, s in self.sums.items()}
+        ids = self.slot_id if rows is None else self.slot_id[rows]
+        live = (ids > newest - self.slots) & (ids <= newest)
+        return {f: np.where(live, s if rows is None else s[rows], 0.0).sum(axis=1)
+                for f, s in self.sums.items()}
 
 
 @dataclass(frozen=True)
