@@ -808,6 +808,9 @@ class NumericDriftDetector(_Detector):
     """
 
     kind: Kind = "numeric"
+    # Seven significant digits are more than a latency, a cost or a token count carries,
+    # and half the bytes of the reference and the ring, the bulk of a function's state.
+    _dtype = np.float32
 
     def __init__(self, reference_size: int = 2000, false_alarm_rate: float = 1e-4, *,
                  shift: float = 0.5, spread_ratio: float = 1.5, window: int = 500,
@@ -822,11 +825,11 @@ class NumericDriftDetector(_Detector):
         self._key = _mix64(seed & _MASK)
         super().__init__(reference_size, false_alarm_rate, window, seed, reference)
 
-    def _coerce(self, xs: Sequence[Any] | npt.NDArray[Any]) -> F64:
+    def _coerce(self, xs: Sequence[Any] | npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         arr = np.asarray(xs, np.float64).reshape(-1)
         if np.isnan(arr).any():
             raise ValueError("numeric values must not be NaN")
-        return arr
+        return arr.astype(np.float32)
 
     def _fit(self, ref: npt.NDArray[Any]) -> tuple[list[str], I64, list[int]]:
         ref.sort()
