@@ -273,10 +273,10 @@ class CostTracker(Monitor):
                                 np.int64, len(keys))
         spent: dict[tuple[str, str | None, str], int] = {}
         for period in PERIODS:
-            per_tenant = np.zeros(len(tenants), np.int64)
-            np.add.at(per_tenant, tenant_of[:len(sums[period])], sums[period])
-            spent.update(((t, None, period), int(v))
-                         for t, v in zip(tenants, per_tenant.tolist(), strict=True))
+            per_tenant = exact_grouped_sum(tenant_of[:len(sums[period])], sums[period],
+                                           len(tenants))
+            spent.update(((t, None, period), v)
+                         for t, v in zip(tenants, per_tenant, strict=True))
         # A function is summed only when it has a budget of its own: at thousands of
         # functions few do, and both the rules and every scrape read this.
         own = {k for k in self.overrides if k[1] is not None}

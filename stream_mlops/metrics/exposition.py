@@ -3,8 +3,8 @@ OpenMetrics 1.0, as prometheus-client would serve them, at a fraction of its cos
 
 prometheus-client formats every sample on its own: it builds a ``Sample`` with a label
 dict, sorts and validates each label name and escapes each value, about 5 µs a sample.
-At 5,000 series (some 240,000 samples) that was 1.7 s per scrape, and as long again to
-build the samples (``benchmarks/scrape.py``). Here the per-series families
+At 5,000 series (some 240,000 samples) that was 1.7 s per scrape, a third of it to build
+the samples (``benchmarks/scrape.py``). Here the per-series families
 (:class:`~stream_mlops.core.families.SeriesFamily`) hold their values as one array and the
 escaped label text of each series, which is computed once per series and kept; a series'
 lines are then one ``str.format`` call. Other families (small gauges, process metrics) are

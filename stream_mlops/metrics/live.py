@@ -211,7 +211,7 @@ def _read(registry: CollectorRegistry
 
 def _read_series(family: SeriesFamily, rows: dict[Key, list[float]],
                  buckets: dict[Key, dict[float, float]]) -> None:
-    """:func:`_read` for a family of :mod:`~stream_mlops.metrics.exposition`."""
+    """:func:`_read` for a :class:`~stream_mlops.core.families.SeriesFamily`."""
     if family.name not in ("mlops_requests", "mlops_cost_usd",
                            "mlops_request_duration_seconds") or not family.keys:
         return
