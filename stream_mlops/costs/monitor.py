@@ -264,9 +264,11 @@ class CostTracker(Monitor):
             return own
         return own if own is not None else self.budgets.get(period)
 
-    def readings(self, now: float) -> list[tuple[str, str | None, BudgetReading]]:
-        """Every tenant against its budgets, and functions that have budgets of their own."""
-        sums = window_sums(self.windows, now, self.tz)
+    def readings(self, now: float, sums: dict[str, I64] | None = None
+                 ) -> list[tuple[str, str | None, BudgetReading]]:
+        """Every tenant against its budgets, and functions that have budgets of their own
+        (``sums``: :func:`window_sums` at ``now``, when the caller has them)."""
+        sums = window_sums(self.windows, now, self.tz) if sums is None else sums
         keys = self.index.group_keys
         tenants: dict[str, int] = {}
         tenant_of = np.fromiter((tenants.setdefault(k[0], len(tenants)) for k in keys),
@@ -507,16 +509,19 @@ class CostTracker(Monitor):
         return []
 
     # -- metrics ----------------------------------------------------------------------
-    def window_usd(self, now: float) -> tuple[list[GroupKey], dict[str, F64]]:
+    def window_usd(self, now: float, sums: dict[str, I64] | None = None
+                   ) -> tuple[list[GroupKey], dict[str, F64]]:
         """Every model group and its spend (USD) per window of :data:`WINDOWS`."""
         keys = list(self.index.group_keys)
-        sums = window_sums(self.windows, now, self.tz)
+        sums = window_sums(self.windows, now, self.tz) if sums is None else sums
         # Groups that never had a priced row have no sums yet.
         return keys, {w: np.pad(s, (0, len(keys) - len(s))) / 1e12 for w, s in sums.items()}
 
     def metrics(self, now: float) -> MetricsBuilder:
-        keys, windows = self.window_usd(now)
-        budgets = self.readings(now)
+        # Under the state lock (a scrape): the windows are summed once for both.
+        sums = window_sums(self.windows, now, self.tz)
+        keys, windows = self.window_usd(now, sums)
+        budgets = self.readings(now, sums)
         spend = self.spend_gauges()
         mismatch = [(k, v[0], v[1]) for k, v in self.mismatch.items()]
         return lambda: (*_window_families(keys, cached_texts(self._texts, WINDOW_LABELS, keys),

@@ -20,6 +20,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -33,6 +34,7 @@ PERIODS = ("day", "week", "month")
 WINDOWS = ("1h", "24h", "7d", *PERIODS)
 
 
+@lru_cache(maxsize=64)  # every tenant's budget reads the same bounds at the same time
 def period_bounds(period: str, now: float, tz: ZoneInfo) -> tuple[float, float]:
     """Start and end (unix seconds) of the calendar ``period`` containing ``now`` in ``tz``.
 
