@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from prometheus_client import generate_latest
+from prometheus_client import generate_latest, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.openmetrics.exposition import generate_latest as om_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
@@ -145,3 +145,25 @@ def test_a_few_families_by_name_come_back_alone() -> None:
         "mlops_processor_events": {"mlops_processor_events_total"}}
     assert get("name[]=mlops_requests_total&name[]=mlops_confidence_sum") == {
         "mlops_requests": {"mlops_requests_total"}, "mlops_confidence": {"mlops_confidence_sum"}}
+
+
+@pytest.mark.parametrize("accept", [
+    "text/plain;version=1.0.0;escaping=allow-utf-8",  # Prometheus 3
+    "text/plain;version=1.0.0;escaping=underscores",
+    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8",
+    "text/plain;version=1.0.0;escaping=dots",  # left to the library
+    "*/*",
+])
+def test_every_accept_header_gets_the_librarys_content_type_and_samples(accept: str) -> None:
+    reg = registry()
+    environ = {"PATH_INFO": "/metrics", "REQUEST_METHOD": "GET", "QUERY_STRING": "",
+               "HTTP_ACCEPT": accept}
+    ours: dict[str, Any] = {}
+    theirs: dict[str, Any] = {}
+    for wsgi, seen in ((app(reg, live=lambda _: [], ready=lambda _: []), ours),
+                       (make_wsgi_app(reg), theirs)):
+        seen["body"] = b"".join(wsgi(dict(environ), lambda status, h, s=seen: s.update(
+            headers=dict(h)))).decode()
+    assert ours["headers"]["Content-Type"] == theirs["headers"]["Content-Type"]
+    parse = om_parse if "openmetrics" in accept else text_string_to_metric_families
+    assert samples(parse(ours["body"])) == samples(parse(theirs["body"]))
