@@ -8,7 +8,7 @@ See :mod:`stream_mlops.alerts.rules` for the rules and their calibration.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -152,9 +152,9 @@ class PerformanceAlerts(Monitor):
         # The rules read the touched groups' totals only (positions in ``which``).
         tot = self.windows.totals(now, np.asarray(which, np.int64))
         verdicts = read_rules(tot, range(len(which)), [self.thresholds[g] for g in which],
-                              self.z, self.window_seconds)
+                              self.z, ids=which)
         changes = []
-        for v in (replace(r, group=which[r.group]) for r in verdicts):
+        for v in verdicts:
             tenant, function = self.index.function_keys[v.group]
             t = self.lifecycle.step(AlertKey(tenant, f"performance:{v.rule}:{function}"), v,
                                     now)
@@ -168,8 +168,10 @@ class PerformanceAlerts(Monitor):
         title = TITLES[v.rule].format(function=function, latency=th.latency_p95_seconds)
         if t.key.tenant_id != "default":
             title += f" (tenant {t.key.tenant_id})"
-        message = v.message if t.action != "resolve" else f"Resolved: {v.message}".replace(
-            " is above ", " is no longer above ").replace(" is below ", " is no longer below ")
+        message = v.message(self.window_seconds, th.latency_p95_seconds)
+        if t.action == "resolve":
+            message = f"Resolved: {message}".replace(" is above ", " is no longer above ") \
+                .replace(" is below ", " is no longer below ")
         return alert_change(
             t.action, t.key, "performance", rule=v.rule, severity=v.severity, notify=t.notify,
             function=function, title=title, message=message, value=v.value,

@@ -20,7 +20,7 @@ the two is the hysteresis that keeps a metric hovering at the threshold from fla
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -157,12 +157,28 @@ class Verdict:
     bound: float
     threshold: float
     n: int
-    message: str
+
+    def message(self, window_seconds: float, latency_seconds: float) -> str:
+        """What the verdict says, for its alert. Written only for the alerts that change:
+        a batch reads every function it touched, thousands of them while catching up."""
+        span = f"the last {window_seconds:g} s"
+        if self.rule == "error_rate":
+            return (f"Error rate {self.value:.1%} over {span} ({round(self.value * self.n)} "
+                    f"of {self.n} requests; lower bound {self.bound:.1%}) is above "
+                    f"{self.threshold:.1%}.")
+        if self.rule == "latency_p95":
+            return (f"p95 latency is above {latency_seconds:g} s over {span}: "
+                    f"{self.value:.1%} of {self.n} requests were slower (lower bound "
+                    f"{self.bound:.1%}; at most 5 % may be).")
+        return (f"Mean confidence {self.value:.3f} over {span} ({self.n} scored requests; "
+                f"upper bound {self.bound:.3f}) is below {self.threshold:.2f}.")
 
 
 def evaluate(tot: dict[str, F64], groups: Iterable[int], thresholds: list[AlertThresholds],
-             z: float = 3.09, window_seconds: float = 60.0) -> list[Verdict]:
-    """Read every rule for ``groups`` from window totals (see the module docstring)."""
+             z: float = 3.09, *, ids: Sequence[int] | None = None) -> list[Verdict]:
+    """Read every rule for ``groups`` from window totals (see the module docstring);
+    the verdicts of group ``g`` carry ``ids[g]`` as their group where ``ids`` is given
+    (totals read for a few groups, numbered among all)."""
     n = tot["n"]
     err_lo, _ = wilson_bounds(tot["errors"], n, z)
     slow_lo, _ = wilson_bounds(tot["slow"], n, z)
@@ -171,36 +187,25 @@ def evaluate(tot: dict[str, F64], groups: Iterable[int], thresholds: list[AlertT
     sd = np.sqrt(np.maximum(tot["conf_sq"] / cn - mean * mean, 0.0))
     mean_hi = mean + z * np.maximum(sd, 1e-9) / np.sqrt(cn)
     out = []
-    span = f"the last {window_seconds:g} s"
     for g in groups:
-        th, count = thresholds[g], int(n[g])
+        th, count, gid = thresholds[g], int(n[g]), g if ids is None else ids[g]
         enough = count >= th.min_requests
-        rate = float(tot["errors"][g] / max(count, 1))
-        out.append(_verdict(
-            g, "error_rate", count, enough, value=rate, bound=float(err_lo[g]),
-            threshold=th.error_rate, above=True,
-            message=f"Error rate {rate:.1%} over {span} ({int(tot['errors'][g])} of {count} "
-                    f"requests; lower bound {err_lo[g]:.1%}) is above {th.error_rate:.1%}."))
-        frac = float(tot["slow"][g] / max(count, 1))
-        out.append(_verdict(
-            g, "latency_p95", count, enough, value=frac, bound=float(slow_lo[g]),
-            threshold=0.05, above=True,
-            message=f"p95 latency is above {th.latency_p95_seconds:g} s over {span}: "
-                    f"{frac:.1%} of {count} requests were slower (lower bound "
-                    f"{slow_lo[g]:.1%}; at most 5 % may be)."))
+        out.append(_verdict(gid, "error_rate", count, enough,
+                            value=float(tot["errors"][g] / max(count, 1)),
+                            bound=float(err_lo[g]), threshold=th.error_rate, above=True))
+        out.append(_verdict(gid, "latency_p95", count, enough,
+                            value=float(tot["slow"][g] / max(count, 1)),
+                            bound=float(slow_lo[g]), threshold=0.05, above=True))
         conf_count = int(tot["conf_n"][g])
-        out.append(_verdict(
-            g, "confidence_mean", conf_count, conf_count >= th.min_requests,
-            value=float(mean[g]), bound=float(mean_hi[g]), threshold=th.confidence_mean,
-            above=False,
-            message=f"Mean confidence {mean[g]:.3f} over {span} ({conf_count} scored "
-                    f"requests; upper bound {mean_hi[g]:.3f}) is below "
-                    f"{th.confidence_mean:.2f}."))
+        out.append(_verdict(gid, "confidence_mean", conf_count,
+                            conf_count >= th.min_requests, value=float(mean[g]),
+                            bound=float(mean_hi[g]), threshold=th.confidence_mean,
+                            above=False))
     return out
 
 
 def _verdict(g: int, rule: Rule, n: int, enough: bool, *, value: float, bound: float,
-             threshold: float, above: bool, message: str) -> Verdict:
+             threshold: float, above: bool) -> Verdict:
     if n == 0:
         breach: bool | None = False  # no traffic in the window: nothing is wrong now
     elif not enough:
@@ -211,7 +216,7 @@ def _verdict(g: int, rule: Rule, n: int, enough: bool, *, value: float, bound: f
         breach = True if bound < threshold else (False if value >= threshold else None)
     far = value >= 2 * threshold if above else value <= threshold - 0.2
     return Verdict(g, rule, breach, "critical" if breach and far else "warning", value,
-                   bound, threshold, n, message)
+                   bound, threshold, n)
 
 
 @dataclass

@@ -37,7 +37,8 @@ def test_burst_fires_and_steady_traffic_does_not() -> None:
     v = verdicts(burst, 1000 + 60)
     assert [v[r].breach for r in alerts.RULES] == [True, True, True]
     assert v["error_rate"].severity == "critical"  # 20 % is more than twice 5 %
-    assert "Error rate 19.8% over the last 60 s (545 of 2750 requests" in v["error_rate"].message
+    assert "Error rate 19.8% over the last 60 s (545 of 2750 requests" in v["error_rate"].message(
+        60.0, TH[0].latency_p95_seconds)
 
 
 def test_low_traffic_never_pages() -> None:
@@ -66,15 +67,15 @@ def test_a_true_four_percent_does_not_page_over_a_simulated_day() -> None:
 
 def test_lifecycle_fires_once_updates_sparingly_and_resolves() -> None:
     life = Lifecycle(cooldown_seconds=600, update_every_seconds=10)
-    fire = Verdict(0, "error_rate", True, "warning", 0.2, 0.18, 0.05, 1000, "m")
-    clear = Verdict(0, "error_rate", False, "warning", 0.03, 0.02, 0.05, 1000, "m")
-    unsure = Verdict(0, "error_rate", None, "warning", 0.06, 0.04, 0.05, 1000, "m")
+    fire = Verdict(0, "error_rate", True, "warning", 0.2, 0.18, 0.05, 1000)
+    clear = Verdict(0, "error_rate", False, "warning", 0.03, 0.02, 0.05, 1000)
+    unsure = Verdict(0, "error_rate", None, "warning", 0.06, 0.04, 0.05, 1000)
     t = life.step(FP, fire, 0)
     assert t is not None and (t.action, t.notify) == ("fire", "firing")
     assert life.step(FP, fire, 5) is None  # nothing new within update_every
     t = life.step(FP, fire, 11)
     assert t is not None and (t.action, t.notify) == ("update", None)
-    crit = Verdict(0, "error_rate", True, "critical", 0.4, 0.35, 0.05, 1000, "m")
+    crit = Verdict(0, "error_rate", True, "critical", 0.4, 0.35, 0.05, 1000)
     t = life.step(FP, crit, 12)
     assert t is not None and t.notify == "escalated"
     assert life.step(FP, unsure, 13) is None  # hovering: no flapping
