@@ -122,23 +122,17 @@ class SeriesIndex:
             self._of_series.append((self.function_id(key[0], key[1]),
                                     self.group_id(key[0], key[1], key[2]),
                                     self._models.of((key[2],))))
-            self._arrays = None
         return i
 
     def function_id(self, tenant: str, function: str) -> int:
         """The function's number (added when new)."""
-        n = len(self._functions.keys)
-        f = self._functions.of((tenant, function))
-        if f == n:
-            self._arrays = None
-        return f
+        return self._functions.of((tenant, function))
 
     def group_id(self, tenant: str, function: str, model: str) -> int:
         """The model group's number (added when new)."""
         g = self._groups.of((tenant, function, model))
         if g == len(self._group_function):
             self._group_function.append(self.function_id(tenant, function))
-            self._arrays = None
         return g
 
     def series(self, raw: str) -> int:
@@ -191,10 +185,22 @@ class SeriesIndex:
         return [k[0] for k in self._models.keys]
 
     def _built(self) -> tuple[int, I64, I64, I64, I64]:
-        if self._arrays is None:
-            rows = np.array(self._of_series, np.int64).reshape(len(self._of_series), 3)
-            self._arrays = (len(self.keys), rows[:, 0].copy(), rows[:, 1].copy(),
-                            rows[:, 2].copy(), np.array(self._group_function, np.int64))
+        """The lists as arrays, extended by the series and groups added since the last
+        call: converting all of them again cost 11 ms a batch at 50,000 series when new
+        series kept arriving."""
+        n, n_groups = len(self._of_series), len(self._group_function)
+        old = self._arrays
+        if old is not None and old[0] == n and len(old[4]) == n_groups:
+            return old
+        done, done_groups = (old[0], len(old[4])) if old is not None else (0, 0)
+        rows = np.array(self._of_series[done:], np.int64).reshape(n - done, 3)
+        parts = [rows[:, 0], rows[:, 1], rows[:, 2],
+                 np.array(self._group_function[done_groups:], np.int64)]
+        if old is not None:
+            parts = [np.concatenate([a, b]) for a, b in zip(old[1:], parts, strict=True)]
+        else:
+            parts = [p.copy() for p in parts]
+        self._arrays = (n, parts[0], parts[1], parts[2], parts[3])
         return self._arrays
 
     @property

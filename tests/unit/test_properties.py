@@ -19,7 +19,13 @@ def test_series_index_is_stable_bounded_and_consistent(keys: list[tuple[str, ...
                                                        limit: int) -> None:
     ix = SeriesIndex(SeriesBudget(per_tenant=limit, total=3 * limit))
     raw = [KEY_SEPARATOR.join(k) for k in keys]
+    # The arrays are built after the first half and extended after the rest (and after a
+    # group added on its own, as a restore does).
+    ix.series_of(raw[:len(raw) // 2])
+    assert len(ix.function) == len(ix.keys)
+    ix.group_id("restored", "f", "m")
     first = ix.series_of(raw)
+    assert len(ix.group_function) == len(ix.group_keys)
     assert ix.series_of(raw).tolist() == first.tolist()  # the same key, the same series
     for tenant in {k[0] for k in ix.keys}:  # at most `limit` real series per tenant
         assert len([k for k in ix.keys if k[0] == tenant and k[1] != OTHER]) <= limit
