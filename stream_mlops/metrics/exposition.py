@@ -80,6 +80,17 @@ def _family_text(metric: Metric, openmetrics_format: bool) -> list[str] | None:
     return out
 
 
+def readable_accept(accept: str | None) -> str:
+    """``accept``, or ``""`` (the text format) where prometheus-client cannot read it: a
+    malformed version (``version=abc``) raises inside the library, and an unreadable
+    header is the client's mistake, not a reason to fail the scrape and log a traceback."""
+    try:
+        choose_encoder(accept or "")
+    except (TypeError, ValueError):
+        return ""
+    return accept or ""
+
+
 def encoder(accept: str | None) -> tuple[bool, str] | None:
     """``(openmetrics?, content type)`` that prometheus-client would answer ``accept``
     with, or ``None`` for an escaping scheme other than the two our names make equal."""

@@ -88,6 +88,8 @@ def app(registry: CollectorRegistry, *, live: Check, ready: Check,
     def respond(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/metrics":
+            environ = {**environ,
+                       "HTTP_ACCEPT": exposition.readable_accept(environ.get("HTTP_ACCEPT"))}
             try:
                 return _metrics(registry, environ, start_response) \
                     or metrics(environ, start_response)

@@ -167,3 +167,23 @@ def test_every_accept_header_gets_the_librarys_content_type_and_samples(accept: 
     assert ours["headers"]["Content-Type"] == theirs["headers"]["Content-Type"]
     parse = om_parse if "openmetrics" in accept else text_string_to_metric_families
     assert samples(parse(ours["body"])) == samples(parse(theirs["body"]))
+
+
+@pytest.mark.parametrize("accept", [
+    "application/openmetrics-text; version=abc", "text/plain;version=x.y",
+    "\x00\xff;;;,,", "application/openmetrics-text;version=1.0.0;escaping=bogus", "a" * 10_000])
+@pytest.mark.parametrize("query", ["", "name[]=mlops_requests_total"])
+def test_a_malformed_accept_header_gets_the_text_format_not_an_error(
+        accept: str, query: str, caplog: pytest.LogCaptureFixture) -> None:
+    # Anyone who can reach the port can send these: the scrape must not fail, and the log
+    # must not fill with tracebacks.
+    reg = registry()
+    wsgi = app(reg, live=lambda _: [], ready=lambda _: [])
+    seen: dict[str, Any] = {}
+    body = b"".join(wsgi({"PATH_INFO": "/metrics", "REQUEST_METHOD": "GET",
+                          "QUERY_STRING": query, "HTTP_ACCEPT": accept},
+                         lambda status, h: seen.update(status=status, headers=dict(h))))
+    assert seen["status"] == "200 OK"
+    families = {f.name for f in text_string_to_metric_families(body.decode())}
+    assert "mlops_requests" in families
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
