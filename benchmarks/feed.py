@@ -32,43 +32,30 @@ def main() -> int:
     ap.add_argument("--code", help="import stream_mlops from this checkout instead")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
-    from benchmarks.common import MODELS, report
+    from benchmarks.common import report
     if args.code:
         sys.path.insert(0, str(Path(args.code).resolve()))
         for name in [m for m in sys.modules if m.startswith("stream_mlops")]:
             del sys.modules[name]
     import stream_mlops
-    from stream_mlops.core.batch import RawBatch
+    from benchmarks.memory import random_rows, series_keys  # imports the stream_mlops above
     from stream_mlops.pipeline.processor import Processor
 
     runs: list[dict[str, Any]] = []
     for n_series in (int(n) for n in args.series.split(",")):
         gen = np.random.default_rng(0)
-        keys = [f"tenant-{s % 50}\x1ffn-{s}\x1f{MODELS[s % 5]}\x1fcontrol"
-                for s in range(n_series)]
+        keys = series_keys(n_series)
         total = 2 * n_series + args.batches * args.batch
         now = time.time()
-
-        def chunk(lo: int, n: int, series: Any, *, total: int = total, now: float = now,
-                  keys: list[str] = keys, gen: np.random.Generator = gen) -> RawBatch:
-            return RawBatch(
-                xid=np.arange(lo, lo + n, dtype=np.int64) + 10,
-                id=np.arange(lo, lo + n, dtype=np.int64) + 10,
-                key=[keys[i] for i in series.tolist()],
-                created_at=now - 3600 + (lo + np.arange(n)) / total * 3590,
-                latency_ms=gen.lognormal(6.5, 0.6, n), prompt_tokens=gen.integers(50, 3000, n),
-                completion_tokens=gen.integers(10, 800, n),
-                cached_tokens=np.zeros(n, np.int64), cost_pico=gen.integers(1, 10**9, n),
-                confidence=gen.random(n), is_error=gen.random(n) < 0.02,
-                query_length=gen.integers(10, 2000, n).astype(float))
 
         p = Processor()
         seen = np.tile(np.arange(n_series), 2)
         for lo in range(0, len(seen), args.batch):
             part = seen[lo:lo + args.batch]
-            p.commit(p.prepare(chunk(lo, len(part), part)))
-        batches = [chunk(len(seen) + k * args.batch, args.batch,
-                         gen.integers(0, n_series, args.batch)) for k in range(args.batches)]
+            p.commit(p.prepare(random_rows(keys, part, lo=lo, total=total, now=now, gen=gen)))
+        batches = [random_rows(keys, gen.integers(0, n_series, args.batch),
+                               lo=len(seen) + k * args.batch, total=total, now=now, gen=gen)
+                   for k in range(args.batches)]
         t0 = time.perf_counter()
         for b in batches:
             p.commit(p.prepare(b))

@@ -76,11 +76,16 @@ def deep_bytes(obj: Any, seen: set[int]) -> int:
     return total
 
 
+def series_keys(n_series: int) -> list[str]:
+    """Raw keys of ``n_series`` (tenant, function) series over 50 tenants and 5 models."""
+    return [f"tenant-{s % 50}\x1ffn-{s}\x1f{MODELS[s % 5]}\x1fcontrol" for s in range(n_series)]
+
+
 def rows_for(n_series: int, per_series: int, seed: int = 0) -> RawBatch:
     """``per_series`` rows for each of ``n_series`` (tenant, function) series, shuffled,
     over the last hour."""
     rng = random.Random(seed)
-    keys = [f"tenant-{s % 50}\x1ffn-{s}\x1f{MODELS[s % 5]}\x1fcontrol" for s in range(n_series)]
+    keys = series_keys(n_series)
     n = n_series * per_series
     order = np.array(rng.sample(range(n), n)) % n_series
     gen = np.random.default_rng(seed)
@@ -139,6 +144,23 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def random_rows(keys: list[str], series: Any, *, lo: int, total: int, now: float,
+                gen: np.random.Generator) -> RawBatch:
+    """Rows ``lo`` .. ``lo + len(series)`` of ``total`` spread over the last hour before
+    ``now``, row ``i`` of series ``keys[series[i]]``, values drawn from ``gen``."""
+    n = len(series)
+    prompt = gen.integers(50, 3000, n)
+    return RawBatch(
+        xid=np.arange(lo, lo + n, dtype=np.int64) + 10,
+        id=np.arange(lo, lo + n, dtype=np.int64) + 10,
+        key=[keys[i] for i in series.tolist()],
+        created_at=now - 3600 + (lo + np.arange(n)) / total * 3590,
+        latency_ms=gen.lognormal(6.5, 0.6, n), prompt_tokens=prompt,
+        completion_tokens=gen.integers(10, 800, n), cached_tokens=np.zeros(n, np.int64),
+        cost_pico=gen.integers(1, 10**9, n), confidence=gen.random(n),
+        is_error=gen.random(n) < 0.02, query_length=gen.integers(10, 2000, n).astype(float))
+
+
 def rss_child(n_series: int, per_series: int, seed: int = 0) -> dict[str, Any]:
     """In a fresh process: the RSS of a processor before any row and after ``per_series``
     rows for each of ``n_series`` series, fed in chunks so that the input itself stays
@@ -148,23 +170,14 @@ def rss_child(n_series: int, per_series: int, seed: int = 0) -> dict[str, Any]:
     p.commit(p.prepare(rows_for(1, 1)))  # imports and first-use allocations
     gc.collect()
     before = rss_bytes()
-    keys = [f"tenant-{s % 50}\x1ffn-{s}\x1f{MODELS[s % 5]}\x1fcontrol" for s in range(n_series)]
+    keys = series_keys(n_series)
     gen = np.random.default_rng(seed)
     total, chunk, now = n_series * per_series, 100_000, time.time()
     t0 = time.perf_counter()
     for lo in range(0, total, chunk):
         n = min(chunk, total - lo)
-        series = gen.integers(0, n_series, n)
-        prompt = gen.integers(50, 3000, n)
-        rows = RawBatch(
-            xid=np.arange(lo, lo + n, dtype=np.int64) + 10,
-            id=np.arange(lo, lo + n, dtype=np.int64) + 10,
-            key=[keys[i] for i in series.tolist()],
-            created_at=now - 3600 + (lo + np.arange(n)) / total * 3590,
-            latency_ms=gen.lognormal(6.5, 0.6, n), prompt_tokens=prompt,
-            completion_tokens=gen.integers(10, 800, n), cached_tokens=np.zeros(n, np.int64),
-            cost_pico=gen.integers(1, 10**9, n), confidence=gen.random(n),
-            is_error=gen.random(n) < 0.02, query_length=gen.integers(10, 2000, n).astype(float))
+        rows = random_rows(keys, gen.integers(0, n_series, n), lo=lo, total=total, now=now,
+                           gen=gen)
         for b in range(0, n, BATCH):
             p.commit(p.prepare(rows.take(np.arange(b, min(b + BATCH, n)))))
         del rows

@@ -83,7 +83,7 @@ class SeriesFamily(Metric):
         return self._samples
 
     @samples.setter
-    def samples(self, value: list[Sample]) -> None:
+    def samples(self, value: list[Sample]) -> None:  # Metric's attribute is writable
         self._samples = value
 
     def _restricted_metric(self, names: Any) -> Metric | None:
