@@ -765,6 +765,9 @@ class _Detector(ABC):
         self._n_ring += len(arr)
 
 
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
 class NumericDriftDetector(_Detector):
     """Drift in the location or the spread of a numeric metric (latency, cost, tokens).
 
@@ -829,7 +832,10 @@ class NumericDriftDetector(_Detector):
         arr = np.asarray(xs, np.float64).reshape(-1)
         if np.isnan(arr).any():
             raise ValueError("numeric values must not be NaN")
-        return arr.astype(np.float32)
+        # Beyond float32's range a value is the largest there is, not an infinity: the
+        # windows' tests and the stored evidence need finite numbers, and a column such
+        # as query_length has no upper bound a writer must respect.
+        return np.clip(arr, -_F32_MAX, _F32_MAX).astype(np.float32)
 
     def _fit(self, ref: npt.NDArray[Any]) -> tuple[list[str], I64, list[int]]:
         ref.sort()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from stream_mlops.core.alerts import AlertChange, AlertKey
-from stream_mlops.drift.monitor import DriftMonitor, DriftRows, ReferenceRow
+from stream_mlops.drift.monitor import DriftMonitor, DriftRows, ReferenceRow, evidence_json
 
 KEYS = [("t", "fn")]
 T0 = 1_800_000_000.0
@@ -162,3 +162,27 @@ def test_a_real_step_still_fires_relative_to_the_hour_of_day() -> None:
     assert hour == 80
     assert message.startswith("latency of fn drifted (") and \
         "(relative to its hour of day on the last days)" in message
+
+
+def test_values_beyond_float32_neither_break_the_evidence_nor_other_tenants() -> None:
+    # A writer can store any query_length >= 0: 1e39 is infinite in float32 and 1e300
+    # overflows a float64 mean. Evidence is JSON without NaN or infinities; one tenant's
+    # values must not make the drift job fail for every function.
+    m = DriftMonitor(reference_size=200)
+    m.index.function_id("evil", "fn")
+    m.index.function_id("t", "fn")
+    rng = np.random.default_rng(3)
+    n = 400
+    huge = np.where(rng.random(n) < 0.5, 1e39, 1e300)
+    for k, start in enumerate((T0, T0 + HOUR)):
+        for f, ql in ((0, huge), (1, rng.lognormal(5.0, 0.5, n))):
+            r = rows(rng.lognormal(5.0, 0.5, n), start)
+            m.buffer(DriftRows(np.full(n, f, np.int64), r.created_at, r.latency_ms, ql,
+                               r.confidence, r.cost_pico, r.is_error, r.error_type, r.model))
+        m.flush()
+        evidence, _ = m.test(start + n + k)
+    evidence, _ = m.test(T0 + 3 * HOUR)
+    text = evidence_json(evidence)  # raises on an infinity or NaN
+    assert {(e.tenant_id, e.metric_name) for e in evidence} >= {
+        ("evil", "query_length"), ("t", "query_length")}
+    assert "Infinity" not in text and "NaN" not in text
