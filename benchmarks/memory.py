@@ -71,8 +71,10 @@ def deep_bytes(obj: Any, seen: set[int]) -> int:
             stack.extend(o)
         elif hasattr(o, "__dict__") and not callable(o):
             stack.append(o.__dict__)
-        if hasattr(type(o), "__slots__"):
-            stack.extend(getattr(o, s) for s in type(o).__slots__ if hasattr(o, s))
+        for cls in type(o).__mro__:  # slots of the base classes too
+            slots = cls.__dict__.get("__slots__", ())
+            stack.extend(getattr(o, s) for s in ((slots,) if isinstance(slots, str) else slots)
+                         if hasattr(o, s))
     return total
 
 

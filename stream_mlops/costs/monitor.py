@@ -47,6 +47,7 @@ F64 = npt.NDArray[np.float64]
 BUDGET_METRICS = {"daily_budget_usd": "day", "weekly_budget_usd": "week",
                   "monthly_budget_usd": "month"}
 PERIOD_WORD = {"day": "daily", "week": "weekly", "month": "monthly"}
+FN_HOURS = 4 * 7 * 24 + 24
 
 
 @dataclass(frozen=True)
@@ -101,10 +102,13 @@ class CostTracker(Monitor):
     def __post_init__(self) -> None:
         self.tz = ZoneInfo(self.timezone)
         self.index = SeriesIndex()
-        self.windows = RingSums()  # pico-dollars per model group
-        # The same per function, for spikes and cost per request.
-        self.fn_cost = RingSums()
-        self.fn_requests = RingSums(dtype=np.int32)
+        # Pico-dollars per model group: hours for the rolling windows (7 days) and the
+        # model mix, days for the calendar periods (a month).
+        self.windows = RingSums(hours=8 * 24, days=35, tz=self.tz)
+        # The same per function, for spikes and cost per request: hourly over the four
+        # weeks of the weekly seasonal baseline, and the hour before them.
+        self.fn_cost = RingSums(hours=FN_HOURS)
+        self.fn_requests = RingSums(hours=FN_HOURS, dtype=np.int32)
         # (tenant, model) -> [mismatched, checked, caller pico, table pico, first, last]
         self.mismatch: dict[tuple[str, str], list[float]] = {}
         self._texts: dict[tuple[str, ...], str] = {}  # group -> its label text on /metrics
@@ -268,7 +272,7 @@ class CostTracker(Monitor):
                  ) -> list[tuple[str, str | None, BudgetReading]]:
         """Every tenant against its budgets, and functions that have budgets of their own
         (``sums``: :func:`window_sums` at ``now``, when the caller has them)."""
-        sums = window_sums(self.windows, now, self.tz) if sums is None else sums
+        sums = window_sums(self.windows, now) if sums is None else sums
         keys = self.index.group_keys
         tenants: dict[str, int] = {}
         tenant_of = np.fromiter((tenants.setdefault(k[0], len(tenants)) for k in keys),
@@ -513,13 +517,13 @@ class CostTracker(Monitor):
                    ) -> tuple[list[GroupKey], dict[str, F64]]:
         """Every model group and its spend (USD) per window of :data:`WINDOWS`."""
         keys = list(self.index.group_keys)
-        sums = window_sums(self.windows, now, self.tz) if sums is None else sums
+        sums = window_sums(self.windows, now) if sums is None else sums
         # Groups that never had a priced row have no sums yet.
         return keys, {w: np.pad(s, (0, len(keys) - len(s))) / 1e12 for w, s in sums.items()}
 
     def metrics(self, now: float) -> MetricsBuilder:
         # Under the state lock (a scrape): the windows are summed once for both.
-        sums = window_sums(self.windows, now, self.tz)
+        sums = window_sums(self.windows, now)
         keys, windows = self.window_usd(now, sums)
         budgets = self.readings(now, sums)
         spend = self.spend_gauges()

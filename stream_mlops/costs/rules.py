@@ -1,10 +1,10 @@
 """Cost windows, budgets and spend spikes (pure: values and a clock in, numbers and
 decisions out).
 
-Costs are integers of pico-dollars in :class:`~stream_mlops.stats.rings.RingSums` (a ring
-of minute sums for the last hour and one of hour sums for the last 35 days per group, the
-same hours that ``mlops.cost_tracking`` holds), so every window equals ``SUM(cost_usd)``
-over the same range exactly.
+Costs are integers of pico-dollars in :class:`~stream_mlops.stats.rings.RingSums` (per
+group, a ring of minute sums for the last hour, hour sums for the last 8 days and local
+day sums for the last 35, built from the same rows and hours as ``mlops.cost_tracking``),
+so every window equals ``SUM(cost_usd)`` over the same range exactly.
 
 Windows: ``1h`` is rolling by minutes (from the start of the minute 59 minutes before the
 current one), ``24h`` and ``7d`` rolling by hours (from the start of the hour 23, resp.
@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
-from stream_mlops.stats.rings import RingSums, live_sum
+from stream_mlops.stats.rings import RingSums, day_of_hour, live_sum
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -66,26 +66,31 @@ def period_bounds(period: str, now: float, tz: ZoneInfo) -> tuple[float, float]:
     return start.timestamp(), nxt.timestamp()
 
 
-def window_sums(rings: RingSums, now: float, tz: ZoneInfo) -> dict[str, I64]:
-    """Pico-dollars per group for every window in :data:`WINDOWS`.
+def window_sums(rings: RingSums, now: float) -> dict[str, I64]:
+    """Pico-dollars per group for every window in :data:`WINDOWS`; the calendar periods
+    are in the time zone of the rings' days.
 
     Examples
     --------
-    >>> w = RingSums()
+    >>> w = RingSums(hours=8 * 24, days=35)
     >>> w.add(np.array([0, 0, 1]), np.array([3600.0 * 100, 3600.0 * 100 + 61, 3600.0 * 90]),
     ...       np.array([5, 7, 11]))
-    >>> window_sums(w, 3600.0 * 100 + 120, ZoneInfo("UTC"))["1h"].tolist()
-    [12, 0]
+    >>> sums = window_sums(w, 3600.0 * 100 + 120)
+    >>> sums["1h"].tolist(), sums["day"].tolist(), sums["month"].tolist()  # Jan 5, 1970
+    ([12, 0], [12, 0], [12, 11])
     """
+    if not rings.DAYS:
+        raise ValueError("calendar windows need a ring of day sums (RingSums(days=35))")
     minute, hour = math.floor(now / 60), math.floor(now / 3600)
     out = {
         "1h": rings.minutes(minute - 59, minute),
         "24h": rings.hours(hour - 23, hour),
         "7d": rings.hours(hour - 167, hour),
     }
+    today = day_of_hour(hour, rings.tz)
     for period in PERIODS:
-        start, _ = period_bounds(period, now, tz)
-        out[period] = rings.hours(math.floor(start / 3600), hour)
+        start, _ = period_bounds(period, now, rings.tz)
+        out[period] = rings.days(day_of_hour(math.floor(start / 3600), rings.tz), today)
     return out
 
 

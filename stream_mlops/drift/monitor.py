@@ -119,7 +119,7 @@ class Evidence:
     alarm: bool  # taken because a detector alarmed (else periodic)
 
 
-@dataclass
+@dataclass(slots=True)  # one per (tenant, function)
 class _Series:
     detectors: dict[str, Detector] = field(default_factory=dict)
     pinned: set[str] = field(default_factory=set)
@@ -178,8 +178,8 @@ class DriftMonitor(Monitor):
         # Requests per function and minute / hour, for the volume metric and the
         # hour-of-day profiles, with the latency summed per hour (in microseconds; 0: not
         # known, in hours rolled up before the roll-ups carried it).
-        self.requests = RingSums(days=8, dtype=np.int32)
-        self.latency_us = RingSums(days=8)
+        self.requests = RingSums(hours=8 * 24, dtype=np.int32)
+        self.latency_us = RingSums(hours=8 * 24)
         # buffer() runs on the consumer's thread, flush() and test() on the job's thread:
         # the buffer is handed over under this lock, and /metrics reads the snapshot taken
         # at the end of each test, never the detectors.

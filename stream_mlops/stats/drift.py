@@ -90,12 +90,13 @@ References
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any, Literal, Self
 
 import numpy as np
@@ -492,6 +493,17 @@ def _binary_array(xs: Iterable[Any] | npt.NDArray[Any]) -> npt.NDArray[np.int8]:
 # ---------------------------------------------------------------------------------------
 
 
+@cache
+def _empty(dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    return np.empty(0, dtype)
+
+
+_NO_TABLE: I64 = np.zeros((0, 0), np.int64)
+# The levels of a detector without a reference; they are replaced whole when it gets one
+# (and only then set item by item), so one empty list serves every detector.
+_NO_LEVELS: list[int] = []
+
+
 class _Detector(ABC):
     """Warm-up, reference, CUSUM bank and the scalar/batch paths shared by all kinds.
 
@@ -502,6 +514,12 @@ class _Detector(ABC):
 
     kind: Kind
     _dtype: npt.DTypeLike = np.float64
+    # A large deployment holds seven detectors per (tenant, function), most of them for
+    # series with little traffic: no per-instance __dict__ (issue 18).
+    __slots__ = ("_drift", "_fired", "_last_drift", "_levels", "_n_drifts", "_n_ring",
+                 "_n_seen", "_n_warm", "_names", "_pinned", "_ref", "_ring", "_ring_in_warm",
+                 "_table", "_thresholds", "_warm", "false_alarm_rate", "reference_size",
+                 "seed", "window")
 
     def __init__(self, reference_size: int, false_alarm_rate: float, window: int, seed: int,
                  reference: Sequence[Any] | npt.NDArray[Any] | None) -> None:
@@ -520,20 +538,23 @@ class _Detector(ABC):
         # Buffers grow with the values they hold, and the warm-up buffer is freed once the
         # reference is learnt: most series of a large deployment see few requests, and a
         # full-size buffer per detector was most of the memory per series (issue 18).
-        self._warm = np.empty(0, self._dtype)
+        # Until then they are one shared empty array per dtype: an empty array still costs
+        # 112 bytes, and they are never written in place before they are replaced.
+        empty = _empty(np.dtype(self._dtype))
+        self._warm = empty
         self._n_warm = 0
-        self._ref: npt.NDArray[Any] = np.empty(0, self._dtype)
-        self._table: I64 = np.zeros((0, 0), np.int64)
-        self._names: list[str] = []
-        self._thresholds: list[int] = []
-        self._levels: list[int] = []
+        self._ref: npt.NDArray[Any] = empty
+        self._table: I64 = _NO_TABLE
+        self._names: tuple[str, ...] = ()
+        self._thresholds: tuple[int, ...] = ()
+        self._levels = _NO_LEVELS
         self._pinned = False
         self._n_seen = 0
         self._n_drifts = 0
         self._last_drift: int | None = None
         self._fired: tuple[str, ...] = ()
         self._drift = False
-        self._ring = np.empty(0, self._dtype)
+        self._ring = empty
         self._n_ring = 0
         # Until the first reference, every value seen is in the warm-up buffer, which then
         # stands for the ring too (one copy of each value, not two).
@@ -571,14 +592,14 @@ class _Detector(ABC):
         ordered = ref.copy()  # _fit may sort; the dependence is read in stream order
         names, table, thresholds = self._fit(ref)
         self._ref = ref
-        self._names = names
+        self._names = tuple(names)
         self._table = table
         factors = long_run_factors(table[:, self._codes(ordered, 0)] / _FIXED)
-        self._thresholds = [round(h * f) for h, f in zip(thresholds, factors.tolist(),
-                                                          strict=True)]
+        self._thresholds = tuple(round(h * f) for h, f in zip(thresholds, factors.tolist(),
+                                                              strict=True))
         self._levels = [0] * len(names)
         self._n_warm = 0
-        self._warm = np.empty(0, self._dtype)
+        self._warm = _empty(np.dtype(self._dtype))
 
     def _own_ring(self) -> None:
         """Give the ring its own copy of the values seen so far (all in the warm-up buffer
@@ -622,8 +643,8 @@ class _Detector(ABC):
         """Drop the reference now and collect a new one from the next values."""
         self._own_ring()
         self._pinned = False
-        self._thresholds = []
-        self._levels = []
+        self._thresholds = ()
+        self._levels = _NO_LEVELS
         self._n_warm = 0
         return self
 
@@ -814,6 +835,7 @@ class NumericDriftDetector(_Detector):
     # Seven significant digits are more than a latency, a cost or a token count carries,
     # and half the bytes of the reference and the ring, the bulk of a function's state.
     _dtype = np.float32
+    __slots__ = ("_key", "shift", "spread_ratio")
 
     def __init__(self, reference_size: int = 2000, false_alarm_rate: float = 1e-4, *,
                  shift: float = 0.5, spread_ratio: float = 1.5, window: int = 500,
@@ -938,6 +960,7 @@ class BinaryDriftDetector(_Detector):
 
     kind: Kind = "binary"
     _dtype = np.int8
+    __slots__ = ("odds_ratio",)
 
     def __init__(self, reference_size: int = 2000, false_alarm_rate: float = 1e-4, *,
                  odds_ratio: float = 3.0, window: int = 500, seed: int = 0,
@@ -1009,6 +1032,7 @@ class CategoricalDriftDetector(_Detector):
 
     kind: Kind = "categorical"
     _dtype = object
+    __slots__ = ("_index", "max_categories", "odds_ratio")
 
     def __init__(self, reference_size: int = 2000, false_alarm_rate: float = 1e-4, *,
                  odds_ratio: float = 2.0, max_categories: int = 20, window: int = 500,
@@ -1024,8 +1048,12 @@ class CategoricalDriftDetector(_Detector):
         super().__init__(reference_size, false_alarm_rate, window, seed, reference)
 
     def _coerce(self, xs: Sequence[Any] | npt.NDArray[Any]) -> npt.NDArray[Any]:
-        out = np.empty(len(xs), object)
-        out[:] = list(xs)
+        # Python objects, one per category where possible: numpy scalars (32 bytes each)
+        # and equal strings decoded row by row would cost an object per value kept, where
+        # the ring and the reference need only a pointer.
+        values = xs.tolist() if isinstance(xs, np.ndarray) else list(xs)
+        out = np.empty(len(values), object)
+        out[:] = [sys.intern(v) if type(v) is str else v for v in values]
         return out
 
     def _fit(self, ref: npt.NDArray[Any]) -> tuple[list[str], I64, list[int]]:

@@ -1,19 +1,27 @@
-"""Exact per-group sums by minute and by hour in fixed rings (pure: no I/O).
+"""Exact per-group sums by minute, hour and day in fixed rings (pure: no I/O).
 
-Each group keeps one ring of minute sums for the last hour and one of hour sums for the
-last 35 days (or as many as asked); the rings share their clock (which minute or hour each
-column holds), so memory is ``groups x (61 + 24 x days)`` integers and an add costs the
-same however old the group. Costs use it for pico-dollars, drift for request counts and
-latencies.
+Each group keeps one ring of minute sums for the last hour, one of hour sums for the last
+``hours`` hours and, when asked, one of day sums for the last ``days`` days; the rings
+share their clock (which minute, hour or day each column holds), so memory is
+``groups x (61 + hours + days)`` integers and an add costs the same however old the group.
+Days are calendar days in a time zone, so that sums over calendar periods (a month's
+budget) need a day ring, not 24 columns per day. Costs use it for pico-dollars, drift
+for request counts and latencies.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
+from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
+_EPOCH_DAY = datetime(1970, 1, 1).toordinal()
+UTC = ZoneInfo("UTC")
 
 
 def exact_grouped_sum(slot: I64, values: I64, n: int) -> list[int]:
@@ -42,47 +50,86 @@ def live_sum(ids: I64, sums: I64, first: int, last: int) -> I64:
     return out
 
 
-class RingSums:
-    """Integer sums per group and minute (last hour) and per group and hour (35 days).
+@lru_cache(maxsize=8192)
+def day_of_hour(hour: int, tz: ZoneInfo) -> int:
+    """The local day (days since 1970-01-01 in ``tz``) that unix hour ``hour`` ends in.
+
+    A calendar period starts at local midnight; the hour that contains it ends in the
+    period's first day, the hour before it does not. So the hours of a period are exactly
+    those whose day is in the period, in any zone (:func:`period_bounds` starts a period
+    at the UTC hour containing local midnight).
 
     Examples
     --------
-    >>> r = RingSums()
+    >>> day_of_hour(23, ZoneInfo("UTC")), day_of_hour(24, ZoneInfo("UTC"))
+    (0, 1)
+    >>> day_of_hour(22, ZoneInfo("Asia/Kolkata"))  # 22:00-23:00 UTC ends at 04:30 local
+    1
+    """
+    return datetime.fromtimestamp(hour * 3600 + 3599, tz).toordinal() - _EPOCH_DAY
+
+
+class RingSums:
+    """Integer sums per group and minute (last hour), hour and, optionally, local day.
+
+    Examples
+    --------
+    >>> r = RingSums(days=2)
     >>> r.add(np.array([0, 0, 1]), np.array([3600.0 * 100, 3600.0 * 100 + 61, 3600.0 * 90]),
     ...       np.array([5, 7, 11]))
-    >>> r.minutes(6000, 6001).tolist(), r.hours(90, 100).tolist()
-    ([12, 0], [12, 11])
+    >>> r.minutes(6000, 6001).tolist(), r.hours(90, 100).tolist(), r.days(3, 4).tolist()
+    ([12, 0], [12, 11], [12, 11])
     """
 
     MINUTES = 61
-    HOURS = 35 * 24
 
-    def __init__(self, days: int = 35, dtype: npt.DTypeLike = np.int64) -> None:
-        """``dtype`` np.int32 halves the memory where no minute or hour can sum past
-        2**31 - 1 (request counts); sums are read as int64 either way."""
-        self.HOURS = days * 24
+    def __init__(self, hours: int = 35 * 24, days: int = 0, *,
+                 tz: ZoneInfo = UTC, dtype: npt.DTypeLike = np.int64) -> None:
+        """``days`` > 0 keeps day sums in ``tz``'s calendar days; ``dtype`` np.int32
+        halves the memory where no unit can sum past 2**31 - 1 (request counts); sums are
+        read as int64 either way."""
+        self.HOURS, self.DAYS, self.tz = hours, days, tz
         self.dtype = np.dtype(dtype)
         self.groups = 0
         self._cap = 0
         self.minute_sums = np.zeros((0, self.MINUTES), self.dtype)
-        self.hour_sums = np.zeros((0, self.HOURS), self.dtype)
-        # Which minute / hour each column holds now (shared by all groups).
+        self.hour_sums = np.zeros((0, hours), self.dtype)
+        self.day_sums = np.zeros((0, days), self.dtype)
+        # Which minute / hour / day each column holds now (shared by all groups).
         self.minute_id = np.full(self.MINUTES, -1, np.int64)
-        self.hour_id = np.full(self.HOURS, -1, np.int64)
+        self.hour_id = np.full(hours, -1, np.int64)
+        self.day_id = np.full(days, -1, np.int64)
 
     def grow(self, groups: int) -> None:
         """Room for ``groups`` groups (a group without sums reads as zeros)."""
         if groups > self._cap:
-            # A quarter more, not double: a ring is 7 kB per group, and doubling left up to
-            # half of it unused (measured: 43 kB of costs rings per series at 1,000).
+            # A quarter more, not double: doubling left up to half of the rings unused
+            # (measured: 43 kB of costs rings per series at 1,000).
             cap = max(groups, self._cap + self._cap // 4, 16)
-            for name, width in (("minute_sums", self.MINUTES), ("hour_sums", self.HOURS)):
+            for name in ("minute_sums", "hour_sums", "day_sums"):
                 old = getattr(self, name)
-                new = np.zeros((cap, width), self.dtype)
+                new = np.zeros((cap, old.shape[1]), self.dtype)
                 new[: old.shape[0]] = old
                 setattr(self, name, new)
             self._cap = cap
         self.groups = max(self.groups, groups)
+
+    def day_of(self, hours: I64) -> I64:
+        """The local day of each unix hour in ``hours`` (see :func:`day_of_hour`)."""
+        if not len(hours):
+            return hours
+        lo = int(hours.min())
+        # A batch spans few hours: one lookup per hour, not per row.
+        table = np.array([day_of_hour(h, self.tz) for h in range(lo, int(hours.max()) + 1)],
+                         np.int64)
+        out: I64 = table[hours - lo]
+        return out
+
+    def _rings(self, hour: I64) -> list[tuple[I64, I64, I64]]:
+        rings = [(self.hour_id, self.hour_sums, hour)]
+        if self.DAYS:
+            rings.append((self.day_id, self.day_sums, self.day_of(hour)))
+        return rings
 
     @staticmethod
     def _advance(ids: I64, sums: I64, unit: I64) -> npt.NDArray[np.bool_]:
@@ -105,16 +152,21 @@ class RingSums:
             self._add_one(int(group[0]), float(t[0]), int(values[0]))
             return
         self.grow(int(group.max()) + 1)
-        for ids, sums, unit in ((self.minute_id, self.minute_sums, (t // 60).astype(np.int64)),
-                                (self.hour_id, self.hour_sums, (t // 3600).astype(np.int64))):
+        rings = [(self.minute_id, self.minute_sums, (t // 60).astype(np.int64)),
+                 *self._rings((t // 3600).astype(np.int64))]
+        for ids, sums, unit in rings:
             ok = self._advance(ids, sums, unit)
             np.add.at(sums, (group[ok], unit[ok] % len(ids)), values[ok])
 
     def _add_one(self, group: int, t: float, value: int) -> None:
         """:meth:`add` of one value (the same column claims, without numpy's set-up)."""
         self.grow(group + 1)
-        for ids, sums, unit in ((self.minute_id, self.minute_sums, int(t // 60)),
-                                (self.hour_id, self.hour_sums, int(t // 3600))):
+        hour = int(t // 3600)
+        rings = [(self.minute_id, self.minute_sums, int(t // 60)),
+                 (self.hour_id, self.hour_sums, hour)]
+        if self.DAYS:
+            rings.append((self.day_id, self.day_sums, day_of_hour(hour, self.tz)))
+        for ids, sums, unit in rings:
             col = unit % len(ids)
             held = int(ids[col])
             if unit > held:
@@ -128,10 +180,10 @@ class RingSums:
         if not len(group):
             return
         self.grow(int(group.max()) + 1)
-        ids, sums = ((self.minute_id, self.minute_sums) if minutes
-                     else (self.hour_id, self.hour_sums))
-        ok = self._advance(ids, sums, unit)
-        np.add.at(sums, (group[ok], unit[ok] % len(ids)), values[ok])
+        rings = [(self.minute_id, self.minute_sums, unit)] if minutes else self._rings(unit)
+        for ids, sums, u in rings:
+            ok = self._advance(ids, sums, u)
+            np.add.at(sums, (group[ok], u[ok] % len(ids)), values[ok])
 
     def minutes(self, first: int, last: int) -> I64:
         """Per group, the sum over the minutes ``first..last`` (unix minutes) in the ring."""
@@ -148,3 +200,7 @@ class RingSums:
     def hours(self, first: int, last: int) -> I64:
         """Per group, the sum over the hours ``first..last`` (unix hours) in the ring."""
         return live_sum(self.hour_id, self.hour_sums[: self.groups], first, last)
+
+    def days(self, first: int, last: int) -> I64:
+        """Per group, the sum over the local days ``first..last`` in the ring."""
+        return live_sum(self.day_id, self.day_sums[: self.groups], first, last)

@@ -3,6 +3,7 @@ pure price book."""
 
 from __future__ import annotations
 
+from dataclasses import astuple
 from decimal import Decimal
 
 import numpy as np
@@ -10,8 +11,10 @@ import pytest
 
 from benchmarks.costs import KEYS, feed, minute_rows
 from stream_mlops.core.batch import batch_of
-from stream_mlops.costs.monitor import CostTracker
+from stream_mlops.costs.monitor import FN_HOURS, CostTracker
 from stream_mlops.costs.pricing import Price, PriceBook, PriceMapError, changed, parse_price_map
+from stream_mlops.costs.rules import spend_levels
+from stream_mlops.stats.rings import RingSums
 
 START = 20_000 * 1440  # minute 0 of a Saturday
 
@@ -141,3 +144,24 @@ def test_price_maps_and_their_errors() -> None:
             ([1, 2], "expected a JSON object")):
         with pytest.raises(PriceMapError, match=where.replace("[", r"\[").replace("]", r"\]")):
             parse_price_map(bad, effective_from=0.0, source="s")
+
+
+def test_spike_baselines_need_no_more_than_four_weeks_of_hours() -> None:
+    # The per-function rings keep FN_HOURS hours, not the 35 days of the roll-ups: every
+    # level the spike rules read must be what a 35-day ring gives, including which
+    # functions have the 2 weeks / 3 days of history that pick the baseline.
+    rng = np.random.default_rng(11)
+    now0 = START * 60.0
+    t = np.sort(now0 + rng.uniform(0, 40 * 86400, 60000))
+    group = rng.integers(0, 4, len(t))
+    group[t < now0 + 12 * 86400] %= 2  # groups 2 and 3 start 12 days in: less history
+    cost = rng.integers(1, 10**10, len(t))
+    rings = [(RingSums(hours=h), RingSums(hours=h, dtype=np.int32)) for h in (FN_HOURS, 840)]
+    for c, n in rings:
+        for chunk in np.array_split(np.arange(len(t)), 50):
+            c.add(group[chunk], t[chunk], cost[chunk])
+            n.add(group[chunk], t[chunk], np.ones(len(chunk), np.int64))
+    for now in (t[-1], t[-1] + 3600.0, t[-1] + 7 * 86400.0, now0 + 33 * 86400.0 + 1800.0):
+        short, long = (spend_levels(c, n, float(now)) for c, n in rings)
+        for a, b in zip(astuple(short), astuple(long), strict=True):
+            assert np.array_equal(a, b, equal_nan=True)

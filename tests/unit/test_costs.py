@@ -45,17 +45,25 @@ def naive(t: np.ndarray, c: np.ndarray, lo: float, hi: float) -> int:
     return int(c[(t >= lo) & (t < hi)].sum())
 
 
-def test_windows_equal_naive_sums_exactly() -> None:
+@pytest.mark.parametrize(("tz", "at"), [
+    (UTC, (2026, 11, 26, 13, 37, 12)),
+    (BERLIN, (2026, 11, 2, 0, 37, 12)),  # a month and a week that began after DST ended
+    (ZoneInfo("Asia/Kolkata"), (2026, 12, 1, 0, 20)),  # +05:30, the first of the month
+    (ZoneInfo("America/St_Johns"), (2026, 3, 9, 4, 10)),  # -02:30, a day after DST began
+])
+def test_windows_equal_naive_sums_exactly(tz: ZoneInfo, at: tuple[int, ...]) -> None:
+    # Calendar periods are summed by local days: exact against the rows themselves, from
+    # the UTC hour that contains local midnight (where the offset is not whole hours).
     rng = np.random.default_rng(8)
-    now = ts(2026, 11, 26, 13, 37, 12)
+    now = ts(*at)
     t = now - rng.uniform(0, 40 * 86400, 20000)
     c = rng.integers(0, 10**9, 20000)
     g = rng.integers(0, 3, 20000)
-    w = RingSums()
+    w = RingSums(hours=8 * 24, days=35, tz=tz)
     order = np.argsort(t)  # arrive in time order, in batches
     for chunk in np.array_split(order, 40):
         w.add(g[chunk], t[chunk], c[chunk])
-    got = window_sums(w, now, UTC)
+    got = window_sums(w, now)
     minute, hour = now // 60 * 60, now // 3600 * 3600
     for k in range(3):
         m = g == k
@@ -63,8 +71,28 @@ def test_windows_equal_naive_sums_exactly() -> None:
         assert got["24h"][k] == naive(t[m], c[m], hour - 23 * 3600, now + 1)
         assert got["7d"][k] == naive(t[m], c[m], hour - 167 * 3600, now + 1)
         for period in ("day", "week", "month"):
-            lo, _ = period_bounds(period, now, UTC)
-            assert got[period][k] == naive(t[m], c[m], lo, now + 1)
+            lo, _ = period_bounds(period, now, tz)
+            assert got[period][k] == naive(t[m], c[m], lo // 3600 * 3600, now + 1)
+
+
+def test_day_sums_restored_from_hours_equal_the_live_ones() -> None:
+    # After a restart the rings are rebuilt from hourly roll-ups: the day sums must come
+    # out as they were when the rows themselves were added.
+    rng = np.random.default_rng(9)
+    now = ts(2026, 11, 26, 13)
+    t = np.sort(now - rng.uniform(0, 34 * 86400, 5000))
+    c = rng.integers(0, 10**9, 5000)
+    g = rng.integers(0, 2, 5000)
+    live = RingSums(hours=8 * 24, days=35, tz=BERLIN)
+    live.add(g, t, c)
+    hour = (t // 3600).astype(np.int64)
+    keys, inv = np.unique(g * 10**6 + hour, return_inverse=True)
+    restored = RingSums(hours=8 * 24, days=35, tz=BERLIN)
+    restored.load(keys // 10**6, keys % 10**6, np.bincount(inv, weights=c).astype(np.int64),
+                  minutes=False)
+    assert np.array_equal(window_sums(live, now)["month"], window_sums(restored, now)["month"])
+    assert np.array_equal(live.day_sums[:2], restored.day_sums[:2])
+    assert np.array_equal(live.hour_sums[:2], restored.hour_sums[:2])
 
 
 def test_forecast_of_a_linear_burn() -> None:

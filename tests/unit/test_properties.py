@@ -56,7 +56,7 @@ def test_ring_sums_one_row_at_a_time_equal_one_batch(
     # Single-row batches take a scalar path: it must claim and zero columns exactly as the
     # vectorised one does, old rows that no longer fit included.
     values = [(g, t, v % 2**20 if dtype is np.int32 else v) for g, t, v in rows]
-    one, batch = RingSums(days=2, dtype=dtype), RingSums(days=2, dtype=dtype)
+    one, batch = (RingSums(hours=48, days=3, dtype=dtype) for _ in range(2))
     for g, t, v in values:
         one.add(np.array([g]), np.array([t]), np.array([v], np.int64))
     for k in range(0, len(values), 7):  # the vectorised path in batches of up to 7
@@ -70,3 +70,5 @@ def test_ring_sums_one_row_at_a_time_equal_one_batch(
     batch.grow(n)
     assert np.array_equal(one.minute_sums[:n], batch.minute_sums[:n])
     assert np.array_equal(one.hour_sums[:n], batch.hour_sums[:n])
+    assert np.array_equal(one.day_id, batch.day_id)
+    assert np.array_equal(one.day_sums[:n], batch.day_sums[:n])
