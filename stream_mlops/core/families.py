@@ -9,7 +9,8 @@ the escaped label text of each series computed once and kept (:func:`cached_text
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,9 @@ class SeriesFamily(Metric):
     values
         Per column, its value for every series. Counts stay integer arrays: an integer is
         written three times faster than a float.
+    nan_is_absent
+        A NaN value is no sample at all (a series without that metric or test), rather
+        than a sample whose value is NaN.
 
     ``samples`` is built on first use only, for prometheus-client's own encoders and
     filters; :meth:`lines` writes the text without it.
@@ -60,26 +64,47 @@ class SeriesFamily(Metric):
     def __init__(self, name: str, documentation: str, typ: str, *, label_names: Sequence[str],
                  keys: Sequence[tuple[str, ...]], texts: Sequence[str],
                  columns: Sequence[tuple[str, Labels]],
-                 values: Sequence[npt.NDArray[Any]]) -> None:
+                 values: Sequence[npt.NDArray[Any]], nan_is_absent: bool = False) -> None:
         self.name, self.documentation, self.type, self.unit = name, documentation, typ, ""
         self.label_names = tuple(label_names)
         self.keys, self.texts = keys, texts
         self.columns = list(columns)
         self.values = [v[:len(keys)] for v in values]
+        self.nan_is_absent = nan_is_absent
         self._samples: list[Sample] | None = None
 
     def rows(self) -> Iterator[tuple[float, ...]]:
         """The values of each series, in the order of ``keys``."""
         return zip(*(v.tolist() for v in self.values), strict=True)
 
+    def _present(self) -> list[int]:
+        """Per series, a bit per column: set where it has a sample."""
+        if not self.nan_is_absent:
+            return [(1 << len(self.columns)) - 1] * len(self.keys)
+        bits = np.zeros(len(self.keys), np.int64)
+        for j, v in enumerate(self.values):
+            if v.dtype.kind == "f":
+                bits |= (~np.isnan(v)).astype(np.int64) << j
+            else:
+                bits |= np.int64(1 << j)
+        out: list[int] = bits.tolist()
+        return out
+
+    def series_samples(self) -> Iterator[tuple[tuple[str, ...], str, Labels, float]]:
+        """(series key, sample name, extra labels, value) of every sample."""
+        columns = self.columns
+        for key, row, bits in zip(self.keys, self.rows(), self._present(), strict=True):
+            for j, ((sample, extra), v) in enumerate(zip(columns, row, strict=True)):
+                if bits >> j & 1:
+                    yield key, sample, extra, float(v)
+
     @property
     def samples(self) -> list[Sample]:
         if self._samples is None:
+            names = self.label_names
             self._samples = [
-                Sample(sample, {**dict(zip(self.label_names, key, strict=True)), **dict(extra)},
-                       float(v))
-                for key, row in zip(self.keys, self.rows(), strict=True)
-                for (sample, extra), v in zip(self.columns, row, strict=True)]
+                Sample(sample, {**dict(zip(names, key, strict=True)), **dict(extra)}, v)
+                for key, sample, extra, v in self.series_samples()]
         return self._samples
 
     @samples.setter
@@ -97,14 +122,35 @@ class SeriesFamily(Metric):
         """The sample lines, a series at a time."""
         if not self.keys:
             return
-        parts = []
-        for j, (sample, extra) in enumerate(self.columns):
+        heads = []
+        for sample, extra in self.columns:
             more = ("," + label_text(extra)).replace("{", "{{").replace("}", "}}") if extra else ""
-            parts.append(f"{sample}{{{{{{0}}{more}}}}} {{{j + 1}}}\n")
-        template = "".join(parts).format
-        finite = all(np.isfinite(v).all() for v in self.values if v.dtype.kind == "f")
-        for text, row in zip(self.texts, self.rows(), strict=True):
-            yield template(text, *row) if finite else template(text, *map(number, row))
+            heads.append(f"{sample}{{{{{{0}}{more}}}}} ")
+        # One template per set of columns present (one set unless NaN is absent); a
+        # series' values are picked for it by an itemgetter, not a loop.
+        templates: dict[int, tuple[Callable[..., str], Callable[[Any], Any], int]] = {}
+
+        def template(bits: int) -> tuple[Callable[..., str], Callable[[Any], Any], int]:
+            idx = [j for j in range(len(heads)) if bits >> j & 1]
+            text = "".join(f"{heads[j]}{{{k + 1}}}\n" for k, j in enumerate(idx))
+            return text.format, itemgetter(*idx), len(idx)
+
+        finite = all(np.isfinite(v[~np.isnan(v)] if self.nan_is_absent else v).all()
+                     for v in self.values if v.dtype.kind == "f")
+        if not self.nan_is_absent:  # every series has every column: no picking
+            fmt = template((1 << len(heads)) - 1)[0]
+            for text, row in zip(self.texts, self.rows(), strict=True):
+                yield fmt(text, *row) if finite else fmt(text, *map(number, row))
+            return
+        for text, row, bits in zip(self.texts, self.rows(), self._present(), strict=True):
+            if not bits:
+                continue
+            t = templates.get(bits)
+            if t is None:
+                t = templates[bits] = template(bits)
+            fmt, pick, n = t
+            values = (pick(row),) if n == 1 else pick(row)
+            yield fmt(text, *values) if finite else fmt(text, *map(number, values))
 
 
 def cached_texts(cache: dict[tuple[str, ...], str], label_names: Sequence[str],

@@ -31,10 +31,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
 from stream_mlops.core.alerts import AlertChange, AlertKey, Episodes, alert_change
 from stream_mlops.core.batch import Batch
+from stream_mlops.core.families import SeriesFamily, cached_texts
 from stream_mlops.core.monitor import (
     NOTHING,
     BackgroundJob,
@@ -134,7 +135,35 @@ class _Series:
     profiles: dict[int, F64 | None] = field(default_factory=dict)  # unix hour -> profile
 
 
-Snapshot = list[tuple[str, str, str, bool, float, int, dict[str, float]]]
+# The tests of each kind of metric (compare_windows): the p-value columns on /metrics.
+TESTS = {"numeric": ("ks", "mann_whitney", "anderson_darling"), "binary": ("chi_square",),
+         "categorical": ("chi_square",)}
+P_COLUMNS = tuple((m, t) for m in METRICS for t in TESTS[KINDS[m]])
+FUNCTION_LABELS = ("tenant", "function")
+
+
+@dataclass(frozen=True)
+class DriftGauges:
+    """What /metrics shows of the detectors, per (tenant, function) and metric of
+    :data:`METRICS` (NaN where the function has no detector for it): arrays, not a tuple
+    per detector, as there are seven per function."""
+
+    keys: list[tuple[str, str]]
+    detected: F64  # 1 while a confirmed drift's alert is open
+    statistic: F64  # the detector's level relative to its threshold
+    events: F64  # confirmed drifts
+    p_values: F64  # per column of P_COLUMNS, the latest test's (NaN: none)
+
+    def metrics(self) -> Iterator[tuple[str, str, str, bool, float, int]]:
+        """(tenant, function, metric, drift open, level, drifts) of every detector."""
+        for i, (tenant, function) in enumerate(self.keys):
+            for j, metric in enumerate(METRICS):
+                if not math.isnan(self.events[i, j]):
+                    yield (tenant, function, metric, bool(self.detected[i, j]),
+                           float(self.statistic[i, j]), int(self.events[i, j]))
+
+
+NO_GAUGES = DriftGauges([], *(np.zeros((0, len(METRICS))),) * 3, np.zeros((0, len(P_COLUMNS))))
 
 
 class DriftMonitor(Monitor):
@@ -185,7 +214,8 @@ class DriftMonitor(Monitor):
         # at the end of each test, never the detectors.
         self._pending_lock = threading.Lock()
         self._pending_rows = 0
-        self.snapshot: Snapshot = []
+        self.snapshot = NO_GAUGES
+        self._texts: dict[tuple[str, ...], str] = {}  # function -> its label text
         self._periodic_cursor = 0
         # (tenant, function, metric or "*") -> the user's decision; replaced whole by
         # set_controls (consumer thread), read by the job.
@@ -274,7 +304,8 @@ class DriftMonitor(Monitor):
 
     def metrics(self, now: float) -> MetricsBuilder:
         snapshot = self.snapshot
-        return lambda: _families(snapshot)
+        texts = cached_texts(self._texts, FUNCTION_LABELS, snapshot.keys)
+        return lambda: _families(snapshot, texts)
 
     # -- reference decisions ----------------------------------------------------------
 
@@ -583,23 +614,37 @@ class DriftMonitor(Monitor):
                             message=message, value=best.effect_size,
                             threshold=best.threshold)
 
-    def gauges(self) -> Snapshot:
-        """(tenant, function, metric, drift open, detector level / threshold, confirmed
-        drifts, {test: latest p-value}) for /metrics."""
-        out = []
+    def gauges(self) -> DriftGauges:
+        """The detectors' state for /metrics (see :class:`DriftGauges`)."""
         keys = self.index.function_keys
-        for f, s in self.series.items():
-            if f >= len(keys):
-                continue
+        functions = [f for f in self.series if f < len(keys)]
+        metric_col = {m: j for j, m in enumerate(METRICS)}
+        p_col = {c: j for j, c in enumerate(P_COLUMNS)}
+        shape = (len(functions), len(METRICS))
+        detected, statistic, events = np.full(shape, np.nan), np.full(shape, np.nan), \
+            np.full(shape, np.nan)
+        p_values = np.full((len(functions), len(P_COLUMNS)), np.nan)
+        is_open = self.episodes.open.__contains__
+        for i, f in enumerate(functions):
+            s = self.series[f]
             tenant, function = keys[f]
             for metric, d in s.detectors.items():
-                level = 0.0 if d.warming_up else d.state().level
-                p = {t: v for (m, t), v in s.p_values.items() if m == metric}
-                out.append((tenant, function, metric,
-                            AlertKey(tenant, f"drift:{function}:{metric}") in self.episodes.open,
-                            level,
-                            s.drifts.get(metric, 0), p))
-        return out
+                j = metric_col[metric]
+                detected[i, j] = is_open(AlertKey(tenant, f"drift:{function}:{metric}"))
+                statistic[i, j] = 0.0 if d.warming_up else _digits(d.state().level)
+                events[i, j] = s.drifts.get(metric, 0)
+            for column, v in s.p_values.items():
+                if column in p_col and math.isfinite(v):
+                    p_values[i, p_col[column]] = _digits(v)
+        return DriftGauges([keys[f] for f in functions], detected, statistic, events,
+                           p_values)
+
+
+def _digits(v: float) -> float:
+    """``v`` to four significant digits: what a level or a p-value means, and a shorter
+    number on /metrics (seventeen digits each were a fifth of a scrape at 5,000
+    functions)."""
+    return float(f"{v:.4g}")
 
 
 def _same_hour_rate(volume: RingSums, f: int, t: float) -> float | None:
@@ -693,25 +738,22 @@ def evidence_json(evidence: list[Evidence]) -> str:
     } for e in evidence], allow_nan=False)
 
 
-def _families(drift: Snapshot) -> Iterator[Metric]:
-    labels = ["tenant", "function", "metric"]
-    detected = GaugeMetricFamily("mlops_drift_detected",
-                                 "1 while a confirmed drift's alert is open.", labels=labels)
-    statistic = GaugeMetricFamily(
-        "mlops_drift_statistic", "Highest CUSUM level of the metric's detector relative "
-        "to its alarm threshold (1 = alarm).", labels=labels)
-    p_value = GaugeMetricFamily("mlops_drift_p_value",
-                                "Latest two-sample test of recent values vs the reference.",
-                                labels=[*labels, "test"])
-    events = CounterMetricFamily("mlops_drift_events",
-                                 "Drifts confirmed by the detector and the tests.",
-                                 labels=labels)
-    for tenant, function, metric, is_open, level, drifts, p in drift:
-        lv = [tenant, function, metric]
-        detected.add_metric(lv, float(is_open))
-        statistic.add_metric(lv, level)
-        events.add_metric(lv, drifts)
-        for test, v in p.items():
-            if math.isfinite(v):
-                p_value.add_metric([*lv, test], v)
-    yield from (detected, statistic, p_value, events)
+def _families(g: DriftGauges, texts: Sequence[str]) -> Iterator[Metric]:
+    def family(name: str, doc: str, typ: str, columns: Sequence[Any],
+               values: F64) -> SeriesFamily:
+        sample = f"{name}_total" if typ == "counter" else name
+        return SeriesFamily(
+            name, doc, typ, label_names=FUNCTION_LABELS, keys=g.keys, texts=texts,
+            columns=[(sample, c) for c in columns], values=list(values.T), nan_is_absent=True)
+
+    per_metric = [(("metric", m),) for m in METRICS]
+    yield family("mlops_drift_detected", "1 while a confirmed drift's alert is open.",
+                 "gauge", per_metric, g.detected)
+    yield family("mlops_drift_statistic", "Highest CUSUM level of the metric's detector "
+                 "relative to its alarm threshold (1 = alarm).", "gauge", per_metric,
+                 g.statistic)
+    yield family("mlops_drift_p_value",
+                 "Latest two-sample test of recent values vs the reference.", "gauge",
+                 [(("metric", m), ("test", t)) for m, t in P_COLUMNS], g.p_values)
+    yield family("mlops_drift_events", "Drifts confirmed by the detector and the tests.",
+                 "counter", per_metric, g.events)

@@ -186,6 +186,11 @@ def _read(registry: CollectorRegistry
     for family in registry.collect():
         if isinstance(family, SeriesFamily):  # read from its array: no Sample objects
             _read_series(family, rows, buckets)
+            if any(sample in GAUGES for sample, _ in family.columns):
+                names = family.label_names
+                for key, sample, extra, v in family.series_samples():
+                    gauges.setdefault(sample, []).append(
+                        ({**dict(zip(names, key, strict=True)), **dict(extra)}, v))
             continue
         for s in family.samples:
             name, labels = s.name, s.labels

@@ -60,7 +60,7 @@ def test_input_drift_is_confirmed_stored_and_alerted(db_url: str) -> None:
     assert "median " in message and " -> " in message and "ks p = " in message
     assert "effect size" in message
     assert {t for _, t in evidence} == {"ks", "mann_whitney", "anderson_darling"}
-    gauges = {(g[1], g[2]): g for g in c.processor.monitor(DriftMonitor).gauges()}
+    gauges = {(g[1], g[2]): g for g in c.processor.monitor(DriftMonitor).gauges().metrics()}
     assert gauges[("summarize", "query_length")][3] is True  # mlops_drift_detected
     assert gauges[("summarize", "query_length")][5] == 1  # one confirmed drift
     c.close()
@@ -138,7 +138,7 @@ def test_steady_traffic_raises_no_drift_alert_and_restart_keeps_references(
         _tick(c)
     c.close()
     c = make_consumer(db_url)  # references re-learnt from the last consumed rows
-    states = {(g[1], g[2]) for g in c.processor.monitor(DriftMonitor).gauges()}
+    states = {(g[1], g[2]) for g in c.processor.monitor(DriftMonitor).gauges().metrics()}
     assert ("summarize", "latency") in states
     det = c.processor.monitor(DriftMonitor).series[0].detectors["latency"]
     assert not det.warming_up

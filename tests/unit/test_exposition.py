@@ -15,6 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from stream_mlops.core.batch import RawBatch
+from stream_mlops.core.monitor import BackgroundJob
+from stream_mlops.drift.monitor import DriftMonitor
 from stream_mlops.metrics.exposition import encoder, render
 from stream_mlops.metrics.server import app
 from stream_mlops.pipeline.metrics import build_registry
@@ -35,6 +37,14 @@ def registry() -> CollectorRegistry:
                      NOW - 1, 10.0 * (i + 1), 10 + i, 5, 0, 1000 * i if i % 7 else -1,
                      (i % 10) / 10, i % 4 == 0))
     p.commit(p.prepare(RawBatch.from_rows(rows)))
+    for job in p.jobs():  # the drift gauges: a family whose series lack some samples
+        if isinstance(job, BackgroundJob):
+            job.compute(NOW)
+    drift = p.monitor(DriftMonitor)
+    first, *_ = drift.series.values()
+    first.p_values.update({("latency", "ks"): 0.25, ("model", "chi_square"): 1e-9,
+                           ("latency", "anderson_darling"): float("nan")})
+    drift.snapshot = drift.gauges()
     reg = build_registry(p, PipelineStatus(), Scheduler())
 
     class Extra(Collector):  # what the library's families carry that ours do not

@@ -195,3 +195,40 @@ def test_red_where_the_exported_threshold_is_crossed_and_nowhere_without_one(
     strict, loose = html.split("<tr>")[2:4]
     assert strict.count('class="bad"') == 2  # errors and p95 over their thresholds
     assert 'class="bad"' not in loose
+
+
+def test_the_processors_own_families_reach_the_page() -> None:
+    # The processor exports cost windows, thresholds and drift gauges as array-backed
+    # families, not as prometheus-client samples; the page must read them all the same
+    # (it showed no cost today and no thresholds when it did not).
+    import time
+
+    import numpy as np
+
+    from benchmarks.memory import rows_for
+    from stream_mlops.core.monitor import BackgroundJob
+    from stream_mlops.pipeline.metrics import build_registry
+    from stream_mlops.pipeline.processor import Processor
+    from stream_mlops.pipeline.scheduler import Scheduler
+    from stream_mlops.pipeline.status import PipelineStatus
+
+    p = Processor()
+    rows = rows_for(3, 40)
+    p.commit(p.prepare(rows))
+    for job in p.jobs():
+        if isinstance(job, BackgroundJob):
+            job.compute(time.time())
+    sampler = Sampler(build_registry(p, PipelineStatus(), Scheduler()), interval=10.0)
+    sampler.sample()
+    n = Numbers(sampler, (0, 1), now=sampler.snapshots[-1])
+    got = {r.function: r for r in n.rows(sorted(n.groups))}
+    assert sorted(got) == ["fn-0", "fn-1", "fn-2"]
+    midnight = time.time() // 86400 * 86400  # the page's "today" is the UTC day
+    for fn, row in got.items():
+        mine = [i for i, key in enumerate(rows.key)
+                if key.split("\x1f")[1] == fn and rows.created_at[i] >= midnight]
+        assert row.cost_today == pytest.approx(float(np.sum(rows.cost_pico[mine])) / 1e12)
+        assert row.error_threshold == pytest.approx(0.05)  # the processor's default
+    drift = sampler.snapshots[-1].gauges["mlops_drift_events_total"]
+    assert {(lb["function"], lb["metric"]) for lb, _ in drift} >= {
+        (fn, m) for fn in got for m in ("latency", "confidence", "model")}
