@@ -21,6 +21,7 @@ from stream_mlops.core.batch import RawBatch
 from stream_mlops.core.monitor import BackgroundJob, Cursor, DatabaseJob, Job, Store
 from stream_mlops.db.connect import connect
 from stream_mlops.db.migrations import ensure_current
+from stream_mlops.pipeline.heap import RELEASE_EVERY_SECONDS, release_free_memory
 from stream_mlops.pipeline.processor import Effects, Processor
 from stream_mlops.pipeline.repository import Repository, delta_from_rows
 from stream_mlops.pipeline.scheduler import Scheduler
@@ -209,6 +210,7 @@ class Consumer:
         return [Job("lag", LAG_EVERY_SECONDS, self._probe_lag),
                 Job("config", CONFIG_EVERY_SECONDS, self._configure),
                 Job("rules", RULES_EVERY_SECONDS, lambda _: self._rules()),
+                Job("heap", RELEASE_EVERY_SECONDS, _release_heap),
                 *(j for j in monitors if isinstance(j, Job)),
                 *(Job(j.name, j.every_seconds, j.run) for j in monitors
                   if isinstance(j, DatabaseJob) and not self.background)]
@@ -301,3 +303,8 @@ def _own_result(store: Store, result: tuple[list[AlertChange], list[str]]
     for problem in problems:
         store.report(problem)
     return changes
+
+
+def _release_heap(_: Store) -> list[AlertChange]:
+    release_free_memory()
+    return []
