@@ -42,7 +42,6 @@ from benchmarks.common import MODELS, report
 from stream_mlops.core.batch import RawBatch
 from stream_mlops.core.monitor import BackgroundJob
 from stream_mlops.metrics.exposition import render
-from stream_mlops.pipeline.heap import release_free_memory
 from stream_mlops.pipeline.metrics import build_registry
 from stream_mlops.pipeline.processor import Processor
 from stream_mlops.pipeline.scheduler import Scheduler
@@ -184,6 +183,8 @@ def rss_child(n_series: int, per_series: int, seed: int = 0) -> dict[str, Any]:
     """In a fresh process: the RSS of a processor before any row and after ``per_series``
     rows for each of ``n_series`` series, fed in chunks so that the input itself stays
     small (rows drawn at random over the series, over the last hour)."""
+    # Here, not at the top: feed.py imports this module against older checkouts.
+    from stream_mlops.pipeline.heap import release_free_memory
     gc.collect()
     p = Processor()
     p.commit(p.prepare(rows_for(1, 1)))  # imports and first-use allocations
