@@ -25,8 +25,8 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import report, series_rows, start_server
-from benchmarks.inprocess_latency import COLUMNS
+from benchmarks.common import report, start_server
+from benchmarks.inprocess_latency import commit_rows
 from stream_mlops.dev.embedded import free_port
 from stream_mlops.pipeline.service import Service
 from stream_mlops.settings import load_settings
@@ -43,23 +43,6 @@ def thread_cpu() -> dict[str, float]:
             continue
         out[t.name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return out
-
-
-def commit_rows(url: str, rate: float, seconds: float) -> int:
-    """Single-row commits at ``rate`` for ``seconds``; how many."""
-    rows = series_rows(int(rate * seconds) + 1, 12)
-    sql = f"INSERT INTO mlops.model_performance ({COLUMNS}) VALUES ({', '.join(['%s'] * 10)})"
-    n = 0
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SET synchronous_commit = off")
-        start = time.perf_counter()
-        while (now := time.perf_counter()) - start < seconds:
-            due = start + n / rate
-            if now < due:
-                time.sleep(due - now)
-            conn.execute(sql, rows[n])
-            n += 1
-    return n
 
 
 def main() -> int:
@@ -102,7 +85,7 @@ def main() -> int:
         for m in c.processor.monitors:
             timed(m, "observe", f"observe {m.name}")
         before, wall0 = thread_cpu(), time.perf_counter()
-        n = commit_rows(url, args.rate, args.seconds)
+        n = len(commit_rows(url, args.rate, args.seconds))
         time.sleep(0.5)
         after, wall = thread_cpu(), time.perf_counter() - wall0
         service.request_stop()

@@ -51,6 +51,23 @@ def _timed(calls: list[tuple[float, float, Any]], f: Callable[..., Any]) -> Call
     return timed
 
 
+def commit_rows(url: str, rate: float, seconds: float) -> list[float]:
+    """Single-row commits at ``rate`` for ``seconds``; the time of each."""
+    rows = series_rows(int(rate * seconds) + 1, 12)
+    sql = f"INSERT INTO mlops.model_performance ({COLUMNS}) VALUES ({', '.join(['%s'] * 10)})"
+    commits: list[float] = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET synchronous_commit = off")
+        start = time.perf_counter()
+        while (now := time.perf_counter()) - start < seconds:
+            due = start + len(commits) / rate
+            if now < due:
+                time.sleep(due - now)
+            conn.execute(sql, rows[len(commits)])
+            commits.append(time.perf_counter())
+    return commits
+
+
 def run(pg: EmbeddedPostgres, rate: float, seconds: float) -> dict[str, Any]:
     name = f"inprocess_{int(rate)}"
     with psycopg.connect(pg.url, autocommit=True) as conn:
@@ -66,18 +83,7 @@ def run(pg: EmbeddedPostgres, rate: float, seconds: float) -> dict[str, Any]:
     thread = threading.Thread(target=service.run, daemon=True)
     thread.start()
     time.sleep(2)  # opened, restored, listening
-    rows = series_rows(int(rate * seconds) + 1, 12)
-    sql = f"INSERT INTO mlops.model_performance ({COLUMNS}) VALUES ({', '.join(['%s'] * 10)})"
-    commits: list[float] = []
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SET synchronous_commit = off")
-        start = time.perf_counter()
-        while (now := time.perf_counter()) - start < seconds:
-            due = start + len(commits) / rate
-            if now < due:
-                time.sleep(due - now)
-            conn.execute(sql, rows[len(commits)])
-            commits.append(time.perf_counter())
+    commits = commit_rows(url, rate, seconds)
     time.sleep(1)
     service.request_stop()
     thread.join(15)
