@@ -304,8 +304,8 @@ class DriftMonitor(Monitor):
 
     def metrics(self, now: float) -> MetricsBuilder:
         snapshot = self.snapshot
-        texts = cached_texts(self._texts, FUNCTION_LABELS, snapshot.keys)
-        return lambda: _families(snapshot, texts)
+        return lambda: _families(snapshot, cached_texts(self._texts, FUNCTION_LABELS,
+                                                        snapshot.keys))
 
     # -- reference decisions ----------------------------------------------------------
 
