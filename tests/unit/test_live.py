@@ -7,13 +7,17 @@ import csv
 import io
 import math
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from benchmarks.memory import rows_for
+from stream_mlops.core.monitor import BackgroundJob
 from stream_mlops.metrics.live import (
     PAGE_SIZE,
     LivePage,
@@ -22,6 +26,10 @@ from stream_mlops.metrics.live import (
     _rows_table,
     sparkline,
 )
+from stream_mlops.pipeline.metrics import build_registry
+from stream_mlops.pipeline.processor import Processor
+from stream_mlops.pipeline.scheduler import Scheduler
+from stream_mlops.pipeline.status import PipelineStatus
 
 BOUNDS = [0.1, 0.5, 1.0, 5.0]
 LABELS = ["tenant", "function", "model", "variant"]
@@ -201,17 +209,6 @@ def test_the_processors_own_families_reach_the_page() -> None:
     # The processor exports cost windows, thresholds and drift gauges as array-backed
     # families, not as prometheus-client samples; the page must read them all the same
     # (it showed no cost today and no thresholds when it did not).
-    import time
-
-    import numpy as np
-
-    from benchmarks.memory import rows_for
-    from stream_mlops.core.monitor import BackgroundJob
-    from stream_mlops.pipeline.metrics import build_registry
-    from stream_mlops.pipeline.processor import Processor
-    from stream_mlops.pipeline.scheduler import Scheduler
-    from stream_mlops.pipeline.status import PipelineStatus
-
     p = Processor()
     rows = rows_for(3, 40)
     p.commit(p.prepare(rows))
