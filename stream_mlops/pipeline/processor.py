@@ -44,6 +44,10 @@ from stream_mlops.pipeline.totals import (
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=Monitor)
+# Rows dated before this (2000-01-01 UTC) are a zero or garbled timestamp, not a backfill.
+# Hours since then fit the costs' roll-up key, and calendar days stay within what
+# Python's dates can hold; a year-1653 row made every batch it was in fail to aggregate.
+EARLIEST_CREATED_AT = 946_684_800.0
 
 
 @dataclass
@@ -219,6 +223,8 @@ class Processor:
             (~np.isfinite(b.created_at) | (b.created_at > now + self.max_future_skew_seconds),
              f"created_at is more than {self.max_future_skew_seconds:g} s in the future "
              "(client clock skew?)"),
+            (b.created_at < EARLIEST_CREATED_AT,
+             "created_at is before 2000-01-01 (a zero or garbled timestamp?)"),
         )
         bad = np.zeros(len(b), dtype=np.bool_)
         reasons: list[tuple[int, str]] = []

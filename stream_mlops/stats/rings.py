@@ -118,11 +118,16 @@ class RingSums:
         """The local day of each unix hour in ``hours`` (see :func:`day_of_hour`)."""
         if not len(hours):
             return hours
-        lo = int(hours.min())
-        # A batch spans few hours: one lookup per hour, not per row.
-        table = np.array([day_of_hour(h, self.tz) for h in range(lo, int(hours.max()) + 1)],
-                         np.int64)
-        out: I64 = table[hours - lo]
+        # One lookup per distinct hour, not per row: a batch spans few hours, but one old
+        # row must not make it look up every hour since.
+        lo, hi = int(hours.min()), int(hours.max())
+        if hi - lo < len(hours):
+            table = np.array([day_of_hour(h, self.tz) for h in range(lo, hi + 1)], np.int64)
+            out: I64 = table[hours - lo]
+            return out
+        distinct, at = np.unique(hours, return_inverse=True)
+        days = np.array([day_of_hour(h, self.tz) for h in distinct.tolist()], np.int64)
+        out = days[at.reshape(-1)]
         return out
 
     def _rings(self, hour: I64) -> list[tuple[I64, I64, I64]]:

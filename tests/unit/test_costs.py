@@ -13,7 +13,7 @@ from stream_mlops.core.batch import batch_of
 from stream_mlops.core.rows import ThresholdRow
 from stream_mlops.costs.monitor import CostTracker
 from stream_mlops.costs.rules import period_bounds, read_budget, window_sums
-from stream_mlops.stats.rings import RingSums
+from stream_mlops.stats.rings import RingSums, day_of_hour
 
 UTC = ZoneInfo("UTC")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -176,3 +176,15 @@ def test_open_unpriced_alert_survives_a_restart() -> None:
     t = CostTracker()
     t.restore_open([AlertKey("acme", "cost:unpriced:x")], now=1000.0)
     assert t.evaluate(1060.0) == []  # still within its quiet day: neither re-fired nor closed
+
+
+def test_day_lookups_are_per_distinct_hour_however_far_apart() -> None:
+    # One tenant's row from 2000 in a batch of today's: the days are looked up for the
+    # two hours there are, not for every hour in between (227,000 of them).
+    w = RingSums(hours=8 * 24, days=35, tz=BERLIN)
+    old, now = ts(2000, 1, 1, 3) // 3600, ts(2026, 12, 6, 12) // 3600
+    hours = np.array([now, old, now, now], np.int64)
+    day_of_hour.cache_clear()
+    days = w.day_of(hours)
+    assert day_of_hour.cache_info().misses == 2
+    assert days.tolist() == [day_of_hour(int(h), BERLIN) for h in hours.tolist()]

@@ -53,6 +53,9 @@ def test_valid_batch_is_aggregated_and_committed_only_on_commit() -> None:
     ({"confidence": float("nan")}, "confidence"),
     ({"cost": -5}, "cost_usd"),
     ({"created": NOW + 3600}, "in the future"),
+    ({"created": 0.0}, "before 2000-01-01"),  # an unset timestamp
+    ({"created": -1e10}, "before 2000-01-01"),  # 1653: beyond the roll-up's hour key
+    ({"created": -2e11}, "before 2000-01-01"),  # 4368 BC: beyond Python's dates
 ])
 def test_invalid_rows_are_quarantined_with_reason(bad: dict[str, Any], reason: str) -> None:
     p = proc()
