@@ -139,6 +139,8 @@ class _Series:
 TESTS = {"numeric": ("ks", "mann_whitney", "anderson_darling"), "binary": ("chi_square",),
          "categorical": ("chi_square",)}
 P_COLUMNS = tuple((m, t) for m in METRICS for t in TESTS[KINDS[m]])
+_METRIC_COLUMN = {m: j for j, m in enumerate(METRICS)}
+_P_COLUMN = {c: j for j, c in enumerate(P_COLUMNS)}
 FUNCTION_LABELS = ("tenant", "function")
 
 
@@ -618,8 +620,6 @@ class DriftMonitor(Monitor):
         """The detectors' state for /metrics (see :class:`DriftGauges`)."""
         keys = self.index.function_keys
         functions = [f for f in self.series if f < len(keys)]
-        metric_col = {m: j for j, m in enumerate(METRICS)}
-        p_col = {c: j for j, c in enumerate(P_COLUMNS)}
         shape = (len(functions), len(METRICS))
         detected, statistic, events = np.full(shape, np.nan), np.full(shape, np.nan), \
             np.full(shape, np.nan)
@@ -629,13 +629,13 @@ class DriftMonitor(Monitor):
             s = self.series[f]
             tenant, function = keys[f]
             for metric, d in s.detectors.items():
-                j = metric_col[metric]
+                j = _METRIC_COLUMN[metric]
                 detected[i, j] = is_open(AlertKey(tenant, f"drift:{function}:{metric}"))
                 statistic[i, j] = 0.0 if d.warming_up else _digits(d.state().level)
                 events[i, j] = s.drifts.get(metric, 0)
             for column, v in s.p_values.items():
-                if column in p_col and math.isfinite(v):
-                    p_values[i, p_col[column]] = _digits(v)
+                if column in _P_COLUMN and math.isfinite(v):
+                    p_values[i, _P_COLUMN[column]] = _digits(v)
         return DriftGauges([keys[f] for f in functions], detected, statistic, events,
                            p_values)
 
