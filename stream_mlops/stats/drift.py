@@ -90,7 +90,6 @@ References
 from __future__ import annotations
 
 import math
-import sys
 import warnings
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -1031,8 +1030,10 @@ class CategoricalDriftDetector(_Detector):
     """
 
     kind: Kind = "categorical"
-    _dtype = object
-    __slots__ = ("_index", "max_categories", "odds_ratio")
+    # Values are held as codes into a vocabulary of the labels seen, not as Python
+    # objects: a pointer per value was 8 bytes, and the reference and the ring of each of
+    # a function's two categorical detectors hold 1,500 (issue 18).
+    __slots__ = ("_dtype", "_labels", "_lut", "_vocab", "max_categories", "odds_ratio")
 
     def __init__(self, reference_size: int = 2000, false_alarm_rate: float = 1e-4, *,
                  odds_ratio: float = 2.0, max_categories: int = 20, window: int = 500,
@@ -1044,28 +1045,90 @@ class CategoricalDriftDetector(_Detector):
             raise ValueError("max_categories must be an integer in [1, 1000]")
         self.odds_ratio = odds_ratio
         self.max_categories = max_categories
-        self._index: dict[Hashable, int] = {}
+        # Two bytes a value while the labels a detector can hold at once (two references
+        # and a ring) and one chunk's new ones fit in 65,536 codes.
+        self._dtype = np.uint16 if 2 * reference_size + window + _CHUNK <= 1 << 16 \
+            else np.uint32
+        self._vocab: dict[Hashable, int] = {}  # label -> code
+        self._labels: list[Hashable] = []  # code -> label
+        # Reference code -> CUSUM code (a top category's index, else the unseen bucket);
+        # codes learnt after the reference are past its end and go to the bucket.
+        self._lut: I64 = _empty(np.dtype(np.int64))
         super().__init__(reference_size, false_alarm_rate, window, seed, reference)
 
-    def _coerce(self, xs: Sequence[Any] | npt.NDArray[Any]) -> npt.NDArray[Any]:
-        # Python objects, one per category where possible: numpy scalars (32 bytes each)
-        # and equal strings decoded row by row would cost an object per value kept, where
-        # the ring and the reference need only a pointer.
-        values = xs.tolist() if isinstance(xs, np.ndarray) else list(xs)
-        out = np.empty(len(values), object)
-        out[:] = [sys.intern(v) if type(v) is str else v for v in values]
+    def update_many(self, xs: Sequence[Any] | npt.NDArray[Any]) -> I64:
+        # In chunks, so that one call's new labels cannot overflow the code space
+        # (see _new_codes); detections are those of one value at a time either way.
+        if len(xs) <= _CHUNK:
+            return super().update_many(xs)
+        update = super().update_many
+        out = np.concatenate([update(xs[i:i + _CHUNK]) + i for i in range(0, len(xs), _CHUNK)])
+        self._drift = bool(len(out))
         return out
+
+    def _coerce(self, xs: Sequence[Any] | npt.NDArray[Any]) -> npt.NDArray[Any]:
+        values = xs.tolist() if isinstance(xs, np.ndarray) else list(xs)
+        codes = list(map(self._vocab.get, values))
+        if None in codes:
+            self._new_codes(values, codes)
+        return np.array(codes, self._dtype)
+
+    def _new_codes(self, values: list[Any], codes: list[int | None]) -> None:
+        """Give the labels in ``values`` never seen before a code each (in place)."""
+        limit = int(np.iinfo(self._dtype).max) + 1
+        if len(self._labels) + len(values) > limit:
+            self._compact()
+            codes[:] = map(self._vocab.get, values)  # renumbered
+        vocab, labels = self._vocab, self._labels
+        for i in [i for i, c in enumerate(codes) if c is None]:
+            v = values[i]
+            if v not in vocab:  # a label may come twice in one batch
+                vocab[v] = len(labels)
+                labels.append(v)
+            codes[i] = vocab[v]
+
+    def _compact(self) -> None:
+        """Drop the labels no held value uses and renumber the rest (the code space is
+        bounded; the labels of a long-running stream are not)."""
+        held = {"_warm": self._n_warm, "_ref": len(self._ref),
+                "_ring": min(self._n_ring, self.window)}
+        keep = np.unique(np.concatenate([getattr(self, a)[:n] for a, n in held.items()]))
+        new = np.zeros(len(self._labels), self._dtype)
+        new[keep] = np.arange(len(keep))
+        for name, n in held.items():
+            if n:  # a copy: the shared empty arrays and the reference are never written
+                arr = getattr(self, name).copy()
+                arr[:n] = new[arr[:n]]
+                setattr(self, name, arr)
+        lut = self._lut
+        self._lut = np.where(keep < len(lut), lut[np.minimum(keep, len(lut) - 1)],
+                             self._unseen()) if len(lut) else lut
+        self._labels = [self._labels[c] for c in keep.tolist()]
+        self._vocab = {v: c for c, v in enumerate(self._labels)}
+
+    def _decode(self, codes: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        labels = np.fromiter(self._labels, object, len(self._labels))
+        out: npt.NDArray[Any] = labels[codes.astype(np.intp)]
+        return out
+
+    def reference_sample(self) -> npt.NDArray[Any]:
+        return self._decode(super().reference_sample())
+
+    def recent_sample(self) -> npt.NDArray[Any]:
+        return self._decode(super().recent_sample())
 
     def _fit(self, ref: npt.NDArray[Any]) -> tuple[list[str], I64, list[int]]:
         n = len(ref)
-        counts = Counter(ref.tolist())
+        labels = self._labels
+        counts = np.bincount(ref, minlength=len(labels)).tolist()
         # Deterministic order: most frequent first, then by label.
-        top = sorted(counts.items(), key=lambda kv: (-kv[1], repr(kv[0])))
-        top = top[:self.max_categories]
-        self._index = {c: i for i, (c, _) in enumerate(top)}
+        top = sorted(((labels[c], k, c) for c, k in enumerate(counts) if k),
+                     key=lambda t: (-t[1], repr(t[0])))[:self.max_categories]
         k = len(top)
-        n_unseen = n - sum(c for _, c in top)
-        cells = [float(c) for _, c in top] + [float(n_unseen)]
+        self._lut = np.full(len(labels), k, np.int64)
+        self._lut[[c for _, _, c in top]] = np.arange(k)
+        n_unseen = n - sum(c for _, c, _ in top)
+        cells = [float(c) for _, c, _ in top] + [float(n_unseen)]
         names: list[str] = []
         rows: list[I64] = []
         thresholds: list[int] = []
@@ -1090,11 +1153,18 @@ class CategoricalDriftDetector(_Detector):
         return names, np.stack(rows), thresholds
 
     def _codes(self, xs: npt.NDArray[Any], start: int) -> I64:
-        get, k = self._index.get, len(self._index)
-        return np.fromiter((get(x, k) for x in xs), np.int64, len(xs))
+        lut = self._lut
+        seen = xs < len(lut)
+        out = np.full(len(xs), self._unseen(), np.int64)
+        out[seen] = lut[xs[seen]]
+        return out
 
     def _code(self, x: Any, index: int) -> int:
-        return self._index.get(x, len(self._index))
+        return int(self._lut[x]) if x < len(self._lut) else self._unseen()
+
+    def _unseen(self) -> int:
+        """The unseen bucket's CUSUM code: the table's last column."""
+        return int(self._table.shape[1]) - 1
 
 
 Detector = NumericDriftDetector | BinaryDriftDetector | CategoricalDriftDetector

@@ -122,6 +122,28 @@ def test_update_many_equals_update(kind: drift.Kind, pinned: bool) -> None:
     assert many == one
 
 
+def test_categorical_labels_without_bound_recycle_the_code_space() -> None:
+    # Values are held as two-byte codes into the labels seen: a stream whose labels never
+    # repeat (request ids in an error type, say) must outgrow 65,536 codes and carry on,
+    # with the same detections one value at a time or in batches, and its samples must
+    # still decode to the values given.
+    g = np.random.default_rng(4)
+    n = 150_000
+    common = np.array(["ok", "timeout", "rate_limit"], object)[
+        g.choice(3, n, p=[0.8, 0.15, 0.05])]
+    common[100_000:][g.random(50_000) < 0.3] = "rate_limit"  # a drift
+    xs = np.where(g.random(n) < 0.5, np.array([f"id-{i}" for i in range(n)], object), common)
+    one_det, many_det = CategoricalDriftDetector(), CategoricalDriftDetector()
+    one = scalar_detections(one_det, xs)
+    many = batch_detections(many_det, xs, np.random.default_rng(2))
+    assert many == one and one and one[-1] > 100_000
+    for det in (one_det, many_det):
+        assert len(det._labels) <= 2**16  # recycled: 75,000 distinct labels were seen
+        assert det.recent_sample().tolist() == xs[-500:].tolist()
+        last = one[-1]
+        assert det.reference_sample().tolist() == xs[last + 1:last + 2001].tolist()
+
+
 def test_states_agree_after_scalar_and_batch_paths() -> None:
     xs = drifting("numeric", 7000)
     a, b = NumericDriftDetector(reference_size=500), NumericDriftDetector(reference_size=500)
