@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
-from stream_mlops.stats.rings import RingSums, day_of_hour, live_sum
+from stream_mlops.stats.rings import RingSums, day_of_hour, float32_digits, live_sum
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -175,6 +175,13 @@ def _masked_median(values: F64, ok: npt.NDArray[np.bool_]) -> F64:
     return out
 
 
+def _first_hour(ring: RingSums, active: npt.NDArray[np.bool_]) -> I64:
+    """Per group, the first unix hour in the ring where ``active`` (int64 max: none)."""
+    out: I64 = np.where(active & (ring.hour_id >= 0)[None, :], ring.hour_id[None, :],
+                        np.iinfo(np.int64).max).min(axis=1, initial=np.iinfo(np.int64).max)
+    return out
+
+
 def spend_levels(cost: RingSums, requests: RingSums, now: float,
                  rule: SpikeRule = SpikeRule()) -> SpendLevels:
     """Spend rate of the last ``rule.recent_minutes`` per group, against a seasonal,
@@ -206,20 +213,20 @@ def spend_levels(cost: RingSums, requests: RingSums, now: float,
     hour_cost = live_sum(cost.minute_id, cost.minute_sums[:g], minute - 59, minute)
     rate = recent_cost / 1e12 * (60 / m)
 
-    # Hour-ring views aligned by absolute hour: column of hour u is u % HOURS.
+    # Hour-ring views aligned by absolute hour: column of hour u is u % HOURS. The
+    # request ring may be the shorter (a week of costs per request): before it, an hour
+    # with spend is an hour with requests.
     width = cost.HOURS
-    valid_cols = cost.hour_id >= 0
-    req_hours = requests.hour_sums[:g] if requests.groups >= g else np.zeros((g, width), np.int64)
-    active = (req_hours > 0) & valid_cols[None, :]
-    first_hour = np.where(active.any(axis=1),
-                          np.where(active, cost.hour_id[None, :], np.iinfo(np.int64).max
-                                   ).min(axis=1), np.iinfo(np.int64).max)
+    requests.grow(g)
+    req_hours = requests.hour_sums[:g]
+    first_hour = np.minimum(_first_hour(requests, req_hours > 0),
+                            _first_hour(cost, cost.hour_sums[:g] > 0))
 
     def hour_values(u: int) -> F64:
         col = u % width
         if cost.hour_id[col] != u:
             return np.zeros(g)
-        out: F64 = cost.hour_sums[:g, col] / 1e12
+        out: F64 = cost.hour_sums[:g, col].astype(np.float64) / 1e12
         return out
 
     def same_time(period: int, count: int) -> tuple[F64, I64]:
@@ -251,14 +258,16 @@ def spend_levels(cost: RingSums, requests: RingSums, now: float,
     recent_cpr = np.where(n_now >= rule.cpr_min_requests, c_now / np.maximum(n_now, 1) / 1e12,
                           np.nan)
     base_cpr = np.full(g, np.nan)
-    lo = hour - 168
-    cols = (cost.hour_id >= lo) & (cost.hour_id < hour) & (requests.hour_id == cost.hour_id)
-    if g and cols.any():
-        hc = cost.hour_sums[:g][:, cols] / 1e12
-        hn = req_hours[:, cols]
+    week = np.arange(hour - 168, hour)
+    cost_col, req_col = week % width, week % requests.HOURS
+    held = (cost.hour_id[cost_col] == week) & (requests.hour_id[req_col] == week)
+    if g and held.any():
+        hc = cost.hour_sums[:g][:, cost_col[held]].astype(np.float64) / 1e12
+        hn = req_hours[:, req_col[held]]
         busy = hn >= 10  # hours with enough requests for a meaningful average
         per_request = hc / np.maximum(hn, 1)
         base_cpr = np.where(busy.sum(axis=1) >= 12, _masked_median(per_request.T, busy.T),
                             np.nan)
-    return SpendLevels(rate, baseline.astype(np.float64), days, n_now.astype(np.int64),
-                       recent_cpr.astype(np.float64), base_cpr)
+    # Hour sums may be float32 (seven significant digits): so are the baselines.
+    return SpendLevels(rate, float32_digits(baseline), days, n_now.astype(np.int64),
+                       recent_cpr.astype(np.float64), float32_digits(base_cpr))

@@ -208,9 +208,10 @@ class DriftMonitor(Monitor):
         self._restored: dict[AlertKey, float] = {}
         # Requests per function and minute / hour, for the volume metric and the
         # hour-of-day profiles, with the latency summed per hour (in microseconds; 0: not
-        # known, in hours rolled up before the roll-ups carried it).
+        # known, in hours rolled up before the roll-ups carried it): a profile needs no
+        # more than float32's seven digits of a closed hour.
         self.requests = RingSums(hours=8 * 24, dtype=np.int32)
-        self.latency_us = RingSums(hours=8 * 24)
+        self.latency_us = RingSums(hours=8 * 24, hour_dtype=np.float32, by_minute=False)
         # buffer() runs on the consumer's thread, flush() and test() on the job's thread:
         # the buffer is handed over under this lock, and /metrics reads the snapshot taken
         # at the end of each test, never the detectors.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -69,6 +70,35 @@ def day_of_hour(hour: int, tz: ZoneInfo) -> int:
     return datetime.fromtimestamp(hour * 3600 + 3599, tz).toordinal() - _EPOCH_DAY
 
 
+def _claim(ids: I64, sums: I64, unit: int) -> int:
+    """The column of ``unit`` (zeroed first if it held an older one), or -1 if it is
+    older than the one its column holds."""
+    col = unit % len(ids)
+    held = int(ids[col])
+    if unit > held:
+        sums[:, col] = 0
+        ids[col] = held = unit
+    return col if unit == held else -1
+
+
+def float32_digits(x: F64) -> F64:
+    """``x`` rounded to seven significant digits, as many as a float32 holds: what a sum
+    read from a float32 hour ring means (1e12 is stored as 999,999,995,904).
+
+    Examples
+    --------
+    >>> float32_digits(np.float32([1e12, 0.0, 123456789.0]).astype(np.float64)).tolist()
+    [1000000000000.0, 0.0, 123456800.0]
+    """
+    x = np.asarray(x, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k = 6 - np.floor(np.log10(np.abs(x)))
+        # Powers of ten are exact as divisors of large values, not as factors below one.
+        up, down = 10.0 ** np.maximum(k, 0), 10.0 ** np.maximum(-k, 0)
+        out: F64 = np.where(np.isfinite(k), np.round(x * up / down) * down / up, x)
+    return out
+
+
 class RingSums:
     """Integer sums per group and minute (last hour), hour and, optionally, local day.
 
@@ -82,23 +112,38 @@ class RingSums:
     """
 
     MINUTES = 61
+    OPEN_HOURS = 2  # the hours still summed exactly when hour sums are floats
 
     def __init__(self, hours: int = 35 * 24, days: int = 0, *,
-                 tz: ZoneInfo = UTC, dtype: npt.DTypeLike = np.int64) -> None:
-        """``days`` > 0 keeps day sums in ``tz``'s calendar days; ``dtype`` np.int32
+                 tz: ZoneInfo = UTC, dtype: npt.DTypeLike = np.int64,
+                 hour_dtype: npt.DTypeLike | None = None, by_minute: bool = True) -> None:
+        """``days`` > 0 keeps day sums in ``tz``'s calendar days; ``by_minute`` False
+        keeps no minute sums (for hourly readers only); ``dtype`` np.int32
         halves the memory where no unit can sum past 2**31 - 1 (request counts); sums are
-        read as int64 either way."""
+        read as int64 either way.
+
+        ``hour_dtype`` np.float32 keeps each hour's sum as the float32 nearest its exact
+        sum (seven significant digits, half the bytes of a long history): the
+        ``OPEN_HOURS`` newest hours are summed exactly as ``dtype`` and copied over at
+        each add, so rounding never accumulates; a row older than them (late) adds to
+        the float directly."""
         self.HOURS, self.DAYS, self.tz = hours, days, tz
         self.dtype = np.dtype(dtype)
+        self.hour_dtype = np.dtype(hour_dtype or dtype)
+        self._exact_hours = self.hour_dtype == self.dtype
         self.groups = 0
         self._cap = 0
-        self.minute_sums = np.zeros((0, self.MINUTES), self.dtype)
-        self.hour_sums = np.zeros((0, hours), self.dtype)
+        self.by_minute = by_minute
+        self.minute_sums = np.zeros((0, self.MINUTES if by_minute else 0), self.dtype)
+        self.hour_sums = np.zeros((0, hours), self.hour_dtype)
         self.day_sums = np.zeros((0, days), self.dtype)
+        self.open_sums = np.zeros((0, 0 if self._exact_hours else self.OPEN_HOURS),
+                                  self.dtype)
         # Which minute / hour / day each column holds now (shared by all groups).
-        self.minute_id = np.full(self.MINUTES, -1, np.int64)
+        self.minute_id = np.full(self.minute_sums.shape[1], -1, np.int64)
         self.hour_id = np.full(hours, -1, np.int64)
         self.day_id = np.full(days, -1, np.int64)
+        self.open_id = np.full(self.open_sums.shape[1], -1, np.int64)
 
     def grow(self, groups: int) -> None:
         """Room for ``groups`` groups (a group without sums reads as zeros)."""
@@ -106,9 +151,9 @@ class RingSums:
             # A quarter more, not double: doubling left up to half of the rings unused
             # (measured: 43 kB of costs rings per series at 1,000).
             cap = max(groups, self._cap + self._cap // 4, 16)
-            for name in ("minute_sums", "hour_sums", "day_sums"):
+            for name in ("minute_sums", "hour_sums", "day_sums", "open_sums"):
                 old = getattr(self, name)
-                new = np.zeros((cap, old.shape[1]), self.dtype)
+                new = np.zeros((cap, old.shape[1]), old.dtype)
                 new[: old.shape[0]] = old
                 setattr(self, name, new)
             self._cap = cap
@@ -130,11 +175,45 @@ class RingSums:
         out = days[at.reshape(-1)]
         return out
 
+    def _minute_ring(self, minute: Any) -> list[tuple[I64, I64, Any]]:
+        return [(self.minute_id, self.minute_sums, minute)] if self.by_minute else []
+
     def _rings(self, hour: I64) -> list[tuple[I64, I64, I64]]:
-        rings = [(self.hour_id, self.hour_sums, hour)]
+        """The exact rings an hour's rows add to: hours (unless floats) and days."""
+        rings = [(self.hour_id, self.hour_sums, hour)] if self._exact_hours else []
         if self.DAYS:
             rings.append((self.day_id, self.day_sums, self.day_of(hour)))
         return rings
+
+    def _add_units(self, rings: list[tuple[I64, I64, I64]], group: I64, values: I64) -> None:
+        for ids, sums, unit in rings:
+            ok = self._advance(ids, sums, unit)
+            np.add.at(sums, (group[ok], unit[ok] % len(ids)), values[ok])
+
+    def _float_hours(self, group: I64, hour: I64, values: I64) -> None:
+        """Float hour sums: an open hour's exact total (its sum before the batch, plus
+        the batch's) rounded once; an older hour's float plus the batch's exact sum."""
+        if self._exact_hours:
+            return
+        ok = self._advance(self.hour_id, self.hour_sums, hour)
+        group, hour, values = group[ok], hour[ok], values[ok]
+        if not len(group):
+            return
+        # The batch's exact sum per (group, hour): one rounding per hour and batch.
+        lo = int(hour.min())
+        span = int(hour.max()) - lo + 1
+        cells, at = np.unique(group * span + (hour - lo), return_inverse=True)
+        batch = np.zeros(len(cells), self.dtype)
+        np.add.at(batch, at.reshape(-1), values)
+        g, h = cells // span, cells % span + lo
+        open_col, col = h % self.OPEN_HOURS, h % self.HOURS
+        known = self.open_id[open_col] == h
+        total = np.where(known, self.open_sums[g, open_col] + batch, batch)
+        self.hour_sums[g, col] = np.where(known, total, self.hour_sums[g, col] + batch)
+        # The open hours are the newest: an hour that a newer one pushed out (in this
+        # batch, too) was written above from its exact total, and stays as it is.
+        fits = self._advance(self.open_id, self.open_sums, h)
+        self.open_sums[g[fits], open_col[fits]] = total[fits]
 
     @staticmethod
     def _advance(ids: I64, sums: I64, unit: I64) -> npt.NDArray[np.bool_]:
@@ -157,38 +236,42 @@ class RingSums:
             self._add_one(int(group[0]), float(t[0]), int(values[0]))
             return
         self.grow(int(group.max()) + 1)
-        rings = [(self.minute_id, self.minute_sums, (t // 60).astype(np.int64)),
-                 *self._rings((t // 3600).astype(np.int64))]
-        for ids, sums, unit in rings:
-            ok = self._advance(ids, sums, unit)
-            np.add.at(sums, (group[ok], unit[ok] % len(ids)), values[ok])
+        hour = (t // 3600).astype(np.int64)
+        self._add_units([*self._minute_ring((t // 60).astype(np.int64)), *self._rings(hour)],
+                        group, values)
+        self._float_hours(group, hour, values)
 
     def _add_one(self, group: int, t: float, value: int) -> None:
         """:meth:`add` of one value (the same column claims, without numpy's set-up)."""
         self.grow(group + 1)
         hour = int(t // 3600)
-        rings = [(self.minute_id, self.minute_sums, int(t // 60)),
-                 (self.hour_id, self.hour_sums, hour)]
+        rings = [*self._minute_ring(int(t // 60)),
+                 (self.hour_id, self.hour_sums, hour) if self._exact_hours
+                 else (self.open_id, self.open_sums, hour)]
         if self.DAYS:
             rings.append((self.day_id, self.day_sums, day_of_hour(hour, self.tz)))
         for ids, sums, unit in rings:
-            col = unit % len(ids)
-            held = int(ids[col])
-            if unit > held:
-                sums[:, col] = 0
-                ids[col] = held = unit
-            if unit == held:
+            col = _claim(ids, sums, unit)
+            if col >= 0:
                 sums[group, col] += value
+        if not self._exact_hours:  # as _float_hours, for one row
+            col = _claim(self.hour_id, self.hour_sums, hour)
+            open_col = hour % self.OPEN_HOURS
+            if col >= 0 and self.open_id[open_col] == hour:
+                self.hour_sums[group, col] = self.open_sums[group, open_col]
+            elif col >= 0:
+                self.hour_sums[group, col] += value
 
     def load(self, group: I64, unit: I64, values: I64, *, minutes: bool) -> None:
         """Restore sums (of one minute or one hour each) after a restart."""
         if not len(group):
             return
         self.grow(int(group.max()) + 1)
-        rings = [(self.minute_id, self.minute_sums, unit)] if minutes else self._rings(unit)
-        for ids, sums, u in rings:
-            ok = self._advance(ids, sums, u)
-            np.add.at(sums, (group[ok], u[ok] % len(ids)), values[ok])
+        if minutes:
+            self._add_units(self._minute_ring(unit), group, values)
+        else:
+            self._add_units(self._rings(unit), group, values)
+            self._float_hours(group, unit, values)
 
     def minutes(self, first: int, last: int) -> I64:
         """Per group, the sum over the minutes ``first..last`` (unix minutes) in the ring."""
@@ -198,7 +281,7 @@ class RingSums:
         """The group's sum in each unix hour of ``hours`` (0 where the ring holds none)."""
         col = hours % self.HOURS
         held = self.hour_id[col] == hours
-        out: I64 = np.where(held, self.hour_sums[group, col], 0).astype(np.int64) \
+        out: I64 = np.rint(np.where(held, self.hour_sums[group, col], 0)).astype(np.int64) \
             if group < self.groups else np.zeros(hours.shape, np.int64)
         return out
 

@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks.costs import KEYS, feed, minute_rows
 from stream_mlops.core.batch import batch_of
-from stream_mlops.costs.monitor import FN_HOURS, CostTracker
+from stream_mlops.costs.monitor import CostTracker, function_rings
 from stream_mlops.costs.pricing import Price, PriceBook, PriceMapError, changed, parse_price_map
 from stream_mlops.costs.rules import spend_levels
 from stream_mlops.stats.rings import RingSums
@@ -147,21 +147,28 @@ def test_price_maps_and_their_errors() -> None:
 
 
 def test_spike_baselines_need_no_more_than_four_weeks_of_hours() -> None:
-    # The per-function rings keep FN_HOURS hours, not the 35 days of the roll-ups: every
-    # level the spike rules read must be what a 35-day ring gives, including which
-    # functions have the 2 weeks / 3 days of history that pick the baseline.
+    # The per-function rings keep four weeks of spend and one of requests, not the 35
+    # days of the roll-ups: every level the spike rules read must be what 35-day rings
+    # give, including which functions have the 2 weeks / 3 days / 1 day of history that
+    # pick the baseline. Rows are never more than minutes ahead of the clock.
     rng = np.random.default_rng(11)
     now0 = START * 60.0
     t = np.sort(now0 + rng.uniform(0, 40 * 86400, 60000))
-    group = rng.integers(0, 4, len(t))
-    group[t < now0 + 12 * 86400] %= 2  # groups 2 and 3 start 12 days in: less history
+    group = rng.integers(0, 5, len(t))
+    first_day = np.array([0, 0, 12, 33, 38.5])[group]
+    keep = t >= now0 + first_day * 86400  # groups 2-4 start later: less history
+    t, group = t[keep], group[keep]
     cost = rng.integers(1, 10**10, len(t))
-    rings = [(RingSums(hours=h), RingSums(hours=h, dtype=np.int32)) for h in (FN_HOURS, 840)]
+    rings = [function_rings(), (RingSums(hours=840), RingSums(hours=840, dtype=np.int32))]
     for c, n in rings:
         for chunk in np.array_split(np.arange(len(t)), 50):
             c.add(group[chunk], t[chunk], cost[chunk])
             n.add(group[chunk], t[chunk], np.ones(len(chunk), np.int64))
-    for now in (t[-1], t[-1] + 3600.0, t[-1] + 7 * 86400.0, now0 + 33 * 86400.0 + 1800.0):
+    for now in (t[-1], t[-1] + 1800.0, t[-1] + 3600.0, t[-1] + 7 * 86400.0):
         short, long = (spend_levels(c, n, float(now)) for c, n in rings)
+        if now == t[-1]:  # every kind of baseline: the busiest hour, daily, weekly
+            assert sorted(set(long.baseline_days.tolist())) == [0, 6, 21, 28]
         for a, b in zip(astuple(short), astuple(long), strict=True):
-            assert np.array_equal(a, b, equal_nan=True)
+            # The short ring's closed hours are float32: baselines to seven digits.
+            assert np.allclose(a, b, rtol=1e-6, atol=0, equal_nan=True)
+            assert np.array_equal(np.isnan(a), np.isnan(b))

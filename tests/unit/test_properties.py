@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -72,3 +73,60 @@ def test_ring_sums_one_row_at_a_time_equal_one_batch(
     assert np.array_equal(one.hour_sums[:n], batch.hour_sums[:n])
     assert np.array_equal(one.day_id, batch.day_id)
     assert np.array_equal(one.day_sums[:n], batch.day_sums[:n])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.floats(0, 3600.0 * 8),
+                          st.integers(0, 10**14)), max_size=60),
+       st.booleans(), st.integers(1, 9))
+def test_float32_hour_sums_are_the_rounded_exact_sums(
+        rows: list[tuple[int, float, int]], in_order: bool, batch: int) -> None:
+    # Hours of a float32 ring hold the float32 nearest the exact sum: exactly that while
+    # rows come in time order (the open hours are summed as integers and copied, so no
+    # rounding accumulates), and within float32's precision when rows come late.
+    if in_order:
+        rows = sorted(rows, key=lambda r: r[1])
+    exact, rounded = RingSums(hours=48), RingSums(hours=48, hour_dtype=np.float32)
+    for k in range(0, len(rows), batch):
+        part = rows[k:k + batch]
+        for ring in (exact, rounded):
+            ring.add(np.array([g for g, _, _ in part], np.int64),
+                     np.array([t for _, t, _ in part]),
+                     np.array([v for _, _, v in part], np.int64))
+    assert rounded.hour_sums.dtype == np.float32
+    assert np.array_equal(exact.hour_id, rounded.hour_id)
+    assert np.array_equal(exact.minute_sums, rounded.minute_sums)
+    want = exact.hour_sums.astype(np.float32)
+    if in_order:
+        assert np.array_equal(rounded.hour_sums, want)
+    else:
+        assert np.allclose(rounded.hour_sums, want, rtol=len(rows) * 2.0**-23, atol=0)
+
+
+@pytest.mark.parametrize("batch", [1, 7, 500])
+def test_float32_hour_sums_of_a_long_stream_in_order(batch: int) -> None:
+    # Thousands of costs an hour (one row at a time takes a scalar path): float adds would
+    # drift from the exact sum; copies of the exact open hours do not.
+    g = np.random.default_rng(batch)
+    n = 3000
+    t, group = np.sort(g.uniform(0, 3600 * 10, n)), g.integers(0, 3, n)
+    values = g.integers(10**6, 10**12, n)
+    exact, rounded = RingSums(hours=48), RingSums(hours=48, hour_dtype=np.float32)
+    for k in range(0, n, batch):
+        for ring in (exact, rounded):
+            ring.add(group[k:k + batch], t[k:k + batch], values[k:k + batch])
+    assert np.array_equal(rounded.hour_sums, exact.hour_sums.astype(np.float32))
+
+
+def test_a_ring_without_minutes_keeps_the_same_hours() -> None:
+    g = np.random.default_rng(3)
+    t, group = g.uniform(0, 3600 * 30, 500), g.integers(0, 4, 500)
+    values = g.integers(0, 10**9, 500)
+    full, hourly = RingSums(hours=24, days=2), RingSums(hours=24, days=2, by_minute=False)
+    for ring in (full, hourly):
+        for k in range(0, 500, 3):
+            ring.add(group[k:k + 3], t[k:k + 3], values[k:k + 3])
+        ring.add(group[:1], t[:1], values[:1])  # and the one-row path
+    assert hourly.minute_sums.size == 0 and full.minute_sums.any()
+    assert np.array_equal(full.hour_sums, hourly.hour_sums)
+    assert np.array_equal(full.day_sums, hourly.day_sums)
