@@ -217,8 +217,8 @@ def spend_levels(cost: RingSums, requests: RingSums, now: float,
     # request ring may be the shorter (a week of costs per request): before it, an hour
     # with spend is an hour with requests.
     width = cost.HOURS
-    requests.grow(g)
-    req_hours = requests.hour_sums[:g]
+    req_hours = requests.hour_sums[:g] if requests.groups >= g else np.zeros(
+        (g, requests.HOURS), np.int64)
     first_hour = np.minimum(_first_hour(requests, req_hours > 0),
                             _first_hour(cost, cost.hour_sums[:g] > 0))
 
