@@ -7,7 +7,8 @@
   three rates of ``benchmarks/pipeline.py --only latency`` (``results/pipeline_latency.json``),
   this tree next to the baseline of the same run and the floor (NOTIFY + one read).
 * ``docs/img/memory-rss.png``: resident memory of the processor against the number of
-  (tenant, function) series, 100 to 50,000 (``results/memory.json``, ``rss``).
+  (tenant, function) series, 100 to 50,000 (``results/memory.json``, ``rss``), and of
+  older code when ``results/memory_baseline.json`` holds its run (``code``: which).
 """
 
 from __future__ import annotations
@@ -54,11 +55,16 @@ def latency(data: dict[str, Any], out: Path) -> None:
     fig.savefig(out)
 
 
-def memory(data: dict[str, Any], out: Path) -> None:
+def memory(data: dict[str, Any], out: Path, baseline: dict[str, Any] | None) -> None:
     runs = data["rss"]
     series = [r["series"] for r in runs]
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     ax.plot(series, [r["rss_mb"] for r in runs], "o-", label="processor RSS, all monitors")
+    if baseline:
+        before = baseline["rss"]
+        ax.plot([r["series"] for r in before], [r["rss_mb"] for r in before], "^-",
+                color="tab:orange", alpha=0.7,
+                label=f"the same, code before ({baseline.get('code', 'baseline')})")
     ax.plot(series, [r["rss_mb_empty"] for r in runs], "s:", color="tab:grey",
             label="the same process before any row")
     ax.plot(series, [runs[0]["rss_mb_empty"] + s * 20_000 / 2**20 for s in series], "--",
@@ -78,7 +84,9 @@ def main() -> int:
     IMG.mkdir(exist_ok=True)
     latency(json.loads((RESULTS / "pipeline_latency.json").read_text()),
             IMG / "latency-vs-rate.png")
-    memory(json.loads((RESULTS / "memory.json").read_text()), IMG / "memory-rss.png")
+    base = RESULTS / "memory_baseline.json"
+    memory(json.loads((RESULTS / "memory.json").read_text()), IMG / "memory-rss.png",
+           json.loads(base.read_text()) if base.exists() else None)
     return 0
 
 

@@ -193,7 +193,16 @@ class RingSums:
     def _float_hours(self, group: I64, hour: I64, values: I64) -> None:
         """Float hour sums: an open hour's exact total (its sum before the batch, plus
         the batch's) rounded once; an older hour's float plus the batch's exact sum."""
-        if self._exact_hours:
+        if self._exact_hours or not len(group):
+            return
+        newest = int(hour.max())
+        if int(hour.min()) > newest - self.OPEN_HOURS and newest >= int(self.open_id.max()):
+            # The common batch: rows of the newest hours, which stay open (each in a
+            # column of its own): summed there exactly and copied, without the cells.
+            self._add_units([(self.open_id, self.open_sums, hour)], group, values)
+            self._advance(self.hour_id, self.hour_sums, hour)
+            self.hour_sums[group, hour % self.HOURS] = \
+                self.open_sums[group, hour % self.OPEN_HOURS]
             return
         ok = self._advance(self.hour_id, self.hour_sums, hour)
         group, hour, values = group[ok], hour[ok], values[ok]
