@@ -13,7 +13,8 @@ before any row: per-series figures are (with N series - empty) / N. tracemalloc 
 every allocation several-fold, so it runs only up to ``--traced-upto`` series (the two
 ways agree within 2 % below). No database: the state is what the consumer keeps in memory.
 
-Then, for each count of ``--rss`` (100 to 50,000 series), a fresh process builds the same
+Then the drift detectors of a function whose references are full (3,000 rows), by
+metric. Then, for each count of ``--rss`` (100 to 50,000 series), a fresh process builds the same
 state from rows fed in chunks and reports its resident set size before and after: what
 the operating system sees, interpreter and allocator included, once freed heap pages are
 handed back as ``stream-mlops run`` does every minute (and before that, too).
@@ -233,6 +234,26 @@ def rss_child(n_series: int, per_series: int, seed: int = 0) -> dict[str, Any]:
             "rss_bytes_per_series_before_release": round((kept - before) / n_series)}
 
 
+def full_references(n_series: int = 100, per_series: int = 3000) -> dict[str, Any]:
+    """Bytes of each drift detector of a function once its reference and recent window
+    are full (``per_series`` rows, more than the 1,000-value references and the 500-value
+    windows), mean over ``n_series`` functions."""
+    p = Processor()
+    rows = rows_for(n_series, per_series)
+    for lo in range(0, len(rows), BATCH):
+        p.commit(p.prepare(rows.take(np.arange(lo, min(lo + BATCH, len(rows))))))
+        feed_detectors(p)
+    drift = next(m for m in p.monitors if isinstance(m, DriftMonitor))
+    seen: set[int] = set()  # shared tables and empty arrays are counted once
+    by_metric: dict[str, list[int]] = {}
+    for s in drift.series.values():
+        for metric, det in s.detectors.items():
+            by_metric.setdefault(metric, []).append(deep_bytes(det, seen))
+    means = {m: round(sum(v) / len(v)) for m, v in by_metric.items()}
+    return {"series": n_series, "rows_per_series": per_series,
+            "bytes_per_series": sum(means.values()), "by_metric": means}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--series", default="100,1000,5000")
@@ -251,7 +272,8 @@ def main() -> int:
     result: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "runs": [measure(int(n), args.rows, traced=int(n) <= args.traced_upto)
-                 for n in args.series.split(",")]}
+                 for n in args.series.split(",")],
+        "drift_detectors_with_full_references": full_references()}
     result["rss"] = [
         json.loads(subprocess.run(
             [sys.executable, __file__, "--rss-child", n, "--rows", str(args.rows)],
