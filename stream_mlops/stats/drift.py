@@ -1014,8 +1014,9 @@ class CategoricalDriftDetector(_Detector):
 
     Notes
     -----
-    Deterministic (no randomness). State: the reference and a ring of ``window`` labels,
-    a code per category and 2 * ``max_categories`` + 1 levels; O(reference_size + window).
+    Deterministic (no randomness). State: the reference and a ring of ``window`` values
+    as two-byte codes into the labels seen (unused labels are dropped when the codes run
+    out), and 2 * ``max_categories`` + 1 levels; O(reference_size + window).
 
     Examples
     --------
