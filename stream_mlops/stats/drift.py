@@ -1101,9 +1101,8 @@ class CategoricalDriftDetector(_Detector):
                 arr = getattr(self, name).copy()
                 arr[:n] = new[arr[:n]]
                 setattr(self, name, arr)
-        lut = self._lut
-        self._lut = np.where(keep < len(lut), lut[np.minimum(keep, len(lut) - 1)],
-                             self._unseen()) if len(lut) else lut
+        if len(self._lut):  # codes learnt after the reference go to the unseen bucket
+            self._lut = np.append(self._lut, self._unseen())[np.minimum(keep, len(self._lut))]
         self._labels = [self._labels[c] for c in keep.tolist()]
         self._vocab = {v: c for c, v in enumerate(self._labels)}
 
