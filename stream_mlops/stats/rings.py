@@ -288,10 +288,12 @@ class RingSums:
 
     def at(self, group: int, hours: I64) -> I64:
         """The group's sum in each unix hour of ``hours`` (0 where the ring holds none)."""
+        if group >= self.groups:
+            return np.zeros(hours.shape, np.int64)
         col = hours % self.HOURS
-        held = self.hour_id[col] == hours
-        out: I64 = np.rint(np.where(held, self.hour_sums[group, col], 0)).astype(np.int64) \
-            if group < self.groups else np.zeros(hours.shape, np.int64)
+        sums = np.where(self.hour_id[col] == hours, self.hour_sums[group, col], 0)
+        # Integer sums as they are (exact past 2**53); float ones to the nearest integer.
+        out: I64 = (sums if self._exact_hours else np.rint(sums)).astype(np.int64)
         return out
 
     def hours(self, first: int, last: int) -> I64:

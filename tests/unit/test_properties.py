@@ -130,3 +130,10 @@ def test_a_ring_without_minutes_keeps_the_same_hours() -> None:
     assert hourly.minute_sums.size == 0 and full.minute_sums.any()
     assert np.array_equal(full.hour_sums, hourly.hour_sums)
     assert np.array_equal(full.day_sums, hourly.day_sums)
+
+
+def test_an_integer_ring_reads_hours_exactly_past_float_precision() -> None:
+    ring = RingSums(hours=24)
+    ring.add(np.array([0, 0]), np.array([10.0, 20.0]), np.array([2**62, 1]))
+    assert ring.at(0, np.array([0, 1])).tolist() == [2**62 + 1, 0]
+    assert ring.at(5, np.array([0])).tolist() == [0]  # a group it never saw
