@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,12 +110,15 @@ class Batch:
     ``index`` is the processor's series index (read it, never grow it here); group
     numbers of the rows are ``index.function[series]``, ``index.group[series]`` and so on.
     ``now`` is the processor's clock, or the newest row's time if that is later.
+    ``serial`` tells batches apart, so that state shared by several monitors
+    (:meth:`SeriesIndex.shared`) adds each batch once.
     """
 
     rows: RawBatch
     series: I64
     index: SeriesIndex
     now: float
+    serial: int = field(default_factory=itertools.count().__next__, compare=False)
 
     def __len__(self) -> int:
         return len(self.series)

@@ -11,8 +11,9 @@ only ever grow at the end.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +21,7 @@ import numpy.typing as npt
 from stream_mlops.labels import UNSAFE
 
 I64 = npt.NDArray[np.int64]
+T = TypeVar("T")
 SeriesKey = tuple[str, str, str, str]  # tenant_id, function_name, model, variant
 FunctionKey = tuple[str, str]  # tenant_id, function_name
 GroupKey = tuple[str, str, str]  # tenant_id, function_name, model
@@ -101,6 +103,7 @@ class SeriesIndex:
         self._of_series: list[tuple[int, int, int]] = []  # function, group, model
         self._group_function: list[int] = []
         self._arrays: tuple[int, I64, I64, I64, I64] | None = None
+        self._shared: dict[str, Any] = {}
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -170,6 +173,13 @@ class SeriesIndex:
             idx = [self.series(k) if i is None else i
                    for i, k in zip(idx, raw_keys, strict=True)]
         return np.array(idx, dtype=np.int64)
+
+    def shared(self, name: str, make: Callable[[], T]) -> T:
+        """State that several monitors read, kept once per index (so once per processor):
+        ``make()`` the first time ``name`` is asked for, the same object after."""
+        if name not in self._shared:
+            self._shared[name] = make()
+        return cast(T, self._shared[name])
 
     # -- reading ----------------------------------------------------------------------
     @property

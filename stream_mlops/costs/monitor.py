@@ -35,7 +35,13 @@ from stream_mlops.costs.rules import (
     spend_levels,
     window_sums,
 )
-from stream_mlops.stats.rings import RingSums, exact_grouped_sum, live_sum
+from stream_mlops.stats.rings import (
+    REQUESTS_PER_FUNCTION,
+    RequestCounts,
+    RingSums,
+    exact_grouped_sum,
+    live_sum,
+)
 
 WINDOW_LABELS = ("tenant", "function", "model")
 
@@ -50,14 +56,14 @@ PERIOD_WORD = {"day": "daily", "week": "weekly", "month": "monthly"}
 FN_HOURS = 4 * 7 * 24 + 24
 
 
-def function_rings() -> tuple[RingSums, RingSums]:
-    """Spend (pico-dollars) and requests per function, for spikes and cost per request:
-    spend hourly over the four weeks of the weekly seasonal baseline and the hour before
-    them, requests over the week of the cost per request's. Closed hours of spend are
-    float32 (their baselines need no more than seven digits; int64 was 3 kB of each
-    function's state, and four weeks of requests 2 kB more)."""
-    return (RingSums(hours=FN_HOURS, hour_dtype=np.float32),
-            RingSums(hours=8 * 24, dtype=np.int32))
+def spend_ring() -> RingSums:
+    """Spend (pico-dollars) per function, for spikes and cost per request: hourly over
+    the four weeks of the weekly seasonal baseline and the hour before them. Closed
+    hours are float32 (their baselines need no more than seven digits; int64 was 3 kB of
+    each function's state). The requests per function are the series index's
+    (:class:`~stream_mlops.stats.rings.RequestCounts`, a week: the cost per request's
+    baseline), shared with the drift monitor."""
+    return RingSums(hours=FN_HOURS, hour_dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -115,7 +121,7 @@ class CostTracker(Monitor):
         # Pico-dollars per model group: hours for the rolling windows (7 days) and the
         # model mix, days for the calendar periods (a month).
         self.windows = RingSums(hours=8 * 24, days=35, tz=self.tz)
-        self.fn_cost, self.fn_requests = function_rings()
+        self.fn_cost = spend_ring()
         # (tenant, model) -> [mismatched, checked, caller pico, table pico, first, last]
         self.mismatch: dict[tuple[str, str], list[float]] = {}
         self._texts: dict[tuple[str, ...], str] = {}  # group -> its label text on /metrics
@@ -147,6 +153,11 @@ class CostTracker(Monitor):
         self.restore_open([AlertKey(r.tenant_id, r.fingerprint) for r in store.rows(
             "open_alerts", OpenAlertRow, type="cost")], store.now)
 
+    @property
+    def fn_requests(self) -> RequestCounts:
+        """Requests per function (shared with the other monitors of the index)."""
+        return self.index.shared(REQUESTS_PER_FUNCTION, RequestCounts)
+
     def restore_open(self, keys: Iterable[AlertKey], now: float) -> None:
         """Open cost alerts; unpriced-model and price-mismatch ones count as seen now."""
         self.episodes.open = set(keys)
@@ -177,9 +188,9 @@ class CostTracker(Monitor):
     def load(self, group: I64, unit: I64, pico: I64, requests: I64, *, minutes: bool) -> None:
         """Restore sums and request counts (of one minute or one hour each)."""
         fn = self.index.group_function[group]
-        for windows, g, values in ((self.windows, group, pico), (self.fn_cost, fn, pico),
-                                   (self.fn_requests, fn, requests)):
+        for windows, g, values in ((self.windows, group, pico), (self.fn_cost, fn, pico)):
             windows.load(g, unit, values, minutes=minutes)
+        self.fn_requests.restore(fn, unit, requests, minutes=minutes)
 
     # -- data -------------------------------------------------------------------------
     def observe(self, batch: Batch) -> Observed:
@@ -190,7 +201,7 @@ class CostTracker(Monitor):
         fn = self.index.group_function[group]
         self.windows.add(group[priced], created_at[priced], cost_pico[priced])
         self.fn_cost.add(fn[priced], created_at[priced], cost_pico[priced])
-        self.fn_requests.add(fn, created_at, np.ones(len(group), np.int64))
+        self.fn_requests.count_once(batch.serial, fn, created_at)
         check = rows.caller_cost & priced
         if check.any() and len(self.prices):
             self._check_caller_costs(group, batch, check)

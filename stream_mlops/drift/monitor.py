@@ -47,7 +47,7 @@ from stream_mlops.core.monitor import (
 from stream_mlops.core.rows import OpenAlertRow
 from stream_mlops.core.series import SeriesIndex
 from stream_mlops.stats.drift import Detector, TestResult, compare_windows, make_detector
-from stream_mlops.stats.rings import RingSums
+from stream_mlops.stats.rings import REQUESTS_PER_FUNCTION, RequestCounts, RingSums
 from stream_mlops.stats.seasonal import day_profile, day_windows
 
 F64 = npt.NDArray[np.float64]
@@ -210,7 +210,6 @@ class DriftMonitor(Monitor):
         # hour-of-day profiles, with the latency summed per hour (in microseconds; 0: not
         # known, in hours rolled up before the roll-ups carried it): a profile needs no
         # more than float32's seven digits of a closed hour.
-        self.requests = RingSums(hours=8 * 24, dtype=np.int32)
         self.latency_us = RingSums(hours=8 * 24, hour_dtype=np.float32, by_minute=False)
         # buffer() runs on the consumer's thread, flush() and test() on the job's thread:
         # the buffer is handed over under this lock, and /metrics reads the snapshot taken
@@ -263,23 +262,33 @@ class DriftMonitor(Monitor):
         f = np.array([self.index.function_id(r.tenant_id, r.function_name) for r in rows],
                      np.int64)
         hour = np.array([r.hour for r in rows], np.int64)
-        self.requests.load(f, hour, np.array([r.requests for r in rows], np.int64),
-                           minutes=False)
+        self.requests.restore(f, hour, np.array([r.requests for r in rows], np.int64),
+                              minutes=False)
         known = np.array([r.latency_ms_sum is not None for r in rows])
         self.latency_us.load(f[known], hour[known], np.rint(np.array(
             [r.latency_ms_sum or 0.0 for r in rows]) * 1000).astype(np.int64)[known],
             minutes=False)
 
+    @property
+    def requests(self) -> RequestCounts:
+        """Requests per function (shared with the other monitors of the index)."""
+        return self.index.shared(REQUESTS_PER_FUNCTION, RequestCounts)
+
     def observe(self, batch: Batch) -> Observed:
         rows = self._rows(batch)
-        self.count(rows)
+        self.requests.count_once(batch.serial, rows.function, rows.created_at)
+        self._count_latency(rows)
         self.buffer(rows)
         return NOTHING
 
     def count(self, rows: DriftRows) -> None:
-        """Add rows to the hourly sums (the volume baselines and latency profiles)."""
-        ones = np.ones(len(rows.function), np.int64)
-        self.requests.add(rows.function, rows.created_at, ones)
+        """Add rows fed without a batch to the hourly sums (the volume baselines and
+        latency profiles)."""
+        self.requests.add(rows.function, rows.created_at,
+                          np.ones(len(rows.function), np.int64))
+        self._count_latency(rows)
+
+    def _count_latency(self, rows: DriftRows) -> None:
         self.latency_us.add(rows.function, rows.created_at,
                             np.rint(rows.latency_ms * 1000).astype(np.int64))
 

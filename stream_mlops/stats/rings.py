@@ -303,3 +303,44 @@ class RingSums:
     def days(self, first: int, last: int) -> I64:
         """Per group, the sum over the local days ``first..last`` in the ring."""
         return live_sum(self.day_id, self.day_sums[: self.groups], first, last)
+
+
+# The name under which the requests per function are shared on a series index.
+REQUESTS_PER_FUNCTION = "requests per function"
+
+
+class RequestCounts(RingSums):
+    """Requests per group (a function) by minute over the last hour and by hour over
+    ``hours``, added once per batch however many readers are handed the batch: one copy
+    for every monitor that reads a function's volume, not one each (issue 18).
+
+    Examples
+    --------
+    >>> r = RequestCounts()
+    >>> for _ in range(2):  # two readers of batch 7
+    ...     r.count_once(7, np.array([0, 1, 0]), np.array([3600.0, 3601.0, 3602.0]))
+    >>> r.hours(1, 1).tolist()
+    [2, 1]
+    >>> for _ in range(2):  # two readers restoring the same roll-ups
+    ...     r.restore(np.array([1]), np.array([0]), np.array([5]), minutes=False)
+    >>> r.hours(0, 1).tolist()
+    [2, 6]
+    """
+
+    def __init__(self, hours: int = 8 * 24) -> None:
+        super().__init__(hours=hours, dtype=np.int32)
+        self.counted = -1  # the serial of the last batch added
+        self._restored = {False: False, True: False}  # hours, minutes
+
+    def count_once(self, serial: int, group: I64, t: F64) -> None:
+        """Add batch ``serial``'s rows (one request each) unless it was added already."""
+        if serial != self.counted:
+            self.counted = serial
+            self.add(group, t, np.ones(len(group), np.int64))
+
+    def restore(self, group: I64, unit: I64, values: I64, *, minutes: bool) -> None:
+        """:meth:`load` after a restart, unless another reader restored the same kind
+        (its readers restore from the same roll-ups: once is exact, twice doubles)."""
+        if not self._restored[minutes]:
+            self._restored[minutes] = True
+            self.load(group, unit, values, minutes=minutes)

@@ -11,10 +11,10 @@ import pytest
 
 from benchmarks.costs import KEYS, feed, minute_rows
 from stream_mlops.core.batch import batch_of
-from stream_mlops.costs.monitor import CostTracker, function_rings
+from stream_mlops.costs.monitor import CostTracker, spend_ring
 from stream_mlops.costs.pricing import Price, PriceBook, PriceMapError, changed, parse_price_map
 from stream_mlops.costs.rules import spend_levels
-from stream_mlops.stats.rings import RingSums
+from stream_mlops.stats.rings import RequestCounts, RingSums
 
 START = 20_000 * 1440  # minute 0 of a Saturday
 
@@ -159,7 +159,8 @@ def test_spike_baselines_need_no_more_than_four_weeks_of_hours() -> None:
     keep = t >= now0 + first_day * 86400  # groups 2-4 start later: less history
     t, group = t[keep], group[keep]
     cost = rng.integers(1, 10**10, len(t))
-    rings = [function_rings(), (RingSums(hours=840), RingSums(hours=840, dtype=np.int32))]
+    rings = [(spend_ring(), RequestCounts()),
+             (RingSums(hours=840), RingSums(hours=840, dtype=np.int32))]
     for c, n in rings:
         for chunk in np.array_split(np.arange(len(t)), 50):
             c.add(group[chunk], t[chunk], cost[chunk])

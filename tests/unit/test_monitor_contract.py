@@ -3,16 +3,20 @@ the contract and one entry in the processor's list; it needs no change anywhere 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
+import pytest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from stream_mlops.core.alerts import AlertChange, AlertKey, Episodes, alert_change
 from stream_mlops.core.batch import Batch, RawBatch
 from stream_mlops.core.monitor import Cursor, MetricsBuilder, Monitor, Observed, Store, Write
+from stream_mlops.costs.monitor import CostTracker, HourlyCostRow, MinuteCostRow
+from stream_mlops.drift.monitor import DriftMonitor, HourRow
 from stream_mlops.pipeline.processor import Processor
 from stream_mlops.pipeline.repository import delta_from_rows
 
@@ -145,3 +149,31 @@ def test_a_monitor_whose_state_cannot_be_restored_starts_empty_and_the_others_ru
     assert counter.counts == {0: 7}  # restored as if nothing had happened
     assert store.problems == ["broken: its stored state cannot be restored; it starts empty: "
                               "a row no version of this code wrote"]
+
+
+@pytest.mark.parametrize("drift_first", [False, True])
+def test_requests_per_function_are_one_copy_counted_and_restored_once(
+        drift_first: bool) -> None:
+    # Costs (cost per request) and drift (volume, latency profiles) read the same counts:
+    # one ring on the index, added once per batch and restored once, whichever monitor
+    # comes first.
+    order = [CostTracker, DriftMonitor][::-1 if drift_first else 1]
+    p = Processor(monitors=lambda: [cls() for cls in order], clock=lambda: NOW)
+    costs, drift = p.monitor(CostTracker), p.monitor(DriftMonitor)
+    assert costs.fn_requests is drift.requests
+    p.commit(p.prepare(rows("a", "a", "b")))
+    hour, minute = math.floor((NOW - 1) / 3600), math.floor((NOW - 1) / 60)
+    assert costs.fn_requests.hours(hour, hour).tolist() == [2, 1]
+    assert costs.fn_requests.minutes(minute, minute).tolist() == [2, 1]
+
+    key = "\x1f".join(("t", "a", "m", "control"))
+    store = MemoryStore({
+        "recent_hourly_costs": [HourlyCostRow("t", "a", "m", hour - 1, 10**9, 5)],
+        "recent_hourly_latency": [HourRow("t", "a", hour - 1, 5, 500.0)],
+        "recent_minute_costs": [MinuteCostRow(key, minute - 1, 10**8, 3)]})
+    loaded = p.loaded([], delta_from_rows([]), store)
+    ring = loaded.monitor(CostTracker).fn_requests
+    assert ring is loaded.monitor(DriftMonitor).requests and ring is not costs.fn_requests
+    assert ring.hours(hour - 1, hour - 1).tolist() == [5]
+    assert ring.minutes(minute - 1, minute - 1).tolist() == [3]
+    assert store.problems == []
