@@ -123,7 +123,6 @@ class Evidence:
 @dataclass(slots=True)  # one per (tenant, function)
 class _Series:
     detectors: dict[str, Detector] = field(default_factory=dict)
-    pinned: set[str] = field(default_factory=set)
     candidates: dict[str, tuple[str, ...]] = field(default_factory=dict)
     last_minute: int = -1  # last minute fed to the volume detector
     last_periodic: float = 0.0
@@ -346,8 +345,7 @@ class DriftMonitor(Monitor):
                 s.relearned[metric] = since
                 d = s.detectors.get(metric)
                 if d is not None:
-                    d.refresh()
-                s.pinned.discard(metric)
+                    d.refresh()  # unpinned too
                 s.candidates.pop(metric, None)
                 s.confirmed.pop(metric, None)
                 key = AlertKey(tenant, f"drift:{function}:{metric}")
@@ -445,7 +443,6 @@ class DriftMonitor(Monitor):
             d = s.detectors.get("latency")
             if d is not None:
                 d.refresh()
-                s.pinned.discard("latency")
                 s.candidates.pop("latency", None)
         ends = np.array([(0.0, 0.0) if p is None else (p[0], p[1]) for p in profiles])
         at = at.reshape(-1)
@@ -486,11 +483,10 @@ class DriftMonitor(Monitor):
         self.updates += len(xs)
         if len(found):
             s.candidates[metric] = d.state().last_drift_cusums
-        if metric not in s.pinned and not d.warming_up:
+        if not d.pinned and not d.warming_up:
             # Pinned, so an alarm keeps the reference for the evidence; the monitor
             # refreshes it only when the evidence confirms the drift.
             d.pin()
-            s.pinned.add(metric)
 
     def _feed_volume(self, volume: RingSums, now: float) -> None:
         """Requests per minute over the same hour's average on the last days (>= 1)."""
@@ -568,8 +564,7 @@ class DriftMonitor(Monitor):
         key = AlertKey(tenant, f"drift:{function}:{metric}")
         pinned = self.control(tenant, function, metric).pinned
         if not pinned:  # pinned: it keeps alarming while the drift lasts
-            d.refresh()  # learn the new normal
-            s.pinned.discard(metric)
+            d.refresh()  # learn the new normal (unpinned until the next reference)
         if key in self.episodes.open:
             return []
         return [self._alert(key, function, metric, cusums=cusums, confirmed=confirmed,

@@ -586,6 +586,11 @@ class _Detector(ABC):
         """True while the reference is being collected (no detection is possible)."""
         return len(self._thresholds) == 0
 
+    @property
+    def pinned(self) -> bool:
+        """True while the reference is kept after a drift (:meth:`pin`)."""
+        return self._pinned
+
     def _set_reference(self, ref: npt.NDArray[Any]) -> None:
         self._own_ring()
         ordered = ref.copy()  # _fit may sort; the dependence is read in stream order
