@@ -102,15 +102,17 @@ def encoder(accept: str | None) -> tuple[bool, str] | None:
     return func is openmetrics.generate_latest, content_type
 
 
-def render(families: Iterable[Metric], openmetrics_format: bool) -> bytes | None:
-    """The exposition of ``families``, or ``None`` where prometheus-client must write it
-    (see :func:`_sample_line`)."""
-    out: list[str] = []
+def render(families: Iterable[Metric], openmetrics_format: bool) -> list[bytes] | None:
+    """The exposition of ``families``, a chunk per family, or ``None`` where
+    prometheus-client must write it (see :func:`_sample_line`). Chunks, not one body: at
+    5,000 series the text is 43 MB, and joining it whole, then encoding it, cost two
+    fresh buffers of that size per scrape."""
+    out: list[bytes] = []
     for metric in families:
         text = _family_text(metric, openmetrics_format)
         if text is None:
             return None
-        out.extend(text)
+        out.append("".join(text).encode())
     if openmetrics_format:
-        out.append("# EOF\n")
-    return "".join(out).encode()
+        out.append(b"# EOF\n")
+    return out

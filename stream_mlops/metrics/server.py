@@ -13,11 +13,11 @@ held-open connections cannot pile up threads.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
@@ -129,11 +129,14 @@ def _metrics(registry: CollectorRegistry, environ: dict[str, Any],
     headers = [("Content-Type", content_type)]
     if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
         # Level 1: a scrape at thousands of series is tens of MB of repetitive text, which
-        # level 1 compresses about 15x at a fraction of the default level's time.
-        body = gzip.compress(body, compresslevel=GZIP_LEVEL)
+        # level 1 compresses about 15x at a fraction of the default level's time. A
+        # chunk at a time: the plain body is never joined.
+        z = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        body = [*(z.compress(chunk) for chunk in body), z.flush()]
         headers.append(("Content-Encoding", "gzip"))
+    headers.append(("Content-Length", str(sum(map(len, body)))))
     start_response("200 OK", headers)
-    return [body]
+    return body
 
 
 def _text(start_response: StartResponse, code: int, body: str) -> list[bytes]:

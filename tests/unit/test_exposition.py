@@ -86,7 +86,7 @@ def test_the_text_parses_to_exactly_the_librarys_families_and_samples(
     ours = render(reg.collect(), openmetrics)
     assert ours is not None
     theirs = library(reg).decode()
-    mine = list(parse(ours.decode()))
+    mine = list(parse(b"".join(ours).decode()))
     expected = list(parse(theirs))
     assert samples(mine) == samples(expected)
     assert docs(mine) == docs(expected)
@@ -129,13 +129,17 @@ def test_the_endpoint_negotiates_format_and_compression_as_the_library_does() ->
 
     prom = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
             "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
-    body = gzip.decompress(get(HTTP_ACCEPT=prom, HTTP_ACCEPT_ENCODING="gzip, deflate"))
+    zipped = get(HTTP_ACCEPT=prom, HTTP_ACCEPT_ENCODING="gzip, deflate")
+    body = gzip.decompress(zipped)
     assert seen["headers"]["Content-Encoding"] == "gzip"
+    assert seen["headers"]["Content-Length"] == str(len(zipped))
     assert seen["headers"]["Content-Type"] == encoder(prom)[1]  # type: ignore[index]
     assert seen["headers"]["Content-Type"].startswith("application/openmetrics-text")
     assert body.endswith(b"# EOF\n")
     plain = get()
     assert seen["headers"]["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert seen["headers"]["Content-Length"] == str(len(plain))
+    assert gzip.decompress(get(HTTP_ACCEPT_ENCODING="gzip")) == get()  # compressed by chunk
     assert "Content-Encoding" not in seen["headers"]
     assert samples(text_string_to_metric_families(plain.decode())) == samples(
         text_string_to_metric_families(generate_latest(reg).decode()))
