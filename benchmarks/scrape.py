@@ -1,6 +1,6 @@
 """Cost of a /metrics scrape at N series (issue 18).
 
-    .venv/bin/python benchmarks/scrape.py [--series 100,1000,5000] [--repeat 5]
+    .venv/bin/python benchmarks/scrape.py [--series 100,1000,5000] [--repeat 5] [--gzip-repeat 30]
 
 For each series count, a processor with every monitor on is fed 50 rows per series (as in
 benchmarks/memory.py), its background jobs run, and every drift metric is given the
@@ -8,9 +8,10 @@ p-values that the periodic tests would have written by then (see :func:`steady_d
 its registry is served through the real WSGI application of
 ``stream-mlops run`` (``stream_mlops.metrics.server.app``), called in-process: time per
 scrape (median of ``--repeat``), bytes plain and gzip, Python memory allocated at the peak
-of a scrape (tracemalloc), and the longest a thread standing in for the consumer waited
-for the state lock during the gzip scrapes (it takes and releases the lock in a loop, as
-``Consumer.step`` does around a batch; the wait includes waiting for the GIL). The
+of a scrape (tracemalloc), and how long a thread standing in for the consumer waited for
+the state lock during ``--gzip-repeat`` gzip scrapes (it takes and releases the lock in a
+loop, as ``Consumer.step`` does around a batch; the wait includes waiting for the GIL),
+with the full garbage collections that fell among them. The
 reference, in the same run: prometheus-client's own Counter and Histogram (the same
 latency buckets) with one child per series.
 """
@@ -18,6 +19,7 @@ latency buckets) with one child per series.
 from __future__ import annotations
 
 import argparse
+import gc
 import gzip
 import statistics
 import sys
@@ -90,7 +92,7 @@ def timed(fn: Any, repeat: int) -> tuple[float, Any]:
     return statistics.median(times), out
 
 
-def measure(n_series: int, repeat: int) -> dict[str, Any]:
+def measure(n_series: int, repeat: int, gzip_repeat: int) -> dict[str, Any]:
     sys.setswitchinterval(0.001)  # as `stream-mlops run` sets it
     p = Processor()
     rows = rows_for(n_series, 50)
@@ -115,11 +117,25 @@ def measure(n_series: int, repeat: int) -> dict[str, Any]:
     ref = reference(n_series)
     ref_s, ref_body = timed(lambda: generate_latest(ref), repeat)
     plain_s, plain = timed(lambda: serve(wsgi, False), repeat)
+    # Full collections of the cyclic garbage collector stop every thread for as long as
+    # it takes to traverse every tracked object (the processor's state included), whatever
+    # triggered them: counted and timed, as the longest wait depends on whether one falls
+    # among the timed scrapes.
+    full: list[float] = []
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if info["generation"] == 2:
+            full.append(time.perf_counter() * (1 if phase == "stop" else -1))
+
     th = threading.Thread(target=consumer)
+    gc.callbacks.append(on_gc)
     th.start()
-    gzip_s, zipped = timed(lambda: serve(wsgi, True), repeat)
+    gzip_s, zipped = timed(lambda: serve(wsgi, True), gzip_repeat)
     stop.set()
     th.join()
+    gc.callbacks.remove(on_gc)
+    pauses = [round((b + a) * 1000, 1) for a, b in zip(full[::2], full[1::2], strict=True)]
+    ordered = sorted(waits)
     tracemalloc.start()
     serve(wsgi, False)
     peak = tracemalloc.get_traced_memory()[1]
@@ -131,6 +147,9 @@ def measure(n_series: int, repeat: int) -> dict[str, Any]:
         "bytes_gzip": len(zipped), "samples": plain.count(b"\n") - plain.count(b"\n#"),
         "peak_alloc_mb_per_scrape": round(peak / 2**20, 1),
         "consumer_lock_wait_ms_max": round(max(waits) * 1000, 2),
+        "consumer_lock_wait_ms_p999": round(ordered[int(0.999 * (len(ordered) - 1))] * 1000, 2),
+        "gzip_scrapes": gzip_repeat, "full_gc_pauses_ms": pauses,
+        "tracked_objects": len(gc.get_objects()),
         "reference_ms": round(ref_s * 1000, 1), "reference_bytes": len(ref_body),
         "ratio_ms_to_reference": round(plain_s / ref_s, 2)}
 
@@ -139,10 +158,12 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--series", default="100,1000,5000")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--gzip-repeat", type=int, default=30,
+                    help="gzip scrapes during which the consumer's waits are measured")
     ap.add_argument("--out", default="scrape")
     args = ap.parse_args()
     report(args.out, {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                      "runs": [measure(int(n), args.repeat)
+                      "runs": [measure(int(n), args.repeat, args.gzip_repeat)
                                for n in args.series.split(",")]})
     return 0
 

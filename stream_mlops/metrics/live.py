@@ -32,6 +32,7 @@ import numpy as np
 from prometheus_client.registry import CollectorRegistry
 
 from stream_mlops.core.families import SeriesFamily
+from stream_mlops.metrics.exposition import collector_paused
 
 Key = tuple[str, str, str, str]  # tenant, function, model, variant
 Group = tuple[str, ...]
@@ -129,7 +130,8 @@ class Sampler:
         history only when the last one is older than the interval, so many viewers cannot
         shorten the hour the charts show."""
         now = time.time() if now is None else now
-        rows, buckets, gauges = _read(self.registry)
+        with collector_paused():  # as a scrape (it is one)
+            rows, buckets, gauges = _read(self.registry)
         with self.lock:
             if not self.bounds and buckets:
                 les = next(iter(buckets.values()))

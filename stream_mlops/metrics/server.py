@@ -91,8 +91,9 @@ def app(registry: CollectorRegistry, *, live: Check, ready: Check,
             environ = {**environ,
                        "HTTP_ACCEPT": exposition.readable_accept(environ.get("HTTP_ACCEPT"))}
             try:
-                return _metrics(registry, environ, start_response) \
-                    or metrics(environ, start_response)
+                with exposition.collector_paused():
+                    return _metrics(registry, environ, start_response) \
+                        or metrics(environ, start_response)
             except Exception as exc:  # a bug must not take the endpoint down
                 log.exception("collecting metrics failed")
                 return _text(start_response, 500, f"collecting metrics failed: {exc!r}\n")

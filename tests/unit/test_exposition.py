@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ from stream_mlops.core.batch import RawBatch
 from stream_mlops.core.monitor import BackgroundJob
 from stream_mlops.drift.monitor import DriftMonitor
 from stream_mlops.metrics.exposition import encoder, render
+from stream_mlops.metrics.live import Sampler
 from stream_mlops.metrics.server import app
 from stream_mlops.pipeline.metrics import build_registry
 from stream_mlops.pipeline.processor import Processor
@@ -204,3 +206,31 @@ def test_a_malformed_accept_header_gets_the_text_format_not_an_error(
     families = {f.name for f in text_string_to_metric_families(body.decode())}
     assert "mlops_requests" in families
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+def test_the_garbage_collector_is_off_during_a_scrape_and_back_as_it_was_after() -> None:
+    seen: list[bool] = []
+
+    class Probe(Collector):
+        def describe(self) -> Any:
+            yield GaugeMetricFamily("probe", "gc state")
+
+        def collect(self) -> Any:
+            seen.append(gc.isenabled())
+            yield GaugeMetricFamily("probe", "gc state", value=1.0)
+
+    reg = CollectorRegistry()
+    reg.register(Probe())
+    wsgi = app(reg, live=lambda _: [], ready=lambda _: [])
+    environ = {"PATH_INFO": "/metrics", "REQUEST_METHOD": "GET", "QUERY_STRING": ""}
+    assert gc.isenabled()
+    b"".join(wsgi(environ, lambda *a: None))
+    b"".join(wsgi({**environ, "QUERY_STRING": "name[]=probe"}, lambda *a: None))  # library
+    Sampler(reg).sample()
+    assert seen == [False, False, False] and gc.isenabled()
+    gc.disable()
+    try:
+        b"".join(wsgi(environ, lambda *a: None))
+        assert not gc.isenabled()  # left off by whoever turned it off
+    finally:
+        gc.enable()
