@@ -1,6 +1,7 @@
 """Cost of a /metrics scrape at N series (issue 18).
 
-    .venv/bin/python benchmarks/scrape.py [--series 100,1000,5000] [--repeat 5] [--gzip-repeat 30]
+    .venv/bin/python benchmarks/scrape.py [--series 100,1000,5000] [--repeat 5]
+        [--gzip-repeat 30] [--gc-scrapes 100]
 
 For each series count, a processor with every monitor on is fed 50 rows per series (as in
 benchmarks/memory.py), its background jobs run, and every drift metric is given the
@@ -11,7 +12,8 @@ scrape (median of ``--repeat``), bytes plain and gzip, Python memory allocated a
 of a scrape (tracemalloc), and how long a thread standing in for the consumer waited for
 the state lock during ``--gzip-repeat`` gzip scrapes (it takes and releases the lock in a
 loop, as ``Consumer.step`` does around a batch; the wait includes waiting for the GIL),
-with the full garbage collections that fell among them. The
+with the full garbage collections that fell among them; then the garbage collections
+during ``--gc-scrapes`` more. The
 reference, in the same run: prometheus-client's own Counter and Histogram (the same
 latency buckets) with one child per series.
 """
@@ -83,6 +85,29 @@ def steady_drift(p: Processor) -> None:
     drift.snapshot = drift.gauges()
 
 
+def collections(wsgi: Any, scrapes: int) -> dict[str, Any]:
+    """Garbage collections, by generation, during ``scrapes`` plain scrapes, and how long
+    each full one stopped every thread."""
+    counts, full = [0, 0, 0], []
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        g = info["generation"]
+        if phase == "start":
+            counts[g] += 1
+        if g == 2:
+            full.append(time.perf_counter() * (1 if phase == "stop" else -1))
+
+    gc.callbacks.append(on_gc)
+    try:
+        for _ in range(scrapes):
+            serve(wsgi, False)
+    finally:
+        gc.callbacks.remove(on_gc)
+    return {"scrapes": scrapes, "collections_by_generation": counts,
+            "full_collection_ms": [round((b + a) * 1000, 1)
+                                   for a, b in zip(full[::2], full[1::2], strict=True)]}
+
+
 def timed(fn: Any, repeat: int) -> tuple[float, Any]:
     out, times = None, []
     for _ in range(repeat):
@@ -92,7 +117,7 @@ def timed(fn: Any, repeat: int) -> tuple[float, Any]:
     return statistics.median(times), out
 
 
-def measure(n_series: int, repeat: int, gzip_repeat: int) -> dict[str, Any]:
+def measure(n_series: int, repeat: int, gzip_repeat: int, gc_scrapes: int) -> dict[str, Any]:
     sys.setswitchinterval(0.001)  # as `stream-mlops run` sets it
     p = Processor()
     rows = rows_for(n_series, 50)
@@ -150,6 +175,7 @@ def measure(n_series: int, repeat: int, gzip_repeat: int) -> dict[str, Any]:
         "consumer_lock_wait_ms_p999": round(ordered[int(0.999 * (len(ordered) - 1))] * 1000, 2),
         "gzip_scrapes": gzip_repeat, "full_gc_pauses_ms": pauses,
         "tracked_objects": len(gc.get_objects()),
+        "garbage_collection": collections(wsgi, gc_scrapes),
         "reference_ms": round(ref_s * 1000, 1), "reference_bytes": len(ref_body),
         "ratio_ms_to_reference": round(plain_s / ref_s, 2)}
 
@@ -160,10 +186,12 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--gzip-repeat", type=int, default=30,
                     help="gzip scrapes during which the consumer's waits are measured")
+    ap.add_argument("--gc-scrapes", type=int, default=100,
+                    help="plain scrapes whose garbage collections are counted")
     ap.add_argument("--out", default="scrape")
     args = ap.parse_args()
     report(args.out, {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                      "runs": [measure(int(n), args.repeat, args.gzip_repeat)
+                      "runs": [measure(int(n), args.repeat, args.gzip_repeat, args.gc_scrapes)
                                for n in args.series.split(",")]})
     return 0
 
