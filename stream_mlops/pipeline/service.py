@@ -3,6 +3,7 @@ through lost connections and Postgres restarts."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import signal
@@ -32,6 +33,12 @@ from stream_mlops.settings import Settings, email_enabled
 log = logging.getLogger(__name__)
 # How often the loop looks for due jobs and the workers' results: not after every batch.
 JOBS_TICK_SECONDS = 0.05
+# Net allocations of tracked objects between young collections (Python's default: 700).
+# Each young collection promotes what a batch in flight holds; at the default, the
+# promotions set off a full collection, which walks the whole processor state with every
+# thread stopped (100-130 ms at 5,000 series), every few thousand batches. Young garbage
+# with cycles waits for 10,000 allocations instead of 700: a few MB at most.
+GC_YOUNG_THRESHOLD = 10_000
 
 
 class Service:
@@ -88,6 +95,7 @@ class Service:
         # interval each time it needs it (5 ms by default): 1 ms keeps the COMMIT ->
         # /metrics latency of the consumer close to what it is without workers.
         sys.setswitchinterval(0.001)
+        gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
         self.consumer.start_workers()
         try:
             self._loop()
