@@ -34,11 +34,25 @@ log = logging.getLogger(__name__)
 # How often the loop looks for due jobs and the workers' results: not after every batch.
 JOBS_TICK_SECONDS = 0.05
 # Net allocations of tracked objects between young collections (Python's default: 700).
-# Each young collection promotes what a batch in flight holds; at the default, the
-# promotions set off a full collection, which walks the whole processor state with every
-# thread stopped (100-130 ms at 5,000 series), every few thousand batches. Young garbage
-# with cycles waits for 10,000 allocations instead of 700: a few MB at most.
 GC_YOUNG_THRESHOLD = 10_000
+
+
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector's full collections rare and short.
+
+    A full collection walks every tracked object with every thread stopped, the consumer
+    too: ~45 ms for what the imports alone leave (numpy, scipy, psycopg: 100,000
+    objects), ~100 ms with 5,000 series of state. At Python's young threshold (700) each
+    young collection promotes what a batch in flight holds, and the promotions set off a
+    full collection every few hundred batches (``benchmarks/gc_pauses.py``). So: what
+    exists at start (modules, classes, settings; never garbage) is frozen out of every
+    collection, and young collections wait for 10,000 net allocations, which keeps
+    young garbage with cycles to a few MB. The state the processor loads later is not
+    frozen: a reload's old state is collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
 
 
 class Service:
@@ -95,7 +109,7 @@ class Service:
         # interval each time it needs it (5 ms by default): 1 ms keeps the COMMIT ->
         # /metrics latency of the consumer close to what it is without workers.
         sys.setswitchinterval(0.001)
-        gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
+        tune_gc()
         self.consumer.start_workers()
         try:
             self._loop()
