@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import random
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +80,25 @@ def report(name: str, result: dict[str, Any]) -> None:
     print(text)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(text + "\n")
+
+
+@contextmanager
+def collections() -> Iterator[dict[str, Any]]:
+    """Garbage collections while the block runs: how many by generation, and how long
+    each full one stopped every thread (ms); the dict is filled in as they happen."""
+    out: dict[str, Any] = {"collections_by_generation": [0, 0, 0], "full_collection_ms": []}
+    started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        g = info["generation"]
+        if phase == "start":
+            out["collections_by_generation"][g] += 1
+            started[0] = time.perf_counter()
+        elif g == 2:
+            out["full_collection_ms"].append(round((time.perf_counter() - started[0]) * 1000, 1))
+
+    gc.callbacks.append(on_gc)
+    try:
+        yield out
+    finally:
+        gc.callbacks.remove(on_gc)

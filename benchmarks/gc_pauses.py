@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import report
+from benchmarks.common import collections, report
 from benchmarks.memory import BATCH, feed_detectors, rows_for
 from benchmarks.scrape import serve
 from stream_mlops.metrics.server import app
@@ -57,34 +57,23 @@ def child(tuned: bool, n_series: int, batches: int) -> dict[str, Any]:
                ready=lambda _: [])
     serve(wsgi, False)
     gc.collect()
-    counts, full = [0, 0, 0], []
-
-    def on_gc(phase: str, info: dict[str, int]) -> None:
-        g = info["generation"]
-        if phase == "start":
-            counts[g] += 1
-        if g == 2:
-            full.append(time.perf_counter() * (1 if phase == "stop" else -1))
-
     live = rows_for(n_series, max(1, -(-batches * 10 // n_series)), seed=1)
-    gc.callbacks.append(on_gc)
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    for b in range(batches):
-        p.commit(p.prepare(live.take(np.arange(b * 10, b * 10 + 10))))
-        if b % 100 == 99:
-            p.tick()
-        if b % 1500 == 1499:
-            serve(wsgi, True)
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
-    gc.callbacks.remove(on_gc)
+    with collections() as seen:
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        for b in range(batches):
+            p.commit(p.prepare(live.take(np.arange(b * 10, b * 10 + 10))))
+            if b % 100 == 99:
+                p.tick()
+            if b % 1500 == 1499:
+                serve(wsgi, True)
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
     t1 = time.perf_counter()
     gc.collect()  # what one full collection costs at the end, whether or not one came
     one_full = time.perf_counter() - t1
-    pauses = [round((b + a) * 1000, 1) for a, b in zip(full[::2], full[1::2], strict=True)]
     return {"gc": "tune_gc()" if tuned else "Python's defaults",
             "young_threshold": gc.get_threshold()[0], "frozen": gc.get_freeze_count(),
             "series": n_series, "batches": batches,
-            "collections_by_generation": counts, "full_collection_ms": pauses,
+            **seen,
             "tracked_objects": len(gc.get_objects()),
             "one_full_collection_at_the_end_ms": round(one_full * 1000, 1),
             "cpu_ms_per_batch": round(cpu / batches * 1000, 3),

@@ -36,7 +36,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import report
+from benchmarks.common import collections, report
 from benchmarks.memory import BATCH, rows_for
 from stream_mlops.core.monitor import BackgroundJob
 from stream_mlops.drift.monitor import KINDS, DriftMonitor
@@ -85,27 +85,13 @@ def steady_drift(p: Processor) -> None:
     drift.snapshot = drift.gauges()
 
 
-def collections(wsgi: Any, scrapes: int) -> dict[str, Any]:
+def scrape_collections(wsgi: Any, scrapes: int) -> dict[str, Any]:
     """Garbage collections, by generation, during ``scrapes`` plain scrapes, and how long
     each full one stopped every thread."""
-    counts, full = [0, 0, 0], []
-
-    def on_gc(phase: str, info: dict[str, int]) -> None:
-        g = info["generation"]
-        if phase == "start":
-            counts[g] += 1
-        if g == 2:
-            full.append(time.perf_counter() * (1 if phase == "stop" else -1))
-
-    gc.callbacks.append(on_gc)
-    try:
+    with collections() as seen:
         for _ in range(scrapes):
             serve(wsgi, False)
-    finally:
-        gc.callbacks.remove(on_gc)
-    return {"scrapes": scrapes, "collections_by_generation": counts,
-            "full_collection_ms": [round((b + a) * 1000, 1)
-                                   for a, b in zip(full[::2], full[1::2], strict=True)]}
+    return {"scrapes": scrapes, **seen}
 
 
 def timed(fn: Any, repeat: int) -> tuple[float, Any]:
@@ -146,20 +132,12 @@ def measure(n_series: int, repeat: int, gzip_repeat: int, gc_scrapes: int) -> di
     # it takes to traverse every tracked object (the processor's state included), whatever
     # triggered them: counted and timed, as the longest wait depends on whether one falls
     # among the timed scrapes.
-    full: list[float] = []
-
-    def on_gc(phase: str, info: dict[str, int]) -> None:
-        if info["generation"] == 2:
-            full.append(time.perf_counter() * (1 if phase == "stop" else -1))
-
     th = threading.Thread(target=consumer)
-    gc.callbacks.append(on_gc)
-    th.start()
-    gzip_s, zipped = timed(lambda: serve(wsgi, True), gzip_repeat)
-    stop.set()
-    th.join()
-    gc.callbacks.remove(on_gc)
-    pauses = [round((b + a) * 1000, 1) for a, b in zip(full[::2], full[1::2], strict=True)]
+    with collections() as seen:
+        th.start()
+        gzip_s, zipped = timed(lambda: serve(wsgi, True), gzip_repeat)
+        stop.set()
+        th.join()
     ordered = sorted(waits)
     tracemalloc.start()
     serve(wsgi, False)
@@ -173,9 +151,9 @@ def measure(n_series: int, repeat: int, gzip_repeat: int, gc_scrapes: int) -> di
         "peak_alloc_mb_per_scrape": round(peak / 2**20, 1),
         "consumer_lock_wait_ms_max": round(max(waits) * 1000, 2),
         "consumer_lock_wait_ms_p999": round(ordered[int(0.999 * (len(ordered) - 1))] * 1000, 2),
-        "gzip_scrapes": gzip_repeat, "full_gc_pauses_ms": pauses,
+        "gzip_scrapes": gzip_repeat, "full_gc_pauses_ms": seen["full_collection_ms"],
         "tracked_objects": len(gc.get_objects()),
-        "garbage_collection": collections(wsgi, gc_scrapes),
+        "garbage_collection": scrape_collections(wsgi, gc_scrapes),
         "reference_ms": round(ref_s * 1000, 1), "reference_bytes": len(ref_body),
         "ratio_ms_to_reference": round(plain_s / ref_s, 2)}
 
