@@ -152,7 +152,7 @@ class PerformanceAlerts(Monitor):
         # The rules read the touched groups' totals only (positions in ``which``).
         tot = self.windows.totals(now, np.asarray(which, np.int64))
         verdicts = read_rules(tot, range(len(which)), [self.thresholds[g] for g in which],
-                              self.z, ids=which)
+                              self.z, ids=which, open_groups=self._open_functions())
         changes = []
         for v in verdicts:
             tenant, function = self.index.function_keys[v.group]
@@ -161,6 +161,15 @@ class PerformanceAlerts(Monitor):
             if t is not None:
                 changes.append(self._change(t, function))
         return changes
+
+    def _open_functions(self) -> set[int]:
+        """The functions with an open alert episode."""
+        out = set()
+        for key in self.lifecycle.open:
+            f = self.index.known_function(key.tenant_id, key.fingerprint.split(":", 2)[2])
+            if f is not None:
+                out.add(f)
+        return out
 
     def _change(self, t: Transition, function: str) -> AlertChange:
         v = t.verdict

@@ -131,6 +131,10 @@ class SeriesIndex:
         """The function's number (added when new)."""
         return self._functions.of((tenant, function))
 
+    def known_function(self, tenant: str, function: str) -> int | None:
+        """The function's number, None where the index has none (nothing is added)."""
+        return self._functions.ids.get((tenant, function))
+
     def group_id(self, tenant: str, function: str, model: str) -> int:
         """The model group's number (added when new)."""
         g = self._groups.of((tenant, function, model))

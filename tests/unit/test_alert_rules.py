@@ -104,3 +104,31 @@ def test_a_series_without_rows_in_the_window_reads_as_empty() -> None:
                               is_error=np.ones(200, bool), confidence=np.full(200, 0.9)))
     changes = seen.alerts + a.evaluate(1001.0)
     assert [(c.function_name, c.rule) for c in changes] == [("f", "error_rate")]
+
+
+def test_reading_only_breached_or_open_groups_leaves_out_only_verdicts_that_change_nothing(
+        ) -> None:
+    # Seeded totals on both sides of every rule, per-group thresholds, some groups with an
+    # open alert: the verdicts kept are exactly those of the groups a rule breaches or
+    # that have an open alert, as the one-at-a-time reading gives them.
+    rng = np.random.default_rng(5)
+    g = 600
+    n = rng.integers(0, 200, g).astype(np.float64)
+    counts = n.astype(np.int64)
+    conf_n = np.floor(n * rng.random(g))
+    mu = rng.choice([0.5, 0.62, 0.66, 0.72, 0.9], g)
+    tot = {"n": n,
+           "errors": rng.binomial(counts, rng.choice([0.01, 0.05, 0.08, 0.3], g)).astype(float),
+           "slow": rng.binomial(counts, rng.choice([0.01, 0.06, 0.2], g)).astype(float),
+           "conf_n": conf_n, "conf_sum": conf_n * mu, "conf_sq": conf_n * (mu * mu + 0.01)}
+    ths = [AlertThresholds(error_rate=float(e), confidence_mean=float(c), min_requests=int(m))
+           for e, c, m in zip(rng.choice([0.02, 0.05, 0.1], g), rng.choice([0.6, 0.7], g),
+                              rng.integers(1, 80, g), strict=True)]
+    ids = list(range(1000, 1000 + g))
+    opened = set(rng.choice(ids, 40, replace=False).tolist())
+    every = evaluate(tot, range(g), ths, ids=ids)
+    some = evaluate(tot, range(g), ths, ids=ids, open_groups=opened)
+    breached = {v.group for v in every if v.breach}
+    assert some == [v for v in every if v.group in breached | opened]
+    assert len(breached) > 50 and len(some) < len(every) - 600
+    assert {v.breach for v in every if v.group not in breached} == {False, None}
