@@ -130,6 +130,8 @@ class CostTracker(Monitor):
         self.episodes = Episodes()
         # (tenant, model) -> [requests without a price, first and last seen]
         self.unpriced: dict[tuple[str, str], list[float]] = {}
+        self._tenant_numbers: tuple[SeriesIndex | None, dict[str, int], I64] = (
+            None, {}, np.zeros(0, np.int64))
 
     # -- state ------------------------------------------------------------------------
     def restore(self, store: Store) -> None:
@@ -292,9 +294,7 @@ class CostTracker(Monitor):
         (``sums``: :func:`window_sums` at ``now``, when the caller has them)."""
         sums = window_sums(self.windows, now) if sums is None else sums
         keys = self.index.group_keys
-        tenants: dict[str, int] = {}
-        tenant_of = np.fromiter((tenants.setdefault(k[0], len(tenants)) for k in keys),
-                                np.int64, len(keys))
+        tenants, tenant_of = self._tenants(keys)
         spent: dict[tuple[str, str | None, str], int] = {}
         for period in PERIODS:
             per_tenant = exact_grouped_sum(tenant_of[:len(sums[period])], sums[period],
@@ -317,6 +317,19 @@ class CostTracker(Monitor):
                 out.append((who, scope_fn, read_budget(period, pico / 1e12, budget, now,
                                                           self.tz)))
         return out
+
+    def _tenants(self, keys: Sequence[GroupKey]) -> tuple[dict[str, int], I64]:
+        """Tenants numbered in order of first appearance, and each group's: extended as
+        groups are added (they only ever are), not renumbered at every reading."""
+        index, tenants, known = self._tenant_numbers
+        if index is not self.index:  # another state's index: numbered afresh
+            index, tenants, known = self.index, {}, np.zeros(0, np.int64)
+        if len(known) < len(keys):
+            known = np.concatenate([known, np.fromiter(
+                (tenants.setdefault(k[0], len(tenants)) for k in keys[len(known):]),
+                np.int64, len(keys) - len(known))])
+        self._tenant_numbers = (index, tenants, known)
+        return tenants, known[:len(keys)]
 
     def evaluate(self, now: float) -> list[AlertChange]:
         """Early warnings (each level at most once per period), forecasts, and resolution
@@ -374,11 +387,14 @@ class CostTracker(Monitor):
         self.fn_requests.grow(len(self.index.function_keys))
         self.levels = lv = spend_levels(self.fn_cost, self.fn_requests, now, self.spike)
         rule, out, is_open = self.spike, [], self.episodes.open.__contains__
-        for f, (tenant, function) in enumerate(
-                self.index.function_keys[: len(lv.rate_usd_per_hour)]):
+        keys = self.index.function_keys
+        # Below the spend gate (or without history) a function is never paged for either
+        # rule: only those above it are read one at a time.
+        gate = ~(lv.rate_usd_per_hour < rule.min_usd_per_hour) & np.isfinite(
+            lv.baseline_usd_per_hour)
+        for f in np.flatnonzero(gate[:len(keys)]).tolist():
+            tenant, function = keys[f]
             rate, base = float(lv.rate_usd_per_hour[f]), float(lv.baseline_usd_per_hour[f])
-            if rate < rule.min_usd_per_hour or not np.isfinite(base):
-                continue  # below the spend gate (or no history): never a page
             key = AlertKey(tenant, f"cost:spike:{function}")
             floor = rule.min_usd_per_hour / rule.factor
             ratio = rate / max(base, floor)

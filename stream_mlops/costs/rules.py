@@ -176,9 +176,27 @@ def _masked_median(values: F64, ok: npt.NDArray[np.bool_]) -> F64:
 
 
 def _first_hour(ring: RingSums, active: npt.NDArray[np.bool_]) -> I64:
-    """Per group, the first unix hour in the ring where ``active`` (int64 max: none)."""
-    out: I64 = np.where(active & (ring.hour_id >= 0)[None, :], ring.hour_id[None, :],
-                        np.iinfo(np.int64).max).min(axis=1, initial=np.iinfo(np.int64).max)
+    """Per group, the first unix hour in the ring where ``active`` (int64 max: none).
+
+    Examples
+    --------
+    >>> r = RingSums(hours=4)
+    >>> r.add(np.array([0, 1]), np.array([3600.0 * 9, 3600.0 * 10]), np.array([1, 1]))
+    >>> r.add(np.array([0]), np.array([3600.0 * 11]), np.array([1]))
+    >>> _first_hour(r, r.hour_sums[:2] > 0).tolist(), int(_first_hour(r, r.hour_sums[:2] < 0)[0])
+    ([9, 10], 9223372036854775807)
+    """
+    # The minimum over a small-integer rank of each column's hour (unused columns rank
+    # past the last), not over an int64 copy of the ring: 5 -> 3.5 ms a call at 5,000
+    # functions, twice a tick.
+    width = len(ring.hour_id)
+    kind = np.uint16 if width < np.iinfo(np.uint16).max else np.uint32
+    order = np.argsort(ring.hour_id, kind="stable")
+    rank = np.empty(width, kind)
+    rank[order] = np.arange(width, dtype=kind)
+    rank[ring.hour_id < 0] = width
+    first = np.where(active, rank[None, :], kind(width)).min(axis=1, initial=width)
+    out: I64 = np.append(ring.hour_id[order], np.iinfo(np.int64).max)[first]
     return out
 
 

@@ -45,9 +45,18 @@ def exact_grouped_sum(slot: I64, values: I64, n: int) -> list[int]:
 
 
 def live_sum(ids: I64, sums: I64, first: int, last: int) -> I64:
-    """Per row of ``sums``, the total of the ring columns holding units first..last."""
+    """Per row of ``sums``, the total of the ring columns holding units first..last.
+
+    Examples
+    --------
+    >>> live_sum(np.array([7, 5, 6]), np.array([[1, 2, 4], [8, 16, 32]]), 6, 7).tolist()
+    [5, 40]
+    """
     live = (ids >= first) & (ids <= last)
-    out: I64 = sums[:, live].sum(axis=1).astype(np.int64)
+    if sums.dtype.kind in "iu":  # exact in any order: summed in place, not copied out
+        out: I64 = sums.sum(axis=1, where=live[None, :], dtype=np.int64)
+        return out
+    out = sums[:, live].sum(axis=1).astype(np.int64)
     return out
 
 

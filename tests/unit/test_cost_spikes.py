@@ -13,7 +13,7 @@ from benchmarks.costs import KEYS, feed, minute_rows
 from stream_mlops.core.batch import batch_of
 from stream_mlops.costs.monitor import CostTracker, spend_ring
 from stream_mlops.costs.pricing import Price, PriceBook, PriceMapError, changed, parse_price_map
-from stream_mlops.costs.rules import spend_levels
+from stream_mlops.costs.rules import _first_hour, spend_levels
 from stream_mlops.stats.rings import RequestCounts, RingSums
 
 START = 20_000 * 1440  # minute 0 of a Saturday
@@ -173,3 +173,20 @@ def test_spike_baselines_need_no_more_than_four_weeks_of_hours() -> None:
             # The short ring's closed hours are float32: baselines to seven digits.
             assert np.allclose(a, b, rtol=1e-6, atol=0, equal_nan=True)
             assert np.array_equal(np.isnan(a), np.isnan(b))
+
+
+def test_the_first_active_hour_is_the_oldest_active_column_of_each_ring_row() -> None:
+    # Rings of random widths filled at random times (columns reused, some never used),
+    # against the minimum over the active columns' hours.
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        hours, groups, n = int(rng.integers(3, 40)), int(rng.integers(1, 30)), int(
+            rng.integers(0, 200))
+        ring = RingSums(hours=hours)
+        if n:
+            ring.add(rng.integers(0, groups, n), np.sort(rng.uniform(0, 3600 * hours * 3, n)),
+                     rng.integers(0, 3, n))
+        ring.grow(groups)
+        active = ring.hour_sums[:groups] > 0
+        held = np.where(active & (ring.hour_id >= 0), ring.hour_id, np.iinfo(np.int64).max)
+        assert _first_hour(ring, active).tolist() == held.min(axis=1).tolist()
