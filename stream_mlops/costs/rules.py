@@ -165,13 +165,22 @@ class SpendLevels:
 
 
 def _masked_median(values: F64, ok: npt.NDArray[np.bool_]) -> F64:
-    """Median of each column over the rows where ``ok`` (NaN for an empty column)."""
-    if not ok.any():
-        return np.full(values.shape[1], np.nan)
-    masked = np.where(ok, values, np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN
-        out: F64 = np.nanmedian(masked, axis=0)
+    """Median of each column over the rows where ``ok`` (NaN for an empty column).
+
+    Examples
+    --------
+    >>> v = np.array([[1.0, 5.0, 7.0], [3.0, 6.0, 8.0], [9.0, 0.0, 9.0]])
+    >>> _masked_median(v, np.array([[1, 1, 0], [1, 0, 0], [0, 0, 0]], bool)).tolist()
+    [2.0, 5.0, nan]
+    """
+    out: F64 = np.full(values.shape[1], np.nan)
+    # Only columns with a value: numpy warns once per empty column, thousands a tick.
+    cols = ok.any(axis=0)
+    if cols.any():
+        masked = np.where(ok[:, cols], values[:, cols], np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # NaN values among them
+            out[cols] = np.nanmedian(masked, axis=0)
     return out
 
 
