@@ -9,7 +9,9 @@ batching, jobs, workers, metrics server) runs in a thread of this process with n
 scraping it, one client commits single rows at a steady rate, and ``Consumer.step`` and
 ``Consumer.run_jobs`` are timed. For each commit (after a second of warm-up): the time
 from the commit to the start and to the end of the batch that counted its row (the next
-scrape would show it from then on).
+scrape would show it from then on). ``--held-series N``: the processor first consumes
+10 rows each of N other series, whose state it then holds (its rules read them all once
+a second, and a full garbage collection walks them).
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import report, series_rows, start_server
+from benchmarks.common import MODELS, copy_in, report, series_rows, start_server
 from stream_mlops.dev.embedded import EmbeddedPostgres, free_port
+from stream_mlops.drift.monitor import DriftMonitor
 from stream_mlops.pipeline.service import Service
 from stream_mlops.settings import load_settings
 
+DRIFT_EVERY_SECONDS = DriftMonitor.EVERY_SECONDS
 COLUMNS = ("tenant_id, function_name, model, variant, latency_ms, prompt_tokens, "
            "completion_tokens, cached_tokens, confidence, status")
 
@@ -68,11 +72,22 @@ def commit_rows(url: str, rate: float, seconds: float) -> list[float]:
     return commits
 
 
-def run(pg: EmbeddedPostgres, rate: float, seconds: float) -> dict[str, Any]:
-    name = f"inprocess_{int(rate)}"
+def preload(url: str, n_series: int, per_series: int = 10) -> int:
+    """``per_series`` rows for each of ``n_series`` other (tenant, function) series, over
+    50 tenants: the state a processor holds beside the measured traffic."""
+    keys = [(f"tenant-{s % 50}", f"held-{s}", MODELS[s % 5], "control")
+            for s in range(n_series)]
+    values = series_rows(n_series * per_series, 1)
+    copy_in(url, [(*keys[i % n_series], *v[4:]) for i, v in enumerate(values)])
+    return len(values)
+
+
+def run(pg: EmbeddedPostgres, rate: float, seconds: float, held: int = 0) -> dict[str, Any]:
+    name = f"inprocess_{int(rate)}_{held}"
     with psycopg.connect(pg.url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name} TEMPLATE postgres")
     url = pg.url_for(name)
+    backlog = preload(url, held) if held else 0
     service = Service(load_settings(database_url=url, metrics_host="127.0.0.1",
                                     metrics_port=free_port()))
     steps: list[tuple[float, float, Any]] = []
@@ -83,6 +98,14 @@ def run(pg: EmbeddedPostgres, rate: float, seconds: float) -> dict[str, Any]:
     thread = threading.Thread(target=service.run, daemon=True)
     thread.start()
     time.sleep(2)  # opened, restored, listening
+    deadline = time.monotonic() + 120
+    while service.status.events_total < backlog and time.monotonic() < deadline:
+        time.sleep(0.1)  # the held series consumed first
+    # ... and fed to the drift detectors by the drift job (every 10 s), so that what is
+    # measured is the steady state, not that job's catch-up competing for the GIL.
+    time.sleep(DRIFT_EVERY_SECONDS + 2 if backlog else 1)
+    steps.clear()
+    jobs.clear()
     commits = commit_rows(url, rate, seconds)
     time.sleep(1)
     service.request_stop()
@@ -101,7 +124,7 @@ def run(pg: EmbeddedPostgres, rate: float, seconds: float) -> dict[str, Any]:
             to_end.append(busy[i][1] - commits[k])
     walls = [d for _, d, n in steps if n]
     return {
-        "rate_commits_per_s": rate, "commits": len(commits),
+        "rate_commits_per_s": rate, "held_series": held, "commits": len(commits),
         "achieved_commits_per_s": round(len(commits) / (commits[-1] - commits[0]), 1),
         "batches_with_rows": len(busy),
         "rows_per_batch": round(sum(n for *_, n in steps if n) / max(1, len(busy)), 2),
@@ -121,12 +144,15 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rates", default="100,1000")
     ap.add_argument("--seconds", type=float, default=6.0)
+    ap.add_argument("--held-series", type=int, default=0,
+                    help="other series the processor holds (10 rows each, consumed first)")
     ap.add_argument("--out", default="inprocess_latency")
     args = ap.parse_args()
     pg = start_server()
     try:
         result = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  "runs": [run(pg, float(r), args.seconds) for r in args.rates.split(",")]}
+                  "runs": [run(pg, float(r), args.seconds, args.held_series)
+                           for r in args.rates.split(",")]}
     finally:
         pg.stop()
     report(args.out, result)
