@@ -587,6 +587,13 @@ class _Detector(ABC):
         return len(self._thresholds) == 0
 
     @property
+    def level(self) -> float:
+        """The highest CUSUM level relative to its threshold (``state().level`` without
+        building the state)."""
+        return max((lv / th for lv, th in zip(self._levels, self._thresholds, strict=False)),
+                   default=0.0)
+
+    @property
     def pinned(self) -> bool:
         """True while the reference is kept after a drift (:meth:`pin`)."""
         return self._pinned

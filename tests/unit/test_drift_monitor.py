@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from stream_mlops.core.alerts import AlertChange, AlertKey
-from stream_mlops.drift.monitor import DriftMonitor, DriftRows, ReferenceRow, evidence_json
+from stream_mlops.drift.monitor import (
+    _METRIC_COLUMN,
+    DriftMonitor,
+    DriftRows,
+    ReferenceRow,
+    evidence_json,
+)
 
 KEYS = [("t", "fn")]
 T0 = 1_800_000_000.0
@@ -186,3 +192,25 @@ def test_values_beyond_float32_neither_break_the_evidence_nor_other_tenants() ->
     assert {(e.tenant_id, e.metric_name) for e in evidence} >= {
         ("evil", "query_length"), ("t", "query_length")}
     assert "Infinity" not in text and "NaN" not in text
+
+
+def test_the_gauges_give_each_detector_its_open_alert_level_and_drifts() -> None:
+    # A pinned reference keeps the latency alert open; every other metric of the function
+    # has a detector without one, and a metric without a detector has no gauge at all.
+    m, _ = shifted_run(pinned=True)
+    m.index.function_id("t", "quiet")  # a function with no detector yet: no row
+    g = m.gauges()
+    row = g.keys.index(("t", "fn"))
+    s = m.series[0]
+    assert AlertKey("t", "drift:fn:latency") in m.episodes.open
+    for metric, j in _METRIC_COLUMN.items():
+        d = s.detectors.get(metric)
+        if d is None:
+            assert np.isnan([g.detected[row, j], g.statistic[row, j], g.events[row, j]]).all()
+            continue
+        assert g.detected[row, j] == float(AlertKey("t", f"drift:fn:{metric}") in m.episodes.open)
+        assert g.statistic[row, j] == (0.0 if d.warming_up else float(f"{d.state().level:.4g}"))
+        assert g.events[row, j] == s.drifts.get(metric, 0)
+    assert g.detected[row, _METRIC_COLUMN["latency"]] == 1.0 and g.events[row, _METRIC_COLUMN[
+        "latency"]] >= 1
+    assert ("t", "quiet") not in g.keys
