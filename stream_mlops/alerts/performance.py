@@ -191,9 +191,10 @@ class PerformanceAlerts(Monitor):
     def metrics(self, now: float) -> MetricsBuilder:
         firing = [(k, a.severity) for k, a in self.lifecycle.open.items()]
         # thresholds[i] belongs to function_keys[i]; a function added since the last batch
-        # has none yet and shows up with the next one.
-        limits = list(zip(self.index.function_keys, self.thresholds, strict=False))
-        return lambda: self._families(firing, limits)
+        # has none yet and shows up with the next one. Copied here (two list copies),
+        # paired after the lock.
+        keys, thresholds = self.index.function_keys[:], self.thresholds[:]
+        return lambda: self._families(firing, list(zip(keys, thresholds, strict=False)))
 
     def _families(self, firing: Sequence[tuple[AlertKey, str]],
                   limits: Sequence[tuple[tuple[str, str], AlertThresholds]]

@@ -437,13 +437,7 @@ class CostTracker(Monitor):
     def spend_gauges(self) -> list[tuple[str, str, float, float, float, float]]:
         """Per (tenant, function) at the last evaluation: spend rate, its baseline, cost per
         request and its baseline (NaN where unknown)."""
-        lv = self.levels
-        if lv is None:
-            return []
-        return [(t, f, float(lv.rate_usd_per_hour[i]), float(lv.baseline_usd_per_hour[i]),
-                 float(lv.recent_cpr_usd[i]), float(lv.baseline_cpr_usd[i]))
-                for i, (t, f) in enumerate(
-                    self.index.function_keys[: len(lv.rate_usd_per_hour)])]
+        return _spend_rows(self.levels, self.index.function_keys)
 
     def _mix_shift(self, tenant: str, function: str, now: float) -> str:
         """Which model's share of the function's spend grew most: a switch to a pricier
@@ -560,11 +554,22 @@ class CostTracker(Monitor):
         sums = window_sums(self.windows, now)
         keys, windows = self.window_usd(now, sums)
         budgets = self.readings(now, sums)
-        spend = self.spend_gauges()
+        # Each reading replaces the levels whole, so a reference is a snapshot; their rows
+        # are built after the lock (5,000 tuples, half of this method's time under it).
+        levels, functions = self.levels, self.index.function_keys[:]
         mismatch = [(k, v[0], v[1]) for k, v in self.mismatch.items()]
         return lambda: (*_window_families(keys, cached_texts(self._texts, WINDOW_LABELS, keys),
                                           windows, budgets),
-                        *_spend_families(spend, mismatch))
+                        *_spend_families(_spend_rows(levels, functions), mismatch))
+
+
+def _spend_rows(lv: SpendLevels | None, keys: Sequence[tuple[str, str]]
+                ) -> list[tuple[str, str, float, float, float, float]]:
+    if lv is None:
+        return []
+    return [(t, f, float(lv.rate_usd_per_hour[i]), float(lv.baseline_usd_per_hour[i]),
+             float(lv.recent_cpr_usd[i]), float(lv.baseline_cpr_usd[i]))
+            for i, (t, f) in enumerate(keys[: len(lv.rate_usd_per_hour)])]
 
 
 def _fire(key: AlertKey, rule: str, *, severity: Severity, title: str, message: str,
