@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from stream_mlops.alerts import rules as alerts
+from stream_mlops.alerts.performance import PerformanceAlerts
 from stream_mlops.alerts.rules import AlertThresholds, Lifecycle, Verdict, Windows, evaluate
 from stream_mlops.core.alerts import AlertKey
+from stream_mlops.core.batch import batch_of
 
 TH = [AlertThresholds()]
 FP = AlertKey("t", "performance:error_rate:f")
@@ -132,3 +134,28 @@ def test_reading_only_breached_or_open_groups_leaves_out_only_verdicts_that_chan
     assert some == [v for v in every if v.group in breached | opened]
     assert len(breached) > 50 and len(some) < len(every) - 600
     assert {v.breach for v in every if v.group not in breached} == {False, None}
+
+
+@pytest.mark.parametrize("few", [0, 10_000])
+def test_the_monitor_fires_and_resolves_the_same_alerts_reading_few_or_all_functions(
+        few: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 100 functions, two of them failing half of their requests: the monitor reads only
+    # breached and open functions (few=0) or every one (few=10,000); the alerts are the same.
+    monkeypatch.setattr(PerformanceAlerts, "FEW_FUNCTIONS", few)
+    m = PerformanceAlerts()
+    keys = [("t", f"f{i}", "m", "control") for i in range(100)]
+    series = np.repeat(np.arange(100), 60)
+    t0 = 1_800_000_000.0
+    failing = np.isin(series, [3, 70]) & (np.arange(len(series)) % 2 == 0)
+    fired = m.observe(batch_of(m.index, keys, series, now=t0 + 1,
+                               created_at=t0 + np.linspace(0, 1, len(series)),
+                               is_error=failing)).alerts
+    assert sorted((c.action, c.key.fingerprint) for c in fired) == [
+        ("fire", "performance:error_rate:f3"), ("fire", "performance:error_rate:f70")]
+    assert m.evaluate(t0 + 2) == []  # still firing; nothing new to say yet
+    later = batch_of(m.index, keys[:4], np.repeat(np.arange(4), 60), now=t0 + 90,
+                     created_at=t0 + 89 + np.linspace(0, 1, 240))
+    assert [(c.action, c.key.fingerprint) for c in m.observe(later).alerts] == [
+        ("resolve", "performance:error_rate:f3")]  # back under the threshold
+    assert [(c.action, c.key.fingerprint) for c in m.evaluate(t0 + 91)] == [
+        ("resolve", "performance:error_rate:f70")]  # no traffic in the window: nothing wrong
