@@ -130,8 +130,6 @@ class CostTracker(Monitor):
         self.episodes = Episodes()
         # (tenant, model) -> [requests without a price, first and last seen]
         self.unpriced: dict[tuple[str, str], list[float]] = {}
-        self._tenant_numbers: tuple[SeriesIndex | None, dict[str, int], I64] = (
-            None, {}, np.zeros(0, np.int64))
 
     # -- state ------------------------------------------------------------------------
     def restore(self, store: Store) -> None:
@@ -294,7 +292,7 @@ class CostTracker(Monitor):
         (``sums``: :func:`window_sums` at ``now``, when the caller has them)."""
         sums = window_sums(self.windows, now) if sums is None else sums
         keys = self.index.group_keys
-        tenants, tenant_of = self._tenants(keys)
+        tenants, tenant_of = self.index.tenant_names, self.index.group_tenant
         spent: dict[tuple[str, str | None, str], int] = {}
         for period in PERIODS:
             per_tenant = exact_grouped_sum(tenant_of[:len(sums[period])], sums[period],
@@ -317,19 +315,6 @@ class CostTracker(Monitor):
                 out.append((who, scope_fn, read_budget(period, pico / 1e12, budget, now,
                                                           self.tz)))
         return out
-
-    def _tenants(self, keys: Sequence[GroupKey]) -> tuple[dict[str, int], I64]:
-        """Tenants numbered in order of first appearance, and each group's: extended as
-        groups are added (they only ever are), not renumbered at every reading."""
-        index, tenants, known = self._tenant_numbers
-        if index is not self.index:  # another state's index: numbered afresh
-            index, tenants, known = self.index, {}, np.zeros(0, np.int64)
-        if len(known) < len(keys):
-            known = np.concatenate([known, np.fromiter(
-                (tenants.setdefault(k[0], len(tenants)) for k in keys[len(known):]),
-                np.int64, len(keys) - len(known))])
-        self._tenant_numbers = (index, tenants, known)
-        return tenants, known[:len(keys)]
 
     def evaluate(self, now: float) -> list[AlertChange]:
         """Early warnings (each level at most once per period), forecasts, and resolution
@@ -433,11 +418,6 @@ class CostTracker(Monitor):
                             f"{rule.cpr_factor:g}x). {self._mix_shift(tenant, function, now)}",
                             value=jump, threshold=rule.cpr_factor, function=function))
         return out
-
-    def spend_gauges(self) -> list[tuple[str, str, float, float, float, float]]:
-        """Per (tenant, function) at the last evaluation: spend rate, its baseline, cost per
-        request and its baseline (NaN where unknown)."""
-        return _spend_rows(self.levels, self.index.function_keys)
 
     def _mix_shift(self, tenant: str, function: str, now: float) -> str:
         """Which model's share of the function's spend grew most: a switch to a pricier
