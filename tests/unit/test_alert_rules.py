@@ -141,7 +141,7 @@ def test_the_monitor_fires_and_resolves_the_same_alerts_reading_few_or_all_funct
         few: int, monkeypatch: pytest.MonkeyPatch) -> None:
     # 100 functions, two of them failing half of their requests: the monitor reads only
     # breached and open functions (few=0) or every one (few=10,000); the alerts are the same.
-    monkeypatch.setattr(PerformanceAlerts, "FEW_FUNCTIONS", few)
+    monkeypatch.setattr(alerts, "FEW_GROUPS", few)
     m = PerformanceAlerts()
     keys = [("t", f"f{i}", "m", "control") for i in range(100)]
     series = np.repeat(np.arange(100), 60)
