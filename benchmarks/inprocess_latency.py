@@ -36,7 +36,6 @@ from stream_mlops.drift.monitor import DriftMonitor
 from stream_mlops.pipeline.service import Service
 from stream_mlops.settings import load_settings
 
-DRIFT_EVERY_SECONDS = DriftMonitor.EVERY_SECONDS
 COLUMNS = ("tenant_id, function_name, model, variant, latency_ms, prompt_tokens, "
            "completion_tokens, cached_tokens, confidence, status")
 
@@ -103,7 +102,7 @@ def run(pg: EmbeddedPostgres, rate: float, seconds: float, held: int = 0) -> dic
         time.sleep(0.1)  # the held series consumed first
     # ... and fed to the drift detectors by the drift job (every 10 s), so that what is
     # measured is the steady state, not that job's catch-up competing for the GIL.
-    time.sleep(DRIFT_EVERY_SECONDS + 2 if backlog else 1)
+    time.sleep(DriftMonitor.EVERY_SECONDS + 2 if backlog else 1)
     steps.clear()
     jobs.clear()
     commits = commit_rows(url, rate, seconds)
