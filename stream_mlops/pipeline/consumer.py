@@ -22,6 +22,7 @@ from stream_mlops.core.monitor import BackgroundJob, Cursor, DatabaseJob, Job, S
 from stream_mlops.db.connect import connect
 from stream_mlops.db.migrations import ensure_current
 from stream_mlops.pipeline.heap import RELEASE_EVERY_SECONDS, release_free_memory
+from stream_mlops.pipeline.prefetch import Prefetcher
 from stream_mlops.pipeline.processor import Effects, Processor
 from stream_mlops.pipeline.repository import Repository, delta_from_rows
 from stream_mlops.pipeline.scheduler import Scheduler
@@ -66,6 +67,9 @@ class Consumer:
         self.repo: Repository | None = None
         self.state_version = 0  # bumped by re-costing: our totals are then stale
         self.scheduler = scheduler or Scheduler()
+        self.prefetch = Prefetcher(functools.partial(
+            connect, url, autocommit=True, timeout=connect_timeout, options=CURSOR_SCAN_ONLY,
+            application_name=f"stream-mlops reader {consumer}"), consumer)
         # Background jobs run on worker threads when the service starts them
         # (start_workers); without workers (tests, tools) run_jobs() computes them inline.
         self.background = False
@@ -97,6 +101,7 @@ class Consumer:
         return True
 
     def close(self) -> None:
+        self.prefetch.close()
         if self.conn is not None:
             try:
                 self.conn.close()
@@ -144,7 +149,8 @@ class Consumer:
         repo = self.repo
         assert repo is not None, "open() first"
         t0 = time.perf_counter()
-        fetched = repo.fetch(self.batch_size)
+        fetched = (self.prefetch.take(repo.cursor, self.batch_size)
+                   or repo.fetch(self.batch_size))
         batch = fetched.rows
         if batch is None:
             self.status.db_ok_at = time.time()
@@ -157,6 +163,8 @@ class Consumer:
         else:
             cursor = Cursor(repo.cursor.frontier, fetched.window_end, str(int(batch.xid[-1])),
                             int(batch.id[-1]))
+            # Catching up: the next batch is read while this one is processed.
+            self.prefetch.start(cursor, self.batch_size)
         # Monitors' state moves in prepare(); /metrics reads it too.
         with self.status.lock:
             effects = self.processor.prepare(batch)

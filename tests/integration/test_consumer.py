@@ -21,7 +21,7 @@ from stream_mlops.errors import CursorConflict
 from stream_mlops.pipeline.consumer import Consumer
 from stream_mlops.pipeline.health import Thresholds, readiness
 from stream_mlops.pipeline.processor import Effects, Processor
-from stream_mlops.pipeline.repository import Repository
+from stream_mlops.pipeline.repository import Fetched, Repository
 from stream_mlops.pipeline.scheduler import JobHealth, Worker
 from stream_mlops.pipeline.status import PipelineStatus
 from tests.helpers import INSERT, db_totals, insert_requests, persisted_totals, request_row
@@ -119,6 +119,54 @@ def test_restart_resumes_from_persisted_state(db_url: str) -> None:
     assert memory_totals(c2) == db_totals(db_url)
     assert c2.status.events_total == 1000
     c2.close()
+
+
+def test_catching_up_reads_ahead_and_still_counts_each_row_once(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full batch starts reading the next one on a second connection. Killing that
+    connection between batches costs a direct read, never a row or a double count."""
+    insert_requests(db_url, 0, 1000, per_tx=100)
+    c = make_consumer(db_url, batch_size=100)
+    served: list[bool] = []
+    take = c.prefetch.take
+
+    def counted(cursor: Cursor, limit: int) -> Fetched | None:
+        got = take(cursor, limit)
+        served.append(got is not None)
+        return got
+
+    monkeypatch.setattr(c.prefetch, "take", counted)
+    with psycopg.connect(db_url, autocommit=True) as su:
+        for step in range(9):
+            assert c.step() == 100
+            if step % 3 == 1:
+                killed = su.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE application_name = 'stream-mlops reader default'").fetchone()
+                assert killed == (1,)
+    assert drain(c) == 100
+    assert served.count(True) >= 4 and False in served[2:]
+    assert memory_totals(c) == db_totals(db_url)
+    assert persisted_totals(db_url) == (1000, db_totals(db_url)[1], 1000)
+    c.close()
+
+
+def test_a_read_ahead_serves_only_the_cursor_it_was_started_from(db_url: str) -> None:
+    insert_requests(db_url, 0, 300, per_tx=100)
+    c = make_consumer(db_url, batch_size=100)
+    assert c.repo is not None
+    direct = c.repo.fetch(100)
+    assert direct.rows is not None
+    c.prefetch.start(c.repo.cursor, 100)
+    assert c.prefetch.take(Cursor(c.repo.cursor.frontier, direct.window_end), 100) is None
+    assert c.prefetch.take(c.repo.cursor, 100) is None  # dropped, not kept for later
+    c.prefetch.start(c.repo.cursor, 100)
+    assert c.prefetch.take(c.repo.cursor, 50) is None  # another limit: another batch
+    c.prefetch.start(c.repo.cursor, 100)
+    ahead = c.prefetch.take(c.repo.cursor, 100)
+    assert ahead is not None and ahead.rows is not None
+    assert ahead.rows.id.tolist() == direct.rows.id.tolist()
+    c.close()
 
 
 @pytest.mark.parametrize("committed", [False, True])
