@@ -84,9 +84,9 @@ def reference_consumer(url: str) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def our_consumer(url: str, batch_size: int) -> float:
+def our_consumer(url: str) -> float:
     reset_consumer(url)
-    c = Consumer(url, Processor(), PipelineStatus(), batch_size=batch_size)
+    c = Consumer(url, Processor(), PipelineStatus())
     assert c.open()
     t0 = time.perf_counter()
     n = 0
@@ -106,7 +106,7 @@ url = sys.argv[1]
 with psycopg.connect(url, autocommit=True) as conn:
     conn.execute("DELETE FROM mlops.consumer_checkpoints")
     conn.execute("DELETE FROM mlops.series_totals")
-c = Consumer(url, Processor(), PipelineStatus(), batch_size=20000)
+c = Consumer(url, Processor(), PipelineStatus())
 assert c.open()
 t0, n = time.perf_counter(), 0
 while k := c.step():
@@ -146,7 +146,7 @@ def bench_throughput(pg: EmbeddedPostgres, rows: int, tmp: Path) -> dict[str, An
     refs, ours = [], []
     for _ in range(3):
         refs.append(reference_consumer(url))
-        ours.append(our_consumer(url, 20000))
+        ours.append(our_consumer(url))
     ref, our = statistics.median(refs), statistics.median(ours)
     # The real process, from start to caught up, then its memory.
     reset_consumer(url)

@@ -27,6 +27,7 @@ from stream_mlops.pipeline.processor import Effects, Processor
 from stream_mlops.pipeline.repository import Repository, delta_from_rows
 from stream_mlops.pipeline.scheduler import Scheduler
 from stream_mlops.pipeline.status import PipelineStatus
+from stream_mlops.settings import BATCH_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class Consumer:
         status: PipelineStatus,
         *,
         consumer: str = "default",
-        batch_size: int = 20000,
+        batch_size: int = BATCH_SIZE,
         connect_timeout: float = 5.0,
         notify: bool = False,
         scheduler: Scheduler | None = None,

@@ -23,6 +23,7 @@ from psycopg.types.json import Jsonb
 from stream_mlops.core.batch import RawBatch
 from stream_mlops.core.monitor import Cursor
 from stream_mlops.core.series import SeriesKey
+from stream_mlops.db.arrays import register_numpy_arrays
 from stream_mlops.db.connect import first_line
 from stream_mlops.db.queries import q
 from stream_mlops.errors import CursorConflict, DatabaseUnavailable, MlopsError, SchemaError
@@ -114,21 +115,21 @@ def _fetched(rows: int, window_end: str, **columns: Any) -> Fetched:
 
 def _raw_batch(c: dict[str, Any]) -> RawBatch:
     return RawBatch(
-        xid=np.array(c["xid"], np.int64), id=np.array(c["id"], np.int64), key=list(c["key"]),
-        created_at=np.array(c["created_at"], np.float64),
-        latency_ms=np.array(c["latency_ms"], np.float64),
-        prompt_tokens=np.array(c["prompt_tokens"], np.int64),
-        completion_tokens=np.array(c["completion_tokens"], np.int64),
-        cached_tokens=np.array(c["cached_tokens"], np.int64),
-        cost_pico=np.array(c["cost_pico"], np.int64),
-        confidence=np.array(c["confidence"], np.float64),
-        is_error=np.array(c["is_error"], np.bool_),
-        cache_write_tokens=np.array(c["cache_write_tokens"], np.int64),
-        caller_cost=np.array(c["caller_cost"], np.bool_),
+        xid=np.asarray(c["xid"], np.int64), id=np.asarray(c["id"], np.int64), key=list(c["key"]),
+        created_at=np.asarray(c["created_at"], np.float64),
+        latency_ms=np.asarray(c["latency_ms"], np.float64),
+        prompt_tokens=np.asarray(c["prompt_tokens"], np.int64),
+        completion_tokens=np.asarray(c["completion_tokens"], np.int64),
+        cached_tokens=np.asarray(c["cached_tokens"], np.int64),
+        cost_pico=np.asarray(c["cost_pico"], np.int64),
+        confidence=np.asarray(c["confidence"], np.float64),
+        is_error=np.asarray(c["is_error"], np.bool_),
+        cache_write_tokens=np.asarray(c["cache_write_tokens"], np.int64),
+        caller_cost=np.asarray(c["caller_cost"], np.bool_),
         experiment_id=list(c["experiment_id"]),
-        query_length=np.array(c["query_length"], np.float64),
+        query_length=np.asarray(c["query_length"], np.float64),
         error_type=list(c["error_type"]),
-        cache_write_1h_tokens=np.array(c["cache_write_1h_tokens"], np.int64),
+        cache_write_1h_tokens=np.asarray(c["cache_write_1h_tokens"], np.int64),
         gen_ai=list(c["gen_ai"]))
 
 
@@ -146,6 +147,7 @@ class Repository:
         self.valid = valid
         self._cursor = Cursor()
         self.problems: list[str] = []
+        register_numpy_arrays(conn.adapters)  # the batches' columns: see fetch()
 
     # -- the Store protocol -----------------------------------------------------------
     @property
@@ -219,7 +221,8 @@ class Repository:
 
     def fetch(self, limit: int) -> Fetched:
         """The next committed rows after the cursor (in the open window, or in a new one
-        that ends now)."""
+        that ends now), each column one binary array: the numeric ones arrive as numpy
+        arrays (``stream_mlops.db.arrays``)."""
         c = self._cursor
         with self.conn.cursor(row_factory=kwargs_row(_fetched), binary=True) as cur:
             row = cur.execute(q("fetch_batch"), {
