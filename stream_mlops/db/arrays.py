@@ -7,19 +7,24 @@ width type without NULLs is a header and then, per element, its length (4 bytes)
 value (big-endian), so numpy can read it in place.
 
 Only binary results are affected (text results keep psycopg's loaders), and an array
-with NULLs or more than one dimension falls back to psycopg's own loader (a list).
+with NULLs, more than one dimension or fewer than ``MIN_ELEMENTS`` elements is loaded by
+psycopg's own loader (a list): callers take either with ``np.asarray``.
 """
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import numpy as np
 from psycopg import adapt, postgres, pq
 from psycopg.abc import AdaptContext, Buffer
 
-_HEADER = np.dtype([("ndim", ">i4"), ("has_null", ">i4"), ("element_oid", ">i4")])
-_HEADER_BYTES = _HEADER.itemsize + 8  # one dimension: its size and lower bound
+_HEADER = struct.Struct(">ii4xi")  # dimensions, has NULLs, (element oid), 1st dimension
+_HEADER_BYTES = _HEADER.size + 4  # and the first dimension's lower bound
+# Below this many elements psycopg's list (then one numpy conversion) is cheaper: ~0.5 µs
+# against ~2.2 µs at 10 elements, even at 100, and 20 against 2.5 µs at 1,000.
+MIN_ELEMENTS = 100
 # Postgres type -> (big-endian element dtype, the numpy dtype handed out)
 _TYPES: dict[str, tuple[str, type[np.generic]]] = {
     "int8": (">i8", np.int64), "int4": (">i4", np.int32), "float8": (">f8", np.float64),
@@ -40,12 +45,11 @@ def _loader(wire: str, native: type[np.generic], array_oid: int) -> type[adapt.L
             self._fallback = fallback(oid, context)
 
         def load(self, data: Buffer) -> Any:
-            ndim, has_null, _ = np.frombuffer(data, _HEADER, 1)[0]
-            if ndim == 0:
-                return np.empty(0, native)
-            if ndim != 1 or has_null:
+            if len(data) < _HEADER_BYTES:  # no dimension: an empty array
                 return self._fallback.load(data)
-            n = int(np.frombuffer(data, ">i4", 1, _HEADER.itemsize)[0])
+            ndim, has_null, n = _HEADER.unpack_from(data)
+            if ndim != 1 or has_null or n < MIN_ELEMENTS:
+                return self._fallback.load(data)
             return np.frombuffer(data, item, n, _HEADER_BYTES)["value"].astype(native)
 
     return NumpyArrayLoader
@@ -53,7 +57,8 @@ def _loader(wire: str, native: type[np.generic], array_oid: int) -> type[adapt.L
 
 def register_numpy_arrays(adapters: adapt.AdaptersMap) -> None:
     """Binary ``bigint[]``, ``integer[]``, ``double precision[]`` and ``boolean[]``
-    results load as 1-d numpy arrays (where they hold no NULL)."""
+    results of at least ``MIN_ELEMENTS`` elements, without NULLs, load as 1-d numpy
+    arrays."""
     for name, (wire, native) in _TYPES.items():
         info = postgres.types.get(name)
         assert info is not None

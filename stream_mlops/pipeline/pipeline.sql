@@ -213,7 +213,8 @@ WITH checkpoint AS (
     WHERE EXISTS (SELECT FROM checkpoint)
     ON CONFLICT (consumer, source_table, source_id) DO NOTHING
 )
-SELECT at FROM checkpoint;
+-- No checkpoint row: the cursor moved; the error rolls back everything sent with it.
+SELECT coalesce((SELECT at FROM checkpoint), mlops.cursor_moved(%(consumer)s)) AS at;
 
 -- name: try_lock
 SELECT pg_try_advisory_lock(hashtextextended('stream_mlops.consumer:' || %(consumer)s, 0));

@@ -37,6 +37,8 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 # Not the data's fault: the caller reconnects (or reloads) and tries again.
 CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, DatabaseUnavailable,
                      CursorConflict)
+# SQLSTATE of mlops.cursor_moved (sql/0018_cursor_moved.sql): persist's compare-and-set.
+CURSOR_MOVED = "SM001"
 KEY_COLUMNS = ("tenant_id", "function_name", "model", "variant")
 # series_totals column -> Delta attribute (cost and last_event_at need care of their own);
 # the parameters of persist_batch are named like the columns.
@@ -234,17 +236,17 @@ class Repository:
     def persist(self, e: Effects, keys: Sequence[SeriesKey], version: int,
                 cursor: Cursor) -> float:
         """Cursor (compare-and-set, from :attr:`cursor` to ``cursor``), series totals,
-        quarantine and the monitors' writes in one transaction, pipelined into one round
-        trip; returns the checkpoint's time."""
+        quarantine and the monitors' writes in one transaction and one round trip;
+        returns the checkpoint's time.
+
+        The statements are pipelined up to a single Sync, which makes them one implicit
+        transaction (no BEGIN or COMMIT to send): a failing statement, the compare-and-set
+        included (``mlops.cursor_moved``), rolls back all of them."""
         old = self._cursor
-        # BEGIN and COMMIT as plain statements in the pipeline: psycopg's transaction()
-        # costs several pipeline syncs more per batch. Any error rolls back below; the
-        # consumer then reloads its state anyway.
         assert self.conn.info.transaction_status == pq.TransactionStatus.IDLE, \
-            "persist() outside any transaction: its COMMIT would end the caller's"
+            "persist() inside a transaction: the batch would not be atomic on its own"
         try:
             with self.conn.pipeline():
-                self.conn.execute("BEGIN")
                 cur = self.conn.execute(q("persist_batch"), {
                     "consumer": self.consumer, "old_frontier": old.frontier,
                     "old_window_end": old.window_end, "old_xid": old.xid, "old_id": old.id,
@@ -257,17 +259,15 @@ class Repository:
                 })
                 for w in e.writes:
                     self.execute(w.query, **w.params)
-                row = cur.fetchone()
-                if row is None:  # raising rolls the monitors' writes back with the rest
-                    raise CursorConflict(
-                        f"cursor '{self.consumer}' was moved by another process, or its "
-                        "totals were re-costed (`stream-mlops prices recompute`); reloading "
-                        "state")
-                self.conn.execute("COMMIT")
-        except BaseException:
-            if not self.conn.closed:
-                self.conn.rollback()
+            row = cur.fetchone()
+        except psycopg.Error as exc:
+            if exc.sqlstate == CURSOR_MOVED:
+                raise CursorConflict(
+                    f"cursor '{self.consumer}' was moved by another process, or its totals "
+                    "were re-costed (`stream-mlops prices recompute`); reloading state"
+                ) from None
             raise
+        assert row is not None
         return float(row[0])
 
     def lag(self) -> tuple[float, float]:

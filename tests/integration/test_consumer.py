@@ -10,12 +10,15 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+from psycopg import pq
 
 from stream_mlops.alerts.performance import PerformanceAlerts
 from stream_mlops.core.alerts import AlertKey, alert_change
-from stream_mlops.core.monitor import Cursor
+from stream_mlops.core.batch import RawBatch
+from stream_mlops.core.monitor import Cursor, Write
 from stream_mlops.core.series import UNSAFE_LABELS, SeriesKey
 from stream_mlops.costs.monitor import CostTracker
+from stream_mlops.db.queries import q
 from stream_mlops.drift.monitor import DriftMonitor
 from stream_mlops.errors import CursorConflict
 from stream_mlops.pipeline.consumer import Consumer
@@ -255,14 +258,55 @@ def test_background_results_of_a_replaced_state_are_dropped(db_url: str,
     c.close()
 
 
+def batch_rows_landed(url: str) -> tuple[int, int, int]:
+    """(the checkpoint's last id, series totals rows, hourly cost rows)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT (SELECT last_id FROM mlops.consumer_checkpoints),"
+            " (SELECT count(*) FROM mlops.series_totals),"
+            " (SELECT count(*) FROM mlops.cost_tracking)").fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2])
+
+
 def test_cursor_moved_by_another_process_is_detected(db_url: str) -> None:
+    """... by the persist statement itself, which takes the monitors' writes sent after it
+    down with it (one implicit transaction)."""
     insert_requests(db_url, 0, 100, per_tx=100)
     c = make_consumer(db_url, batch_size=50)
     with psycopg.connect(db_url) as other:
         other.execute("UPDATE mlops.consumer_checkpoints SET last_id = last_id + 1")
-    with pytest.raises(CursorConflict):
+    with pytest.raises(CursorConflict, match="moved by another process"):
         c.step()
+    assert batch_rows_landed(db_url) == (1, 0, 0)
     c.close()
+
+
+def test_a_failing_write_rolls_back_the_whole_batch(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cursor, the series totals and the writes before the failing one: none lands."""
+    insert_requests(db_url, 0, 100, per_tx=100)
+    c = make_consumer(db_url)
+    monkeypatch.setattr("stream_mlops.pipeline.repository.q",
+                        lambda name: "SELECT 1 / 0" if name == "boom" else q(name))
+    prepare = c.processor.prepare
+
+    def with_a_bad_write(batch: RawBatch) -> Effects:
+        effects = prepare(batch)
+        assert [w.query for w in effects.writes][:1] == ["add_hourly_costs"]
+        effects.writes.append(Write("boom", {}))
+        return effects
+
+    monkeypatch.setattr(c.processor, "prepare", with_a_bad_write)
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        c.step()
+    assert batch_rows_landed(db_url) == (0, 0, 0)
+    assert c.conn is not None and c.conn.info.transaction_status == pq.TransactionStatus.IDLE
+    c.close()
+    monkeypatch.undo()
+    again = make_consumer(db_url)
+    assert drain(again) == 100 and memory_totals(again) == db_totals(db_url)
+    again.close()
 
 
 def test_second_processor_is_standby(db_url: str) -> None:
