@@ -20,7 +20,7 @@ the two is the hysteresis that keeps a metric hovering at the threshold from fla
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -34,8 +34,7 @@ F64 = npt.NDArray[np.float64]
 Rule = Literal["error_rate", "latency_p95", "confidence_mean"]
 RULES: tuple[Rule, ...] = ("error_rate", "latency_p95", "confidence_mean")
 # Up to this many groups, evaluate() reads every one: sorting out the breached and open
-# ones costs more than it saves when they are breached (a batch's few touched functions:
-# 0.17 -> 0.22 ms a batch).
+# ones costs more than it saves when a few groups are all breached.
 FEW_GROUPS = 64
 
 
@@ -137,15 +136,11 @@ class Windows:
                           ("conf_sq", conf * conf)):
             np.add.at(self.sums[f], (g, c), values)
 
-    def totals(self, now: float, rows: I64 | None = None) -> dict[str, F64]:
-        """Sums over the slots inside the window ending at ``now``, per group (of
-        ``rows`` only, in their order, when given: a batch reads the groups it touched, not
-        every group)."""
+    def totals(self, now: float) -> dict[str, F64]:
+        """Sums over the slots inside the window ending at ``now``, per group."""
         newest = math.floor(now / self.slot_seconds)
-        ids = self.slot_id if rows is None else self.slot_id[rows]
-        live = (ids > newest - self.slots) & (ids <= newest)
-        return {f: np.where(live, s if rows is None else s[rows], 0.0).sum(axis=1)
-                for f, s in self.sums.items()}
+        live = (self.slot_id > newest - self.slots) & (self.slot_id <= newest)
+        return {f: np.where(live, s, 0.0).sum(axis=1) for f, s in self.sums.items()}
 
 
 @dataclass(frozen=True)
@@ -179,13 +174,11 @@ class Verdict:
 
 
 def evaluate(tot: dict[str, F64], groups: Iterable[int], thresholds: list[AlertThresholds],
-             z: float = 3.09, *, ids: Sequence[int] | None = None,
-             open_groups: Collection[int] | None = None) -> list[Verdict]:
-    """Read every rule for ``groups`` from window totals (see the module docstring);
-    the verdicts of group ``g`` carry ``ids[g]`` as their group where ``ids`` is given
-    (totals read for a few groups, numbered among all).
+             z: float = 3.09, *, open_groups: Collection[int] | None = None
+             ) -> list[Verdict]:
+    """Read every rule for ``groups`` from window totals (see the module docstring).
 
-    ``open_groups`` (group numbers as the verdicts carry them): past :data:`FEW_GROUPS`
+    ``open_groups``: past :data:`FEW_GROUPS`
     groups, only those where a rule is breached or that are in it get verdicts. The
     others' could change no alert
     (a :class:`Lifecycle` steps nothing on a verdict that neither breaches nor resolves
@@ -211,21 +204,20 @@ def evaluate(tot: dict[str, F64], groups: Iterable[int], thresholds: list[AlertT
         conf_n = tot["conf_n"][at]
         breach = (enough & ((err_lo[at] > err_th) | (slow_lo[at] > 0.05))) | (
             (conf_n > 0) & (conf_n >= least) & (mean_hi[at] < conf_th))
-        named = at if ids is None else np.asarray(ids, np.int64)[at]
-        keep = breach | np.isin(named, np.fromiter(open_groups, np.int64, len(open_groups)))
+        keep = breach | np.isin(at, np.fromiter(open_groups, np.int64, len(open_groups)))
         groups = at[keep].tolist()
     out = []
     for g in groups:
-        th, count, gid = thresholds[g], int(n[g]), g if ids is None else ids[g]
+        th, count = thresholds[g], int(n[g])
         enough_g = count >= th.min_requests
-        out.append(_verdict(gid, "error_rate", count, enough_g,
+        out.append(_verdict(g, "error_rate", count, enough_g,
                             value=float(tot["errors"][g] / max(count, 1)),
                             bound=float(err_lo[g]), threshold=th.error_rate, above=True))
-        out.append(_verdict(gid, "latency_p95", count, enough_g,
+        out.append(_verdict(g, "latency_p95", count, enough_g,
                             value=float(tot["slow"][g] / max(count, 1)),
                             bound=float(slow_lo[g]), threshold=0.05, above=True))
         conf_count = int(tot["conf_n"][g])
-        out.append(_verdict(gid, "confidence_mean", conf_count,
+        out.append(_verdict(g, "confidence_mean", conf_count,
                             conf_count >= th.min_requests, value=float(mean[g]),
                             bound=float(mean_hi[g]), threshold=th.confidence_mean,
                             above=False))
