@@ -1,7 +1,7 @@
 """Performance alerts per (tenant, function): windows, rules and lifecycle joined (no I/O).
 
-Every committed batch goes into sliding windows; the rules of the touched functions are
-read right after it, and every function's once a second (silence resolves alerts too).
+Every committed batch goes into sliding windows; every function's rules are read once a
+second, on the processor's tick (silence resolves alerts too).
 See :mod:`stream_mlops.alerts.rules` for the rules and their calibration.
 """
 
