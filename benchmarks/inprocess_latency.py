@@ -9,7 +9,8 @@ batching, jobs, workers, metrics server) runs in a thread of this process with n
 scraping it, one client commits single rows at a steady rate, and ``Consumer.step`` and
 ``Consumer.run_jobs`` are timed. For each commit (after a second of warm-up): the time
 from the commit to the start and to the end of the batch that counted its row (the next
-scrape would show it from then on). ``--held-series N``: the processor first consumes
+scrape would show it from then on). ``--rows-per-commit K``: commits of K rows each
+(``--rates`` stays in commits a second). ``--held-series N``: the processor first consumes
 10 rows each of N other series, whose state it then holds (its rules read them all once
 a second, and a full garbage collection walks them).
 """
@@ -54,9 +55,10 @@ def _timed(calls: list[tuple[float, float, Any]], f: Callable[..., Any]) -> Call
     return timed
 
 
-def commit_rows(url: str, rate: float, seconds: float) -> list[float]:
-    """Single-row commits at ``rate`` for ``seconds``; the time of each."""
-    rows = series_rows(int(rate * seconds) + 1, 12)
+def commit_rows(url: str, rate: float, seconds: float, per_commit: int = 1) -> list[float]:
+    """``rate`` commits a second of ``per_commit`` rows each for ``seconds``; the time of
+    each commit."""
+    rows = series_rows((int(rate * seconds) + 1) * per_commit, 12)
     sql = f"INSERT INTO mlops.model_performance ({COLUMNS}) VALUES ({', '.join(['%s'] * 10)})"
     commits: list[float] = []
     with psycopg.connect(url, autocommit=True) as conn:
@@ -66,7 +68,12 @@ def commit_rows(url: str, rate: float, seconds: float) -> list[float]:
             due = start + len(commits) / rate
             if now < due:
                 time.sleep(due - now)
-            conn.execute(sql, rows[len(commits)])
+            lo = len(commits) * per_commit
+            if per_commit == 1:
+                conn.execute(sql, rows[lo])
+            else:
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.executemany(sql, rows[lo:lo + per_commit])
             commits.append(time.perf_counter())
     return commits
 
@@ -81,8 +88,9 @@ def preload(url: str, n_series: int, per_series: int = 10) -> int:
     return len(values)
 
 
-def run(pg: EmbeddedPostgres, rate: float, seconds: float, held: int = 0) -> dict[str, Any]:
-    name = f"inprocess_{int(rate)}_{held}"
+def run(pg: EmbeddedPostgres, rate: float, seconds: float, held: int = 0,
+        per_commit: int = 1) -> dict[str, Any]:
+    name = f"inprocess_{int(rate)}_{held}_{per_commit}"
     with psycopg.connect(pg.url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name} TEMPLATE postgres")
     url = pg.url_for(name)
@@ -105,25 +113,26 @@ def run(pg: EmbeddedPostgres, rate: float, seconds: float, held: int = 0) -> dic
     time.sleep(DriftMonitor.EVERY_SECONDS + 2 if backlog else 1)
     steps.clear()
     jobs.clear()
-    commits = commit_rows(url, rate, seconds)
+    commits = commit_rows(url, rate, seconds, per_commit)
     time.sleep(1)
     service.request_stop()
     thread.join(15)
     # The batch that counted commit k is the first whose cumulative row count reaches
-    # k + 1 (one writer: rows are consumed in commit order). Matching by time instead
+    # (k + 1) x per_commit (one writer: rows are consumed in commit order). Matching by time instead
     # would miss a batch that the notification started before the writer's thread got
     # the GIL back to note the commit's time.
     busy = [(t, t + d, n) for t, d, n in sorted(steps) if n]
     counted = list(itertools.accumulate(n for *_, n in busy))
     to_start, to_end = [], []
     for k in range(int(rate), len(commits)):
-        i = bisect.bisect_left(counted, k + 1)
+        i = bisect.bisect_left(counted, (k + 1) * per_commit)
         if i < len(busy):
             to_start.append(busy[i][0] - commits[k])
             to_end.append(busy[i][1] - commits[k])
     walls = [d for _, d, n in steps if n]
     return {
-        "rate_commits_per_s": rate, "held_series": held, "commits": len(commits),
+        "rate_commits_per_s": rate, "rows_per_commit": per_commit, "held_series": held,
+        "commits": len(commits),
         "achieved_commits_per_s": round(len(commits) / (commits[-1] - commits[0]), 1),
         "batches_with_rows": len(busy),
         "rows_per_batch": round(sum(n for *_, n in steps if n) / max(1, len(busy)), 2),
@@ -145,13 +154,14 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--held-series", type=int, default=0,
                     help="other series the processor holds (10 rows each, consumed first)")
+    ap.add_argument("--rows-per-commit", type=int, default=1)
     ap.add_argument("--out", default="inprocess_latency")
     args = ap.parse_args()
     pg = start_server()
     try:
         result = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  "runs": [run(pg, float(r), args.seconds, args.held_series)
-                           for r in args.rates.split(",")]}
+                  "runs": [run(pg, float(r), args.seconds, args.held_series,
+                               args.rows_per_commit) for r in args.rates.split(",")]}
     finally:
         pg.stop()
     report(args.out, result)
