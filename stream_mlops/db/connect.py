@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import psycopg
 
 from stream_mlops.errors import ConfigError, DatabaseUnavailable
 from stream_mlops.logs import redact_url
+
+log = logging.getLogger(__name__)
 
 MALFORMED_URL = ("DATABASE_URL cannot be parsed as a PostgreSQL URL or conninfo (in a URL, "
                  "percent-encode special characters of the password: a space is %20, % is "
@@ -48,6 +51,14 @@ def connect(
         # libpq's own message quotes the part it could not parse, which can be the
         # password: it is not shown.
         raise ConfigError(MALFORMED_URL) from None
+
+
+def close_quietly(conn: psycopg.Connection[Any]) -> None:
+    """Close a connection that may already be broken (then there is nothing to release)."""
+    try:
+        conn.close()
+    except Exception:
+        log.debug("close failed", exc_info=True)
 
 
 def first_line(exc: BaseException) -> str:

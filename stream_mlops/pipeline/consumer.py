@@ -19,7 +19,7 @@ from stream_mlops.alerts.store import write_changes
 from stream_mlops.core.alerts import AlertChange
 from stream_mlops.core.batch import RawBatch
 from stream_mlops.core.monitor import BackgroundJob, Cursor, DatabaseJob, Job, Store
-from stream_mlops.db.connect import connect
+from stream_mlops.db.connect import close_quietly, connect
 from stream_mlops.db.migrations import ensure_current
 from stream_mlops.pipeline.heap import RELEASE_EVERY_SECONDS, release_free_memory
 from stream_mlops.pipeline.prefetch import Prefetcher
@@ -104,10 +104,7 @@ class Consumer:
     def close(self) -> None:
         self.prefetch.close()
         if self.conn is not None:
-            try:
-                self.conn.close()
-            except Exception:  # already broken: nothing to release
-                log.debug("close failed", exc_info=True)
+            close_quietly(self.conn)
             self.conn = None
             self.repo = None
         self.status.active = False

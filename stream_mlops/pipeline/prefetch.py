@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 
 from stream_mlops.core.monitor import Cursor
-from stream_mlops.db.connect import first_line
+from stream_mlops.db.connect import close_quietly, first_line
 from stream_mlops.pipeline.repository import Fetched, Repository
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,5 @@ class Prefetcher:
 
     def _disconnect(self) -> None:
         if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:  # already broken: nothing to release
-                log.debug("close failed", exc_info=True)
+            close_quietly(self._conn)
             self._conn = None
