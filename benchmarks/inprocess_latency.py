@@ -37,6 +37,7 @@ from stream_mlops.drift.monitor import DriftMonitor
 from stream_mlops.pipeline.service import Service
 from stream_mlops.settings import load_settings
 
+_RUNS = itertools.count()
 COLUMNS = ("tenant_id, function_name, model, variant, latency_ms, prompt_tokens, "
            "completion_tokens, cached_tokens, confidence, status")
 
@@ -90,7 +91,7 @@ def preload(url: str, n_series: int, per_series: int = 10) -> int:
 
 def run(pg: EmbeddedPostgres, rate: float, seconds: float, held: int = 0,
         per_commit: int = 1) -> dict[str, Any]:
-    name = f"inprocess_{int(rate)}_{held}_{per_commit}"
+    name = f"inprocess_{int(rate)}_{held}_{per_commit}_{next(_RUNS)}"
     with psycopg.connect(pg.url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name} TEMPLATE postgres")
     url = pg.url_for(name)
