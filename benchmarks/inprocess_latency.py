@@ -7,7 +7,8 @@ back from another process; on two cores that probe competes with the consumer fo
 CPU and, at every scrape, for the GIL. Here the real ``Service`` (listener, adaptive
 batching, jobs, workers, metrics server) runs in a thread of this process with nothing
 scraping it, one client commits single rows at a steady rate, and ``Consumer.step`` and
-``Consumer.run_jobs`` are timed. For each commit (after a second of warm-up): the time
+``Consumer.run_jobs`` are timed, after ``WARM_UP_SECONDS`` of the same traffic. For each
+commit (after the first second): the time
 from the commit to the start and to the end of the batch that counted its row (the next
 scrape would show it from then on). ``--rows-per-commit K``: commits of K rows each
 (``--rates`` stays in commits a second). ``--held-series N``: the processor first consumes
@@ -38,6 +39,7 @@ from stream_mlops.pipeline.service import Service
 from stream_mlops.settings import load_settings
 
 _RUNS = itertools.count()
+WARM_UP_SECONDS = 20.0
 COLUMNS = ("tenant_id, function_name, model, variant, latency_ms, prompt_tokens, "
            "completion_tokens, cached_tokens, confidence, status")
 
@@ -112,6 +114,12 @@ def run(pg: EmbeddedPostgres, rate: float, seconds: float, held: int = 0,
     # ... and fed to the drift detectors by the drift job (every 10 s), so that what is
     # measured is the steady state, not that job's catch-up competing for the GIL.
     time.sleep(DriftMonitor.EVERY_SECONDS + 2 if backlog else 1)
+    # The same traffic first, unmeasured: a fresh processor spends its first tens of
+    # seconds of traffic learning (drift references and thresholds, the first model
+    # cards) on threads that compete with the batches for the GIL.
+    warm = backlog + len(commit_rows(url, rate, WARM_UP_SECONDS, per_commit)) * per_commit
+    while service.status.events_total < warm and time.monotonic() < deadline + 60:
+        time.sleep(0.01)  # every warm-up row counted: the next batch holds measured ones
     steps.clear()
     jobs.clear()
     commits = commit_rows(url, rate, seconds, per_commit)
