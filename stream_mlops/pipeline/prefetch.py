@@ -15,6 +15,7 @@ compare-and-set.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -61,7 +62,9 @@ class Prefetcher:
         """Drop any read ahead and the connection (waits for a read in flight)."""
         self._pending = None
         if self._pool is not None:
-            self._pool.submit(self._disconnect)
+            # RuntimeError: the interpreter is exiting, and the connection goes with it.
+            with contextlib.suppress(RuntimeError):
+                self._pool.submit(self._disconnect)
             self._pool.shutdown(wait=True)
             self._pool = None
 
