@@ -156,13 +156,17 @@ def _png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed")
 def test_the_html_card_renders_in_chromium_with_its_charts(db_url: str, tmp_path: Path) -> None:
-    simulate(db_url, 2000)
+    # Six days of rows up to the latest noon (UTC): seven calendar days that each hold
+    # rows, at whatever time of day this runs (just after midnight, the six days up to
+    # "now" left today a few minutes and often no row: six points, not seven).
+    noon = time.time() - (time.time() - 43_200) % 86_400
+    simulate(db_url, 2000, now=noon)
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("INSERT INTO mlops.drift_detection (tenant_id, function_name, metric_name,"
                      " test_name, p_value, effect_size, drift_detected, detected_at) VALUES"
                      " ('acme', 'summarize', 'latency', 'ks', 1e-8, 0.4, true,"
                      " now() - interval '2 days')")
-        (g,) = generate(ConnectionRows(conn), "acme", "summarize", now=time.time(),
+        (g,) = generate(ConnectionRows(conn), "acme", "summarize", now=noon,
                         trigger="manual")
     page = tmp_path / "card.html"
     page.write_text(render_html(g.card))
