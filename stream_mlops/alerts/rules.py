@@ -178,12 +178,11 @@ def evaluate(tot: dict[str, F64], groups: Iterable[int], thresholds: list[AlertT
              ) -> list[Verdict]:
     """Read every rule for ``groups`` from window totals (see the module docstring).
 
-    ``open_groups``: past :data:`FEW_GROUPS`
-    groups, only those where a rule is breached or that are in it get verdicts. The
-    others' could change no alert
-    (a :class:`Lifecycle` steps nothing on a verdict that neither breaches nor resolves
-    an open alert), and reading thousands of quiet functions a verdict at a time took
-    tens of ms a second with the state locked.
+    ``open_groups``: past :data:`FEW_GROUPS` groups, only those where a rule is breached or
+    that are in it get verdicts. The others' could change no alert (a :class:`Lifecycle`
+    steps nothing on a verdict that neither breaches nor resolves an open alert), and
+    reading thousands of quiet functions a verdict at a time took tens of ms a second
+    with the state locked.
     """
     n = tot["n"]
     err_lo, _ = wilson_bounds(tot["errors"], n, z)

@@ -37,7 +37,7 @@ class Prefetcher:
     def __init__(self, connect: Callable[[], Conn], consumer: str) -> None:
         self._connect = connect
         self._consumer = consumer
-        self._conn: Conn | None = None  # touched on the worker thread only
+        self._repo: Repository | None = None  # touched on the worker thread only
         self._pool: ThreadPoolExecutor | None = None
         self._pending: tuple[Cursor, int, Future[Fetched]] | None = None
 
@@ -70,16 +70,15 @@ class Prefetcher:
 
     def _fetch(self, cursor: Cursor, limit: int) -> Fetched:
         try:
-            if self._conn is None or self._conn.closed:
-                self._conn = self._connect()
-            repo = Repository(self._conn, self._consumer)
-            repo.cursor = cursor
-            return repo.fetch(limit)
+            if self._repo is None or self._repo.conn.closed:
+                self._repo = Repository(self._connect(), self._consumer)
+            self._repo.cursor = cursor
+            return self._repo.fetch(limit)
         except BaseException:
             self._disconnect()
             raise
 
     def _disconnect(self) -> None:
-        if self._conn is not None:
-            close_quietly(self._conn)
-            self._conn = None
+        if self._repo is not None:
+            close_quietly(self._repo.conn)
+            self._repo = None
