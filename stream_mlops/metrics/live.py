@@ -78,7 +78,7 @@ def quantile(q: float, bounds: Sequence[float], counts: Sequence[float]) -> floa
 class Snapshot:
     """Counters of every series at one time: rows follow the sampler's series index."""
 
-    t: float
+    t: float  # time.monotonic(): a step of the wall clock must not empty the windows
     values: np.ndarray[Any, Any]  # series x (requests, errors, cost, latency buckets...)
     gauges: dict[str, list[tuple[dict[str, str], float]]] = field(default_factory=dict)
 
@@ -129,7 +129,7 @@ class Sampler:
         """Collect the registry now; ``keep=False`` (a page view) adds the snapshot to the
         history only when the last one is older than the interval, so many viewers cannot
         shorten the hour the charts show."""
-        now = time.time() if now is None else now
+        now = time.monotonic() if now is None else now
         with collector_paused():  # as a scrape (it is one)
             rows, buckets, gauges = _read(self.registry)
         with self.lock:
@@ -150,7 +150,10 @@ class Sampler:
             snap = Snapshot(now, values, gauges)
             if not rows:  # nothing processed yet: no point to draw
                 return snap
-            if keep or not self.snapshots or now - self.snapshots[-1].t >= self.interval:
+            last = self.snapshots[-1].t if self.snapshots else -math.inf
+            # A read that took longer than a concurrent one is older than the history's
+            # end: appended, it would put the history out of order.
+            if now > last and (keep or now - last >= self.interval):
                 self.snapshots.append(snap)
         return snap
 
@@ -569,7 +572,7 @@ def _header(n: Numbers, tenant: str | None = None) -> str:
         f'<span class="{"bad" if budget and spent >= budget else ""}">{esc(t)}: '
         f"{fmt(spent, 'usd')} of {fmt(budget, 'usd')} today</span>"
         for t, spent, budget in n.budgets() if tenant is None or t == tenant)
-    return (f'<p class="muted">updated {time.strftime("%H:%M:%S", time.localtime(n.now.t))}'
+    return (f'<p class="muted">updated {time.strftime("%H:%M:%S")}'
             f" · processor lag {fmt(max(lag), 'seconds') if lag else NONE}"
             f" · <a href=\"/metrics\">/metrics</a></p>"
             + (f"<p>Cost today vs daily budget: {budgets}</p>" if budgets else ""))

@@ -111,6 +111,36 @@ def test_numbers_of_a_window_are_exact(traffic: Traffic) -> None:
     assert row.charts["requests/s"] == [pytest.approx(2.0)]
 
 
+def test_a_step_of_the_wall_clock_does_not_empty_the_window(
+        traffic: Traffic, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The windows are measured on the monotonic clock: an NTP step of the wall clock
+    # back by an hour once put every snapshot "in the future" and the page showed no
+    # requests/s at all (a CI failure of the Chromium test).
+    _, sampler = page_for(traffic)
+    key = ("t", "fn", "gpt", "control")
+    clock = {"mono": 500.0, "wall": 1.8e9}
+    monkeypatch.setattr(time, "monotonic", lambda: clock["mono"])
+    monkeypatch.setattr(time, "time", lambda: clock["wall"])
+    traffic.add(key, 10, 0, [10, 0, 0, 0, 0], 0.0)
+    sampler.sample()
+    clock["mono"] += 20.0
+    clock["wall"] -= 3600.0
+    traffic.add(key, 40, 0, [40, 0, 0, 0, 0], 0.0)
+    n = Numbers(sampler, (0, 1))
+    (row,) = n.rows(sorted(n.groups))
+    assert row.rps == pytest.approx(2.0)  # 40 requests in 20 s
+
+
+def test_a_slow_read_is_not_appended_after_a_newer_one(traffic: Traffic) -> None:
+    # The sampler's thread and a page view sample concurrently; the one that started
+    # first but finished last must not end the history, or its deltas go negative.
+    _, sampler = page_for(traffic)
+    traffic.add(("t", "fn", "gpt", "control"), 10, 0, [10, 0, 0, 0, 0], 0.0)
+    sampler.sample(now=20.0)
+    sampler.sample(now=15.0)
+    assert [s.t for s in sampler.snapshots] == [20.0]
+
+
 def test_labels_are_escaped_everywhere(traffic: Traffic) -> None:
     app, sampler = page_for(traffic)
     evil = ('<script>alert("x")</script>', "o'brien \"quoted\" & co", "функция-数据-🚀")
