@@ -90,7 +90,6 @@ References
 from __future__ import annotations
 
 import math
-import warnings
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping, Sequence
@@ -100,7 +99,15 @@ from typing import Any, Literal, Self
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special, stats
+from scipy import special
+
+from stream_mlops.stats.twosample import (
+    anderson_darling,
+    chi_square,
+    ks_two_sample,
+    mann_whitney,
+    wasserstein,
+)
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -397,9 +404,9 @@ def compare_windows(reference: Sequence[Any] | npt.NDArray[Any],
     -------
     list of TestResult
         Numeric: Kolmogorov-Smirnov, Mann-Whitney U and Anderson-Darling k-sample (whose
-        p-value scipy interpolates from a table and clips to [0.001, 0.25]: a reported
+        p-value is interpolated from a table and clipped to [0.001, 0.25]: a reported
         0.001 means "0.001 or less"). Binary and categorical: chi-square on the contingency
-        table of counts.
+        table of counts (all from :mod:`stream_mlops.stats.twosample`).
 
     Examples
     --------
@@ -446,14 +453,9 @@ def _compare_numeric(ref: F64, cur: F64, alpha: float, min_effect: float) -> lis
                 for name in ("ks", "mann_whitney", "anderson_darling")]
     q75, q25 = np.percentile(ref, [75, 25])
     spread = (q75 - q25) / 1.349 or float(np.std(ref))
-    dist = stats.wasserstein_distance(ref, cur)
+    dist = wasserstein(ref, cur)
     effect = dist / spread if spread > 0 else (0.0 if dist == 0 else math.inf)
-    ks = stats.ks_2samp(ref, cur)
-    mw = stats.mannwhitneyu(ref, cur, alternative="two-sided")
-    with warnings.catch_warnings():
-        # The table-based p-value is clipped to [0.001, 0.25]; scipy warns each time.
-        warnings.simplefilter("ignore", UserWarning)
-        ad = stats.anderson_ksamp([ref, cur], variant="midrank")
+    ks, mw, ad = ks_two_sample(ref, cur), mann_whitney(ref, cur), anderson_darling([ref, cur])
     out = []
     for name, stat, p in (("ks", ks.statistic, ks.pvalue),
                           ("mann_whitney", mw.statistic, mw.pvalue),
@@ -471,7 +473,7 @@ def _compare_counts(ref: list[Hashable], cur: list[Hashable], alpha: float,
     if len(cats) < 2:
         stat, p = 0.0, 1.0
     else:
-        res = stats.chi2_contingency(table)
+        res = chi_square(table)
         stat, p = float(res.statistic), float(res.pvalue)
     effect = _psi(table[0], table[1])
     return TestResult("chi_square", stat, p, alpha, effect,

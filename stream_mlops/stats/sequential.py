@@ -69,7 +69,6 @@ from typing import Any, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import brentq
 from scipy.special import gammaln
 
 F64 = npt.NDArray[np.float64]
@@ -316,7 +315,16 @@ def _ci_radius(var: float, log_ev: Callable[[float], float], alpha: float) -> fl
         hi *= 2.0
         if hi > 1e300:
             return math.nan
-    return float(brentq(lambda x: log_ev(x) - level, 0.0, hi, xtol=1e-15, rtol=1e-12))
+    # Bisection, not scipy.optimize.brentq: importing scipy.optimize costs the processor
+    # ~23 MB for this one root, and 40-odd evaluations at display time cost nothing.
+    lo = 0.0
+    while hi - lo > 1e-15 + 1e-12 * hi:
+        mid = 0.5 * (lo + hi)
+        if log_ev(mid) < level:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
 
 
 def _normal_mixture_radius(var: float, tau2: float, alpha: float) -> float:
