@@ -25,7 +25,7 @@ from stream_mlops.alerts.rules import (
 from stream_mlops.alerts.rules import evaluate as read_rules
 from stream_mlops.core.alerts import AlertChange, AlertKey, alert_change
 from stream_mlops.core.batch import Batch, RawBatch
-from stream_mlops.core.families import SeriesFamily, cached_texts
+from stream_mlops.core.families import SeriesFamily
 from stream_mlops.core.monitor import MetricsBuilder, Monitor, Observed, Store
 from stream_mlops.core.rows import OpenAlertRow, ThresholdRow
 from stream_mlops.core.series import SeriesIndex
@@ -68,7 +68,6 @@ class PerformanceAlerts(Monitor):
         self.thresholds: list[AlertThresholds] = []
         self.overrides: dict[tuple[str, str | None], dict[str, float]] = {}
         self._latency_limit = np.zeros(0)
-        self._texts: dict[tuple[str, ...], str] = {}  # function -> its label text on /metrics
 
     # -- configuration ----------------------------------------------------------------
     def configure(self, store: Store) -> None:
@@ -200,7 +199,7 @@ class PerformanceAlerts(Monitor):
             "(mlops.thresholds, else the processor's defaults): error_rate as a ratio, "
             "latency_p95 in seconds, confidence_mean as a mean confidence.", "gauge",
             label_names=FUNCTION_LABELS, keys=keys,
-            texts=cached_texts(self._texts, FUNCTION_LABELS, keys),
+            texts=self.index.function_texts(keys),
             columns=[(name, (("rule", r),)) for r in ("error_rate", "latency_p95",
                                                       "confidence_mean")],
             values=[np.array([getattr(th, f) for _, th in limits], dtype=np.float64)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar, cast
 import numpy as np
 import numpy.typing as npt
 
+from stream_mlops.core.families import label_text
 from stream_mlops.labels import UNSAFE
 
 I64 = npt.NDArray[np.int64]
@@ -108,6 +109,7 @@ class SeriesIndex:
         self._group_tenant: list[int] = []
         self._arrays: tuple[int, I64, I64, I64, I64, I64] | None = None
         self._shared: dict[str, Any] = {}
+        self._function_texts: list[str | None] = []  # by function number
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -189,6 +191,33 @@ class SeriesIndex:
         if name not in self._shared:
             self._shared[name] = make()
         return cast(T, self._shared[name])
+
+    def function_texts(self, keys: Sequence[FunctionKey]) -> list[str]:
+        """The escaped ``tenant="…",function="…"`` label text of each function, made once
+        per function and kept with the index: the drift, cost and alert families on
+        /metrics all write it, and functions are never dropped, so it needs no eviction.
+
+        Examples
+        --------
+        >>> ix = SeriesIndex()
+        >>> ix.function_id("t", 'say "hi"')
+        0
+        >>> ix.function_texts([("t", 'say "hi"'), ("u", "unknown")])
+        ['tenant="t",function="say \\\\"hi\\\\""', 'tenant="u",function="unknown"']
+        """
+        texts, ids, out = self._function_texts, self._functions.ids, []
+        for key in keys:
+            i = ids.get(key)
+            if i is None:  # not (yet) in the index: made, not kept
+                out.append(label_text((("tenant", key[0]), ("function", key[1]))))
+                continue
+            if i >= len(texts):
+                texts.extend([None] * (i + 1 - len(texts)))
+            text = texts[i]
+            if text is None:
+                text = texts[i] = label_text((("tenant", key[0]), ("function", key[1])))
+            out.append(text)
+        return out
 
     # -- reading ----------------------------------------------------------------------
     @property

@@ -8,7 +8,6 @@ models and caller-cost mismatches are read and alert on their own lifecycle.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -536,20 +535,23 @@ class CostTracker(Monitor):
         budgets = self.readings(now, sums)
         # Each reading replaces the levels whole, so a reference is a snapshot; their rows
         # are built after the lock (5,000 tuples, half of this method's time under it).
-        levels, functions = self.levels, self.index.function_keys[:]
+        levels = self.levels
+        functions = self.index.function_keys[:0 if levels is None
+                                             else len(levels.rate_usd_per_hour)]
         mismatch = [(k, v[0], v[1]) for k, v in self.mismatch.items()]
         return lambda: (*_window_families(keys, cached_texts(self._texts, WINDOW_LABELS, keys),
                                           windows, budgets),
-                        *_spend_families(_spend_rows(levels, functions), mismatch))
+                        *_spend_families(levels, functions,
+                                         self.index.function_texts(functions), mismatch))
 
 
-def _spend_rows(lv: SpendLevels | None, keys: Sequence[tuple[str, str]]
-                ) -> list[tuple[str, str, float, float, float, float]]:
-    if lv is None:
-        return []
-    return [(t, f, float(lv.rate_usd_per_hour[i]), float(lv.baseline_usd_per_hour[i]),
-             float(lv.recent_cpr_usd[i]), float(lv.baseline_cpr_usd[i]))
-            for i, (t, f) in enumerate(keys[: len(lv.rate_usd_per_hour)])]
+SPEND_FAMILIES = (
+    ("mlops_cost_rate_usd_per_hour", "Spend rate over the last 15 minutes."),
+    ("mlops_cost_baseline_usd_per_hour",
+     "Seasonal baseline of the spike rule (absent without history)."),
+    ("mlops_cost_per_request_usd", "Recent cost per request (absent with too few requests)."),
+    ("mlops_cost_per_request_baseline_usd", "7-day median of the hourly cost per request."),
+)
 
 
 def _fire(key: AlertKey, rule: str, *, severity: Severity, title: str, message: str,
@@ -582,26 +584,17 @@ def _window_families(keys: Sequence[GroupKey], texts: Sequence[str], windows: di
     yield from (win, budget, used, forecast)
 
 
-def _spend_families(spend: Sequence[tuple[str, str, float, float, float, float]],
+def _spend_families(lv: SpendLevels | None, keys: Sequence[tuple[str, str]],
+                    texts: Sequence[str],
                     mismatch: Sequence[tuple[tuple[str, str], float, float]],
                     ) -> Iterator[Metric]:
-    labels = ["tenant", "function"]
-    rate = GaugeMetricFamily("mlops_cost_rate_usd_per_hour",
-                             "Spend rate over the last 15 minutes.", labels=labels)
-    base = GaugeMetricFamily("mlops_cost_baseline_usd_per_hour",
-                             "Seasonal baseline of the spike rule (absent without history).",
-                             labels=labels)
-    cpr = GaugeMetricFamily("mlops_cost_per_request_usd",
-                            "Recent cost per request (absent with too few requests).",
-                            labels=labels)
-    cpr_base = GaugeMetricFamily("mlops_cost_per_request_baseline_usd",
-                                 "7-day median of the hourly cost per request.",
-                                 labels=labels)
-    for tenant, function, r, b, c, cb in spend:
-        rate.add_metric([tenant, function], r)
-        for family, v in ((base, b), (cpr, c), (cpr_base, cb)):
-            if math.isfinite(v):
-                family.add_metric([tenant, function], v)
+    values = ((lv.rate_usd_per_hour, lv.baseline_usd_per_hour, lv.recent_cpr_usd,
+               lv.baseline_cpr_usd) if lv is not None else (np.zeros(0),) * 4)
+    for (name, doc), v in zip(SPEND_FAMILIES, values, strict=True):
+        # The rate is always there (NaN written as such); the others are absent at NaN.
+        yield SeriesFamily(name, doc, "gauge", label_names=("tenant", "function"), keys=keys,
+                           texts=texts, columns=[(name, ())], values=[v],
+                           nan_is_absent=name != "mlops_cost_rate_usd_per_hour")
     off = CounterMetricFamily(
         "mlops_cost_mismatch_requests",
         "Caller-sent costs further than COST_MISMATCH_TOLERANCE from the price table.",
@@ -612,4 +605,4 @@ def _spend_families(spend: Sequence[tuple[str, str, float, float, float, float]]
     for (tenant, model), n_off, n in mismatch:
         off.add_metric([tenant, model], n_off)
         checked.add_metric([tenant, model], n)
-    yield from (rate, base, cpr, cpr_base, off, checked)
+    yield from (off, checked)

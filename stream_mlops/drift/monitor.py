@@ -35,7 +35,7 @@ from prometheus_client.core import Metric
 
 from stream_mlops.core.alerts import AlertChange, AlertKey, Episodes, alert_change
 from stream_mlops.core.batch import Batch
-from stream_mlops.core.families import SeriesFamily, cached_texts
+from stream_mlops.core.families import SeriesFamily
 from stream_mlops.core.monitor import (
     NOTHING,
     BackgroundJob,
@@ -216,7 +216,6 @@ class DriftMonitor(Monitor):
         self._pending_lock = threading.Lock()
         self._pending_rows = 0
         self.snapshot = NO_GAUGES
-        self._texts: dict[tuple[str, ...], str] = {}  # function -> its label text
         self._periodic_cursor = 0
         # (tenant, function, metric or "*") -> the user's decision; replaced whole by
         # set_controls (consumer thread), read by the job.
@@ -315,8 +314,7 @@ class DriftMonitor(Monitor):
 
     def metrics(self, now: float) -> MetricsBuilder:
         snapshot = self.snapshot
-        return lambda: _families(snapshot, cached_texts(self._texts, FUNCTION_LABELS,
-                                                        snapshot.keys))
+        return lambda: _families(snapshot, self.index.function_texts(snapshot.keys))
 
     # -- reference decisions ----------------------------------------------------------
 
