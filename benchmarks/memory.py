@@ -1,7 +1,7 @@
 """Memory per (tenant, function) series of the processor's state, by component (issue 18).
 
     .venv/bin/python benchmarks/memory.py [--series 100,1000,5000] [--rows 200]
-        [--rss 100,1000,5000,20000,50000]
+        [--rss 100,1000,5000,10000,20000,50000]
 
 For each series count, a fresh processor with every monitor on takes ``--rows`` rows per
 series (in batches of 5,000, as the consumer would), runs its background jobs (drift
@@ -260,7 +260,7 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=200)
     ap.add_argument("--traced-upto", type=int, default=1000,
                     help="tracemalloc (slow) only up to this many series")
-    ap.add_argument("--rss", default="100,1000,5000,20000,50000",
+    ap.add_argument("--rss", default="100,1000,5000,10000,20000,50000",
                     help="series counts whose RSS is measured, each in a fresh process "
                          "('' for none)")
     ap.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
