@@ -125,6 +125,18 @@ def test_exact_mann_whitney_counts_every_interleaving() -> None:
         min(1.0, 2 * sum(v >= tail for v in u) / len(u)), rel=1e-12)
 
 
+def test_mann_whitney_past_20000_pairs_is_the_normal_approximation() -> None:
+    # 5 x 5,000 values without ties: scipy computes the exact law, which the recursion
+    # here would take seconds for; the approximation is within a few percent of it.
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(0.5, 1.0, 5), rng.normal(size=5000)
+    out, exact = mann_whitney(x, y), stats.mannwhitneyu(x, y)
+    approx = stats.mannwhitneyu(x, y, method="asymptotic")
+    assert out.statistic == exact.statistic
+    assert out.pvalue == pytest.approx(approx.pvalue, rel=1e-12)
+    assert out.pvalue == pytest.approx(exact.pvalue, rel=0.05)
+
+
 def test_large_samples_use_kolmogorovs_limit_close_to_scipys_exact() -> None:
     rng = np.random.default_rng(5)
     for shift in (0.0, 0.02, 0.04):
