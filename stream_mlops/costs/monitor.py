@@ -533,8 +533,8 @@ class CostTracker(Monitor):
         sums = window_sums(self.windows, now)
         keys, windows = self.window_usd(now, sums)
         budgets = self.readings(now, sums)
-        # Each reading replaces the levels whole, so a reference is a snapshot; their rows
-        # are built after the lock (5,000 tuples, half of this method's time under it).
+        # Each reading replaces the levels whole, so a reference is a snapshot, written
+        # after the lock.
         levels = self.levels
         functions = self.index.function_keys[:0 if levels is None
                                              else len(levels.rate_usd_per_hour)]
