@@ -60,6 +60,16 @@ class Outcome(NamedTuple):
     pvalue: float
 
 
+def _sample(values: npt.ArrayLike) -> F64:
+    """The values sorted, as float64; ValueError for none at all or a NaN."""
+    a = np.sort(np.asarray(values, np.float64).ravel())
+    if a.size == 0:
+        raise ValueError("every sample needs at least one value")
+    if np.isnan(a[-1]):  # NaN sorts last
+        raise ValueError("samples must not contain NaN")
+    return a
+
+
 def wasserstein(u: npt.ArrayLike, v: npt.ArrayLike) -> float:
     """The first Wasserstein distance between two samples' empirical distributions: the
     area between their distribution functions.
@@ -78,7 +88,7 @@ def wasserstein(u: npt.ArrayLike, v: npt.ArrayLike) -> float:
     >>> wasserstein([0.0, 1.0, 3.0], [5.0, 6.0, 8.0])
     5.0
     """
-    a, b = np.sort(np.asarray(u, np.float64)), np.sort(np.asarray(v, np.float64))
+    a, b = _sample(u), _sample(v)
     values = np.sort(np.concatenate([a, b]))
     widths = np.diff(values)
     cdf_a = np.searchsorted(a, values[:-1], side="right") / a.size
@@ -110,10 +120,8 @@ def ks_two_sample(x: npt.ArrayLike, y: npt.ArrayLike) -> Outcome:
     >>> ks_two_sample(rng.normal(0, 1, 300), rng.normal(1, 1, 200)).pvalue < 1e-10
     True
     """
-    a, b = np.sort(np.asarray(x, np.float64)), np.sort(np.asarray(y, np.float64))
+    a, b = _sample(x), _sample(y)
     n1, n2 = a.size, b.size
-    if min(n1, n2) == 0:
-        raise ValueError("both samples need at least one value")
     g = math.gcd(n1, n2)
     # On the lattice of the two empirical distribution functions, in units of
     # 1 / lcm(n1, n2): each value of x moves the difference up by n2 / g, each value of
@@ -192,12 +200,8 @@ def mann_whitney(x: npt.ArrayLike, y: npt.ArrayLike) -> Outcome:
     >>> round(mann_whitney(rng.normal(0, 1, 400), rng.normal(0.2, 1, 400)).pvalue, 5)
     0.05529
     """
-    a, b = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
+    a, b = _sample(x), _sample(y)
     n1, n2 = a.size, b.size
-    if min(n1, n2) == 0:
-        raise ValueError("both samples need at least one value")
-    if np.isnan(a).any() or np.isnan(b).any():
-        raise ValueError("samples must not contain NaN")
     ranks, ties = _midranks(np.concatenate([a, b]))
     u1 = float(ranks[:n1].sum() - n1 * (n1 + 1) / 2.0)
     u = max(u1, n1 * n2 - u1)
@@ -258,10 +262,10 @@ def anderson_darling(samples: Sequence[npt.ArrayLike]) -> Outcome:
     >>> anderson_darling([rng.normal(0, 1, 300), rng.normal(0.3, 1, 200)]).pvalue
     0.001
     """
-    arrays = [np.sort(np.asarray(s, np.float64).ravel()) for s in samples]
+    arrays = [_sample(s) for s in samples]
     k = len(arrays)
-    if k < 2 or min(a.size for a in arrays) == 0:
-        raise ValueError("need at least two samples of at least one value")
+    if k < 2:
+        raise ValueError("need at least two samples")
     z = np.sort(np.concatenate(arrays))
     n_total = z.size
     if n_total < 4:

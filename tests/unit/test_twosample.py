@@ -149,8 +149,11 @@ def test_large_samples_use_kolmogorovs_limit_close_to_scipys_exact() -> None:
 def test_bad_input_is_refused_clearly() -> None:
     with pytest.raises(ValueError, match="at least one value"):
         ks_two_sample([], [1.0])
+    for test in (ks_two_sample, mann_whitney, wasserstein):
+        with pytest.raises(ValueError, match="NaN"):
+            test([1.0, float("nan")], [2.0])
     with pytest.raises(ValueError, match="NaN"):
-        mann_whitney([1.0, float("nan")], [2.0])
+        anderson_darling([[1.0, 2.0], [3.0, float("nan")]])
     with pytest.raises(ValueError, match="all values are equal"):
         anderson_darling([[1.0, 1.0], [1.0, 1.0]])
     with pytest.raises(ValueError, match="positive total"):
