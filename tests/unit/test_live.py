@@ -113,9 +113,9 @@ def test_numbers_of_a_window_are_exact(traffic: Traffic) -> None:
 
 def test_a_step_of_the_wall_clock_does_not_empty_the_window(
         traffic: Traffic, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The windows are measured on the monotonic clock: an NTP step of the wall clock
-    # back by an hour once put every snapshot "in the future" and the page showed no
-    # requests/s at all (a CI failure of the Chromium test).
+    # The windows are measured on the monotonic clock: a step of the wall clock back by
+    # an hour would put every snapshot "in the future", and the page would show no
+    # requests/s at all (the likely cause of one CI failure of the Chromium test).
     _, sampler = page_for(traffic)
     key = ("t", "fn", "gpt", "control")
     clock = {"mono": 500.0, "wall": 1.8e9}
