@@ -541,3 +541,36 @@ def test_cuped_type_one_error_under_continuous_looks() -> None:
         t.update("treatment" if arm[0, k] else "control", y[0, k], z[0, k])
     assert t.p_value == pytest.approx(min(1.0, math.exp(-np.nanmax(np.where(
         burnt[0], ev[0], 0.0)))), rel=1e-6)
+
+
+@pytest.mark.parametrize(("kind", "min_effect"), [("mean", None), ("mean", 0.5),
+                                                  ("proportion", None),
+                                                  ("proportion", 0.02)])
+def test_confidence_radius_is_brents_root(kind: str, min_effect: float | None) -> None:
+    # The radius is found without scipy.optimize (its import costs the processor ~23
+    # MB); it must be the root scipy's brentq finds, to its tolerance.
+    from scipy.optimize import brentq
+
+    rng = np.random.default_rng(11)
+    for n in (50, 400, 3000):
+        t = SequentialTest(kind, min_effect=min_effect)  # type: ignore[arg-type]
+        if kind == "mean":
+            t.update_many("control", rng.normal(100, 10, n))
+            t.update_many("treatment", rng.normal(100.5, 10, n))
+        else:
+            t.update_many("control", rng.random(n) < 0.05)
+            t.update_many("treatment", rng.random(n) < 0.06)
+        var, unit = t._arm_var(0) + t._arm_var(1), t._unit()
+        level = math.log(1 / t.alpha)
+
+        def log_ev(x: float, t: SequentialTest = t, var: float = var,
+                   unit: float = unit) -> float:
+            return t._log_ev(x, var, unit)
+
+        hi = math.sqrt(var)
+        while log_ev(hi) < level:
+            hi *= 2.0
+        expected = brentq(lambda x, level=level: log_ev(x) - level, 0.0, hi, xtol=1e-15,
+                          rtol=1e-12)
+        assert sequential._ci_radius(var, log_ev, t.alpha) == pytest.approx(
+            expected, rel=1e-11)
