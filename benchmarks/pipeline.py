@@ -292,8 +292,11 @@ def bench_latency(pg: EmbeddedPostgres, rate: int, rows_per_commit: int, seconds
         pr.start()
     try:
         ready.wait(10)
+        assert p.proc is not None
+        cpu0, t0 = cpu_seconds(p.proc.pid), time.perf_counter()
         achieved = _send(url, sql, rows, rows_per_commit, rate=rate, seconds=seconds,
                          commits=commits)
+        cpu = (cpu_seconds(p.proc.pid) - cpu0) / (time.perf_counter() - t0)
         sent = commits[-1][0]
         wait_for(lambda: p.events() >= sent, 60, "drain")
         time.sleep(0.1)
@@ -311,6 +314,8 @@ def bench_latency(pg: EmbeddedPostgres, rate: int, rows_per_commit: int, seconds
         "achieved_rows_per_s": round(achieved), "rows_per_commit": rows_per_commit,
         "min_batch_interval_s": interval, "commits_measured": len(lat),
         **_percentiles(lat),
+        # With the probe scraping back to back: a scrape asks for a batch (freshness.py).
+        "processor_cpu_percent_of_one_core": round(100 * cpu, 1),
         "floor": _percentiles(floor_lat),
         "scrape_ms_median": round(statistics.median(e - s for s, e, _ in scrapes) * 1000, 2),
         "scrape_interval_ms_median": round(statistics.median(
@@ -337,6 +342,8 @@ def latency_runs(pg: EmbeddedPostgres, rate: int, rows_per_commit: int, seconds:
                 "p50_ms_median": statistics.median(r["p50_ms"] for r in rs),
                 "p99_ms_median": statistics.median(r["p99_ms"] for r in rs),
                 "p99_ms_runs": [r["p99_ms"] for r in rs],
+                "processor_cpu_percent_runs": [r["processor_cpu_percent_of_one_core"]
+                                               for r in rs],
                 "floor_p50_ms_median": statistics.median(r["floor"]["p50_ms"] for r in rs),
                 "floor_p99_ms_median": statistics.median(r["floor"]["p99_ms"] for r in rs),
                 "runs": rs}

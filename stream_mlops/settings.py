@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     consumer_name: str = Field(default="default", min_length=1, max_length=100)
     batch_size: int = Field(default=BATCH_SIZE, ge=1, le=1_000_000)
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
-    min_batch_interval_seconds: float = Field(default=0.01, ge=0, le=10)
+    min_batch_interval_seconds: float = Field(default=0.1, ge=0, le=10)
     # Series (function, model, variant) per tenant, and in all, before new ones fold into
     # the tenant's own __other__ series (per-tenant overrides: max_series in thresholds).
     max_series_per_tenant: int = Field(default=1000, ge=1, le=1_000_000)

@@ -80,14 +80,18 @@ class _BoundedServer(WSGIServer):
 
 
 def app(registry: CollectorRegistry, *, live: Check, ready: Check,
-        page: LivePage | None = None) -> App:
+        page: LivePage | None = None, before_scrape: Callable[[], object] | None = None
+        ) -> App:
     """The WSGI application: metrics through prometheus-client, probes and the live page
-    of our own."""
+    of our own. ``before_scrape`` runs before ``/metrics`` is collected (the service's
+    waits until the rows committed before the scrape are counted)."""
     metrics = make_wsgi_app(registry)
 
     def respond(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/metrics":
+            if before_scrape is not None:
+                before_scrape()
             environ = {**environ,
                        "HTTP_ACCEPT": exposition.readable_accept(environ.get("HTTP_ACCEPT"))}
             try:
@@ -154,13 +158,13 @@ class MetricsServer:
 
     def __init__(
         self, registry: CollectorRegistry, host: str, port: int, *, live: Check, ready: Check,
-        live_sample_seconds: float = 10.0,
+        live_sample_seconds: float = 10.0, before_scrape: Callable[[], object] | None = None,
     ) -> None:
         self.sampler = Sampler(registry, interval=live_sample_seconds)
         page = LivePage(self.sampler)
         try:
             self.httpd = make_server(host, port, app(registry, live=live, ready=ready,
-                                                     page=page),
+                                                     page=page, before_scrape=before_scrape),
                                      server_class=_BoundedServer, handler_class=_Handler)
         except (OSError, socket.gaierror) as exc:
             raise ConfigError(

@@ -21,6 +21,7 @@ from stream_mlops.db.connect import first_line
 from stream_mlops.errors import CursorConflict, DatabaseUnavailable
 from stream_mlops.metrics.server import MetricsServer
 from stream_mlops.pipeline.consumer import Consumer
+from stream_mlops.pipeline.freshness import FreshReads
 from stream_mlops.pipeline.health import Thresholds, liveness, readiness
 from stream_mlops.pipeline.listener import Listener
 from stream_mlops.pipeline.metrics import build_registry
@@ -68,6 +69,7 @@ class Service:
         self.wake = threading.Event()
         self.taken = threading.Event()  # the consumer has seen the last wake-up
         self.scheduler = Scheduler(self.stop)
+        self.fresh = FreshReads(self.wake, self.stop, self.status)
         self.consumer = Consumer(
             settings.database_url, self.processor, self.status,
             consumer=settings.consumer_name, batch_size=settings.batch_size,
@@ -86,11 +88,13 @@ class Service:
             ready=lambda now: readiness(self.status, now, self.thresholds)
             + self.scheduler.problems(now),
             live_sample_seconds=settings.live_sample_seconds,
+            before_scrape=self.fresh.wait,
         )
 
     def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
         self.stop.set()
         self.wake.set()
+        self.fresh.hurry.set()
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
@@ -116,6 +120,7 @@ class Service:
         finally:
             self.stop.set()
             self.consumer.close()
+            self.fresh.release()
             self.scheduler.join(timeout=15)
             self.server.stop()
             log.info("stopped", extra={"events_total": self.status.events_total})
@@ -139,6 +144,19 @@ class Service:
                                      "cursor": self.consumer.cursor.to_json()})
         return True
 
+    def _step(self) -> int:
+        """One batch, then the scrapes it answers (:mod:`~stream_mlops.pipeline.freshness`)."""
+        ticket = self.fresh.ticket()
+        # A read in an open window (the end of a backlog) sees only the rows of that window:
+        # the scrapes wait for the next read, in a window of its own.
+        window_open = self.consumer.cursor.window_end is not None
+        consumed = self.consumer.step()
+        if consumed >= self.settings.batch_size or not window_open:
+            # Caught up to a snapshot taken after these scrapes arrived; or behind by a
+            # backlog, which a scrape is not held for.
+            self.fresh.serve(ticket)
+        return consumed
+
     def _loop(self) -> None:
         backoff = Backoff()
         standby_logged = False
@@ -160,7 +178,7 @@ class Service:
                 self.wake.clear()
                 self.taken.set()
                 started = time.monotonic()
-                consumed = self.consumer.step()
+                consumed = self._step()
                 if consumed >= batch:
                     continue
                 # Busy writers: the batch found more than one row (they commit faster than
@@ -177,17 +195,20 @@ class Service:
                     # 100 commits/s).
                     self.consumer.run_jobs(yield_to=self.wake.is_set)
                     jobs_at = time.monotonic() + JOBS_TICK_SECONDS
-                self.wake.wait(self.settings.poll_interval_seconds)
+                if not self.fresh.hurry.is_set():
+                    self.wake.wait(self.settings.poll_interval_seconds)
                 # Adaptive batching: a wake-up that finds the consumer idle is served at
                 # once (no linger at low rates). Busy writers wait until the interval
                 # since the last batch's start is over, so their commits coalesce into
                 # growing batches instead of costing a transaction each.
+                # A scrape waiting does not: it wants the rows committed before it, now.
                 if busy:
-                    self.stop.wait(busy_start + self.settings.min_batch_interval_seconds
-                                   - time.monotonic())
+                    self.fresh.hurry.wait(busy_start + self.settings.min_batch_interval_seconds
+                                          - time.monotonic())
             except CursorConflict as exc:
                 log.warning(str(exc))
                 self.consumer.close()
+                self.fresh.release()
             except (DatabaseUnavailable, psycopg.Error) as exc:
                 st.last_error = first_line(exc) if isinstance(exc, psycopg.Error) else str(exc)
                 if st.db_down_since is None:
@@ -196,4 +217,5 @@ class Service:
                     st.reconnects_total += 1
                 log.warning("database error; retrying", extra={"error": st.last_error})
                 self.consumer.close()
+                self.fresh.release()
                 self.stop.wait(backoff.next())

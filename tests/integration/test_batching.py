@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import psycopg
+
 from tests.helpers import ProcessorProcess, insert_requests, wait_for
 
 
@@ -27,3 +29,21 @@ def test_a_commit_after_a_quiet_spell_is_served_at_once(db_url: str, tmp_path: P
     finally:
         p.stop()
 
+
+
+def test_a_scrape_counts_the_rows_committed_before_it(db_url: str, tmp_path: Path) -> None:
+    """Without NOTIFY (poll-only mode) and with a poll every 30 s, rows committed while the
+    processor idles are on the very next scrape: the scrape asks for a read and waits for
+    its batch (the code before showed them up to 30 s later)."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("SELECT mlops.set_notify(false)")
+    p = ProcessorProcess(db_url, log_path=tmp_path / "processor.log", env={
+        "POLL_INTERVAL_SECONDS": "30", "MIN_BATCH_INTERVAL_SECONDS": "5"}).start()
+    try:
+        p.wait_ready()
+        assert p.events() == 0
+        for n in range(1, 4):
+            insert_requests(db_url, 10 * n, 3 * n, per_tx=n)  # 1, 2, then 3 commits
+            assert p.events() == 3 * n * (n + 1) / 2
+    finally:
+        p.stop()

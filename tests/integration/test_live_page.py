@@ -62,14 +62,17 @@ def live(db_url: str, tmp_path: Path) -> Iterator[str]:
         feeder.start()
         base = f"http://127.0.0.1:{p.port}"
 
-        def every_function_has_a_rate() -> bool:
-            rows = list(csv.DictReader(io.StringIO(fetch(base + "/live.csv")[1])))
-            return {r["function"] for r in rows if r["requests_per_second"]
-                    and float(r["requests_per_second"]) > 0} == FUNCTIONS
-
         # A row per tenant and function: the experiment's function is all the experiment's
         # tenant's, every other one is spread over the simulator's tenants.
         expected_rows = 1 + (len(FUNCTIONS) - 1) * simulate.Traffic().tenants
+
+        def every_row_has_a_rate_and_a_p95() -> bool:
+            # Per row, not per function: a tenant's series first sampled less than a second
+            # ago, or with no request since, has neither yet (a CI run caught one).
+            rows = list(csv.DictReader(io.StringIO(fetch(base + "/live.csv")[1])))
+            return len(rows) == expected_rows and all(
+                r["requests_per_second"] and float(r["requests_per_second"]) > 0
+                and r["p95_latency_seconds"] for r in rows)
 
         def every_rate_chart_has_two_points() -> bool:
             page = fetch(base + "/")[1]
@@ -77,7 +80,7 @@ def live(db_url: str, tmp_path: Path) -> Iterator[str]:
             return (len(charts) == expected_rows
                     and all(len(c.split()) >= 2 for c in charts))
 
-        wait_for(every_function_has_a_rate, 60, "live rates of every function")
+        wait_for(every_row_has_a_rate_and_a_p95, 60, "live rates and p95 of every series")
         wait_for(every_rate_chart_has_two_points, 30, "two samples of every function's rate")
         wait_for(lambda: "live-exp" in fetch(base + "/")[1], 30, "the experiment's metrics")
         yield base
