@@ -1,6 +1,6 @@
 """Latency against CPU at 1,000 commits/s for several coalescing intervals (issue 18). JSON.
 
-    .venv/bin/python benchmarks/batch_interval.py [--intervals 0.002,0.005,0.01,0.02,0.05]
+    .venv/bin/python benchmarks/batch_interval.py [--intervals 0.002,0.005,0.01,0.02,0.05,0.1,0.2]
 
 Under load the next batch waits until ``MIN_BATCH_INTERVAL_SECONDS`` have passed since the
 previous one started: a shorter interval means fewer rows waiting, and more batches (each
@@ -36,7 +36,7 @@ RATE = 1000
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--intervals", default="0.002,0.005,0.01,0.02,0.05")
+    ap.add_argument("--intervals", default="0.002,0.005,0.01,0.02,0.05,0.1,0.2")
     ap.add_argument("--seconds", type=float, default=8.0)
     args = ap.parse_args()
     pg = start_server()

@@ -9,8 +9,10 @@ batching, jobs, workers, metrics server) runs in a thread of this process with n
 scraping it, one client commits single rows at a steady rate, and ``Consumer.step`` and
 ``Consumer.run_jobs`` are timed, after ``WARM_UP_SECONDS`` of the same traffic. For each
 commit (after the first second): the time
-from the commit to the start and to the end of the batch that counted its row (the next
-scrape would show it from then on). ``--rows-per-commit K``: commits of K rows each
+from the commit to the start and to the end of the batch that counted its row. A scrape
+does not wait for that batch (it asks for a read of its own: ``pipeline/freshness.py``),
+so under load this is how fresh the tables written back are, which
+``MIN_BATCH_INTERVAL_SECONDS`` decides. ``--rows-per-commit K``: commits of K rows each
 (``--rates`` stays in commits a second). ``--held-series N``: the processor first consumes
 10 rows each of N other series, whose state it then holds (its rules read them all once
 a second, and a full garbage collection walks them).

@@ -9,8 +9,8 @@
 * ``docs/img/memory-rss.png``: resident memory of the processor against the number of
   (tenant, function) series, 100 to 50,000 (``results/memory.json``, ``rss``), and of
   older code when ``results/memory_baseline.json`` holds its run (``code``: which).
-* ``docs/img/batch-interval.png``: at 1,000 commits/s, latency and CPU against
-  ``MIN_BATCH_INTERVAL_SECONDS`` (``results/batch_interval.json``).
+* ``docs/img/batch-interval.png``: at 1,000 commits/s, latency (nothing scraping) and CPU
+  against ``MIN_BATCH_INTERVAL_SECONDS`` (``results/batch_interval.json``).
 """
 
 from __future__ import annotations
@@ -86,10 +86,11 @@ def batch_interval(data: dict[str, Any], out: Path) -> None:
     cells = data["cells"]
     ms = [c["interval_s"] * 1000 for c in cells]
     fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=120)
+    # Nothing scrapes the processor here: a scrape does not wait for the interval
+    # (pipeline/freshness.py), the tables written back do.
     for q, style in (("p99", "o-"), ("p50", "o:")):
         ax.plot(ms, [c["commit_to_counted_ms"][q] for c in cells], style, color="tab:blue",
-                label=f"commit -> counted, {q} (ms)")
-    ax.axhline(10, color="tab:blue", ls="--", alpha=0.5, label="latency target: p99 10 ms")
+                label=f"commit -> counted, unscraped, {q} (ms)")
     cpu = ax.twinx()
     cpu.plot(ms, [c["cpu_percent_of_one_core"] for c in cells], "s-", color="tab:red",
              label="processor CPU (% of a core)")
@@ -98,9 +99,9 @@ def batch_interval(data: dict[str, Any], out: Path) -> None:
     ax.set_xticks(ms, [f"{m:g}" for m in ms])
     ax.minorticks_off()
     ax.set_xlabel("MIN_BATCH_INTERVAL_SECONDS (ms)")
+    ax.set_yscale("log")
     ax.set_ylabel("latency (ms)")
     cpu.set_ylabel("CPU (% of one core)")
-    ax.set_ylim(bottom=0)
     cpu.set_ylim(bottom=0)
     ax.set_title(f"1,000 single-row commits/s: latency vs CPU ({data.get('started', '')})",
                  fontsize=10)
