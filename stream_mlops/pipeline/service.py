@@ -147,14 +147,10 @@ class Service:
     def _step(self) -> int:
         """One batch, then the scrapes it answers (:mod:`~stream_mlops.pipeline.freshness`)."""
         ticket = self.fresh.ticket()
-        # A read in an open window (the end of a backlog) sees only the rows of that window:
-        # the scrapes wait for the next read, in a window of its own.
-        window_open = self.consumer.cursor.window_end is not None
+        new_window = self.consumer.cursor.window_end is None
         consumed = self.consumer.step()
-        if consumed >= self.settings.batch_size or not window_open:
-            # Caught up to a snapshot taken after these scrapes arrived; or behind by a
-            # backlog, which a scrape is not held for.
-            self.fresh.serve(ticket)
+        self.fresh.after_read(ticket, new_window=new_window,
+                              backlog=consumed >= self.settings.batch_size)
         return consumed
 
     def _loop(self) -> None:
