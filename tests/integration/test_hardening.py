@@ -9,6 +9,7 @@ import json
 import re
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -40,7 +41,9 @@ from tests.helpers import (
     ProcessorProcess,
     http_status,
     insert_requests,
+    metric_sum,
     persisted_totals,
+    scrape,
     wait_for,
 )
 from tests.integration.test_cli import cli
@@ -329,6 +332,49 @@ def test_held_open_connections_neither_stall_consuming_nor_the_endpoint(
     finally:
         for s in held:
             s.close()
+        p.stop()
+
+
+def test_a_client_flooding_metrics_neither_stalls_nor_double_counts(
+        db_url: str, tmp_path: Path) -> None:
+    """Every scrape asks the consumer for a read: 12 clients scraping back to back, as
+    fast as the port answers, while 1,000 rows arrive, make it batch often but one batch
+    at a time. Every row is counted once, the probes answer, and each scrape counts at
+    least the rows committed before it started."""
+    p = ProcessorProcess(db_url, log_path=tmp_path / "p.log").start()
+    stop, stale, answered = threading.Event(), [], [0]
+    committed = [0]
+
+    def flood() -> None:
+        while not stop.is_set():
+            before = committed[0]
+            try:
+                seen = metric_sum(scrape(p.port), "mlops_processor_events_total")
+            except OSError:  # refused past the port's 16 slots: that is the design
+                continue
+            answered[0] += 1
+            if seen < before:
+                stale.append((before, seen))
+
+    threads = [threading.Thread(target=flood) for _ in range(12)]
+    try:
+        p.wait_ready()
+        for th in threads:
+            th.start()
+        for lo in range(0, 1000, 50):
+            insert_requests(db_url, lo, 50, per_tx=50)
+            committed[0] = lo + 50
+        wait_for(lambda: persisted_totals(db_url)[2] == 1000, 30, "rows consumed meanwhile")
+        wait_for(lambda: http_status(p.port, "/healthz")[0] == 200, 15, "the endpoint")
+        stop.set()
+        for th in threads:
+            th.join(10)
+        assert answered[0] > 0
+        assert stale == []
+        assert persisted_totals(db_url)[0] == 1000  # requests in the totals: no double count
+        assert p.events() == 1000
+    finally:
+        stop.set()
         p.stop()
 
 
